@@ -1,0 +1,33 @@
+# Haul — the two commands a newcomer needs: `make demo` and `make test`.
+SWIFT ?= swift
+SYSTEM_PACKAGES = libcurl4-openssl-dev libssl-dev
+BENCH_PACKAGES = nginx-light aria2 axel
+
+.PHONY: demo test build release deps bench-deps compare clean
+
+# Installs the system libraries Haul links (curl, OpenSSL) when they are missing.
+deps:
+	@bash scripts/ensure-packages.sh $(SYSTEM_PACKAGES)
+
+bench-deps:
+	@bash scripts/ensure-packages.sh $(SYSTEM_PACKAGES) $(BENCH_PACKAGES)
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --product haul
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+demo: deps
+	$(SWIFT) build -c release --product haul
+	$$($(SWIFT) build -c release --show-bin-path)/haul demo
+
+compare: bench-deps release
+	bash Benchmarks/compare.sh
+
+clean:
+	rm -rf .build

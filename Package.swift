@@ -1,0 +1,65 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "Haul",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Haul", targets: ["Haul"]),
+        .library(name: "HaulTestServer", targets: ["HaulTestServer"]),
+        .executable(name: "haul", targets: ["HaulCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+    ],
+    targets: [
+        // C at the edge: typed forwarders for libcurl's variadic calls.
+        .target(
+            name: "CCurl",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
+        // C at the edge: Linux calls the Glibc module does not export (fallocate).
+        .target(name: "CHaulSystem"),
+        // Module map over libcrypto (OpenSSL EVP) for SHA-256.
+        .systemLibrary(name: "COpenSSL"),
+        .target(
+            name: "Haul",
+            dependencies: [
+                "CCurl",
+                "CHaulSystem",
+                "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "HaulCLI",
+            dependencies: [
+                "Haul",
+                "HaulTestServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // In-process HTTP/1.1 server for tests, benchmarks and the demo. Never used by Haul itself.
+        .target(
+            name: "HaulTestServer",
+            dependencies: [
+                "Haul",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "HaulEngineTests",
+            dependencies: ["Haul"]
+        ),
+        .testTarget(
+            name: "HaulIntegrationTests",
+            dependencies: ["Haul", "HaulTestServer"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,43 @@
+import Foundation
+
+extension DownloadSession {
+    /// Settings shared by every download of a session. `Configuration()` gives the defaults.
+    public struct Configuration: Sendable {
+        /// Connections one download may open at once (default 16).
+        public var connectionsPerDownload: Int = 16
+        /// Smallest range worth a connection of its own (default 1 MiB). A download of length
+        /// `L` starts `min(connectionsPerDownload, L / minimumSplitSize)` segments.
+        public var minimumSplitSize: Int64 = 1 << 20
+        /// Connections to one host across all downloads of the session (0: no limit).
+        public var connectionsPerHost: Int = 0
+        /// Retries per segment after a transient failure (default 5).
+        public var retryLimit: Int = 5
+        /// Time to establish a connection (default 30 s).
+        public var timeoutIntervalForConnect: TimeInterval = 30
+        /// A connection that receives nothing for this long is a stall and is retried (default 30 s).
+        public var timeoutIntervalForRequest: TimeInterval = 30
+        /// Where temp files go when a download has no destination (default: the system temp directory).
+        public var temporaryDirectory: URL?
+        /// Headers sent with every request, e.g. `["Authorization": "Bearer …"]`.
+        public var httpAdditionalHeaders: [String: String] = [:]
+        /// `User-Agent` header (default `haul/<version>`).
+        public var userAgent: String = "haul/\(Haul.version)"
+        /// A PEM bundle of CA certificates to trust instead of the system's.
+        public var caCertificateFile: String?
+        /// Whether TLS certificates and host names are verified (default true).
+        public var verifiesTLSCertificates: Bool = true
+        /// A proxy URL (`http://host:port`, `socks5://host:port`).
+        public var proxy: String?
+        /// Whether a completed file is flushed to disk (`fdatasync`) before it is moved into place,
+        /// so it survives a power cut (default true).
+        public var syncsBeforeMove: Bool = true
+        /// Receive buffer per connection in bytes (default 256 KiB); larger means fewer callbacks.
+        public var receiveBufferSize: Int = 256 * 1024
+
+        /// The defaults.
+        public init() {}
+
+        /// The defaults.
+        public static var `default`: Configuration { Configuration() }
+    }
+}

@@ -1,0 +1,59 @@
+/// A failure Haul reports, each with a message a person can act on.
+///
+/// HTTP statuses and transport failures that Foundation has `URLError` codes for are reported as
+/// `URLError` by the session API; these cases cover what the engine itself detects.
+public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The server answered with a non-success HTTP status.
+    case httpStatus(Int)
+    /// libcurl reported a transport failure (`code` is the `CURLcode`).
+    case transport(code: Int, message: String)
+    /// A `206` whose `Content-Range` does not match the range asked for or the file's length.
+    case invalidContentRange(expected: String, received: String)
+    /// The server sent the whole file (`200`) to a request for a byte range.
+    case rangeIgnored(range: String)
+    /// The file on the server is not the one the download started with.
+    case remoteFileChanged(reason: String)
+    /// A response ended before the bytes its headers promised.
+    case connectionClosedEarly(expected: Int64, received: Int64)
+    /// The disk (or quota) is full; what was written is kept.
+    case diskFull(path: String)
+    /// A file-system call failed.
+    case fileSystem(operation: String, path: String, errno: Int32)
+    /// The URL cannot be downloaded (unsupported scheme or malformed).
+    case invalidURL(String)
+    /// The download was cancelled.
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case .httpStatus(let code):
+            return "the server answered HTTP \(code); check the URL and your access to it"
+        case .transport(let code, let message):
+            return "transfer failed: \(message) (curl error \(code)); check the network and try again"
+        case .invalidContentRange(let expected, let received):
+            return "the server sent the wrong byte range (asked for \(expected), got \(received)); "
+                + "it cannot be trusted with segmented downloads, try -x 1"
+        case .rangeIgnored(let range):
+            return "the server ignored the request for bytes \(range) and sent the whole file; "
+                + "it may have changed on the server, start the download again"
+        case .remoteFileChanged(let reason):
+            return "the file changed on the server (\(reason)); start the download again"
+        case .connectionClosedEarly(let expected, let received):
+            return "the connection closed after \(received) of \(expected) bytes; try again"
+        case .diskFull(let path):
+            return "no space left on the device writing \(path); free some space and resume"
+        case .fileSystem(let operation, let path, let errno):
+            return "\(operation) failed for \(path): \(String(cString: strerror(errno))) (errno \(errno))"
+        case .invalidURL(let url):
+            return "cannot download \(url): only http and https URLs are supported"
+        case .cancelled:
+            return "the download was cancelled"
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

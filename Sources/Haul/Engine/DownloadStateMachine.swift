@@ -1,0 +1,334 @@
+/// The life of one download as a value: events in, actions out, no I/O.
+///
+/// The transfer layer owns one of these per download, feeds it what libcurl reports (response
+/// heads, bytes written, transfers that ended, retry timers) and runs the actions it returns.
+/// Tests drive it with tables of events and expected actions.
+struct DownloadStateMachine: Sendable {
+    struct Options: Equatable, Sendable {
+        var connections: Int
+        var minimumSplit: Int64
+        /// Retries per segment before the download fails.
+        var maxRetries: Int
+        /// Smallest tail worth an endgame twin.
+        var endgameMinimumTail: Int64
+
+        init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
+             endgameMinimumTail: Int64? = nil) {
+            self.connections = max(1, connections)
+            self.minimumSplit = max(1, minimumSplit)
+            self.maxRetries = max(0, maxRetries)
+            self.endgameMinimumTail = endgameMinimumTail ?? max(1, minimumSplit / 8)
+        }
+    }
+
+    /// One HTTP request for a segment.
+    struct Request: Equatable, Sendable {
+        enum Kind: Equatable, Sendable {
+            /// `Range: bytes=0-`: learns the length and whether ranges work.
+            case probe
+            /// `Range: bytes=from-through`, expects a matching `206`.
+            case range
+            /// The whole file again (a server without range support).
+            case whole
+        }
+        var segment: Int
+        var kind: Kind
+        var from: Int64
+        /// Last byte asked for (inclusive); `nil` for open-ended.
+        var through: Int64?
+        /// `If-Range` validator (strong ETag, else Last-Modified).
+        var ifRange: String?
+
+        /// The `Range` header value (without `bytes=`), or `nil` for none.
+        var rangeSpec: String? {
+            switch kind {
+            case .probe: return "0-"
+            case .range: return through.map { "\(from)-\($0)" } ?? "\(from)-"
+            case .whole: return nil
+            }
+        }
+    }
+
+    enum Action: Equatable, Sendable {
+        case preallocate(length: Int64)
+        case start(Request)
+        case cancel(segment: Int)
+        /// Schedule `retryDue(segment)` after a backoff for this attempt (1-based).
+        case retry(segment: Int, attempt: Int, retryAfterSeconds: Int?)
+        case finish(length: Int64)
+        case fail(HaulError)
+    }
+
+    /// How a transfer ended, as the transfer layer classifies it.
+    enum Outcome: Equatable, Sendable {
+        case completed
+        case failed(HaulError, Retry)
+    }
+
+    /// Whether a failed transfer is worth another try.
+    enum Retry: Equatable, Sendable {
+        case no
+        case yes
+        /// Connection failures: retried once the server has answered this download (it may be
+        /// refusing extra connections), not when it never answered at all.
+        case ifServerAnswered
+    }
+
+    enum Phase: Equatable, Sendable {
+        case probing
+        case transferring
+        case finished
+        case failed(HaulError)
+    }
+
+    let options: Options
+    private(set) var plan: SegmentPlan
+    private(set) var phase: Phase = .probing
+    private(set) var rangesSupported = false
+    /// The probe's response head (status, length, validators).
+    private(set) var probeHead: ResponseHead?
+    private var requests: [Int: Request] = [:]
+    /// Failures found in a response head, applied when that transfer ends.
+    private var headFailures: [Int: (HaulError, retryable: Bool, retryAfter: Int?)] = [:]
+
+    init(options: Options) {
+        self.options = options
+        self.plan = SegmentPlan(minimumSplit: options.minimumSplit)
+    }
+
+    /// The validator sent with `If-Range`: a strong ETag, else Last-Modified.
+    var validator: String? { probeHead?.strongETag ?? probeHead?.lastModified }
+
+    var isFinished: Bool {
+        switch phase {
+        case .finished, .failed: return true
+        default: return false
+        }
+    }
+
+    // MARK: Events
+
+    mutating func start() -> [Action] {
+        [start(segment: 0, kind: .probe)]
+    }
+
+    /// A final response head arrived for `segment`'s request.
+    mutating func received(_ head: ResponseHead, for segment: Int) -> [Action] {
+        guard !isFinished, let request = requests[segment] else { return [] }
+        if [408, 425, 429, 500, 502, 503, 504].contains(head.status) {
+            reject(segment, .httpStatus(head.status), retryable: true, retryAfter: head.retryAfterSeconds)
+            return []
+        }
+        switch request.kind {
+        case .probe: return receivedProbe(head)
+        case .range: return receivedRange(head, for: request)
+        case .whole: return receivedWhole(head, for: request)
+        }
+    }
+
+    /// A transfer ended (successfully, by our abort, or by failure).
+    mutating func transferEnded(_ segment: Int, _ outcome: Outcome) -> [Action] {
+        let request = requests.removeValue(forKey: segment)
+        let headFailure = headFailures.removeValue(forKey: segment)
+        guard !isFinished, request != nil, plan.segments[segment].state == .active else { return [] }
+        let seg = plan.segments[segment]
+
+        if headFailure == nil, seg.cursor >= seg.end {
+            return segmentDone(segment)
+        }
+        var failure: (HaulError, Bool, Int?)
+        if let headFailure {
+            failure = (headFailure.0, headFailure.retryable, headFailure.retryAfter)
+        } else {
+            switch outcome {
+            case .completed:
+                if plan.length == nil {
+                    plan.setLengthFromEOF(segment: segment)
+                    return segmentDone(segment)
+                }
+                failure = (.connectionClosedEarly(expected: seg.end - seg.start,
+                                                  received: seg.cursor - seg.start), true, nil)
+            case .failed(let error, let retry):
+                failure = (error, retry == .yes || (retry == .ifServerAnswered && probeHead != nil), nil)
+            }
+        }
+        let attempt = plan.recordFailure(segment)
+        guard failure.1, attempt <= options.maxRetries else {
+            return fail(failure.0)
+        }
+        plan.setState(segment, .waitingToRetry)
+        return [.retry(segment: segment, attempt: attempt, retryAfterSeconds: failure.2)]
+    }
+
+    /// The backoff for `segment` has passed.
+    mutating func retryDue(_ segment: Int) -> [Action] {
+        guard !isFinished, plan.segments[segment].state == .waitingToRetry else { return [] }
+        plan.setState(segment, .active)
+        if phase == .probing { return [start(segment: segment, kind: .probe)] }
+        if rangesSupported { return [start(segment: segment, kind: .range)] }
+        plan.rewind(segment)
+        return [start(segment: segment, kind: .whole)]
+    }
+
+    /// The caller cancelled the download.
+    mutating func cancel() -> [Action] {
+        guard !isFinished else { return [] }
+        return fail(.cancelled)
+    }
+
+    /// A write failed on disk: the download stops, keeping what was written.
+    mutating func diskFailed(_ error: HaulError) -> [Action] {
+        guard !isFinished else { return [] }
+        return fail(error)
+    }
+
+    // MARK: Hot path
+
+    @inline(__always)
+    func window(for segment: Int, available: Int) -> (offset: Int64, count: Int) {
+        plan.window(for: segment, available: available)
+    }
+
+    @inline(__always)
+    mutating func advance(_ segment: Int, by count: Int) -> Bool {
+        plan.advance(segment, by: count)
+    }
+
+    // MARK: Private
+
+    private mutating func receivedProbe(_ head: ResponseHead) -> [Action] {
+        switch head.status {
+        case 206:
+            guard let range = head.contentRange, range.first == 0, range.last != nil else {
+                return fail(.invalidContentRange(expected: "0-", received: describe(head.contentRange)))
+            }
+            probeHead = head
+            phase = .transferring
+            guard let length = range.completeLength else {
+                // Ranges work but the length is unknown: stream to the end on one connection.
+                plan.setSingleStream(length: nil)
+                return []
+            }
+            rangesSupported = true
+            let added = plan.split(length: length, connections: options.connections)
+            return [.preallocate(length: length)] + added.map { start(segment: $0, kind: .range) }
+        case 200..<300:
+            probeHead = head
+            phase = .transferring
+            plan.setSingleStream(length: head.contentLength)
+            if let length = head.contentLength, length > 0 { return [.preallocate(length: length)] }
+            return []
+        case 416 where head.contentRange?.completeLength == 0:
+            // The only answer a server can give to `bytes=0-` for an empty file.
+            probeHead = head
+            phase = .transferring
+            plan.setSingleStream(length: 0)
+            return []
+        default:
+            reject(0, .httpStatus(head.status), retryable: false, retryAfter: nil)
+            return []
+        }
+    }
+
+    private mutating func receivedRange(_ head: ResponseHead, for request: Request) -> [Action] {
+        let asked = request.rangeSpec ?? ""
+        switch head.status {
+        case 206:
+            let length = plan.length
+            guard let range = head.contentRange, range.first == request.from,
+                  range.last == (request.through ?? (length.map { $0 - 1 } ?? -1)),
+                  range.completeLength == length
+            else {
+                reject(request.segment, .invalidContentRange(
+                    expected: "bytes \(asked)/\(length.map(String.init) ?? "*")",
+                    received: describe(head.contentRange)), retryable: false, retryAfter: nil)
+                return []
+            }
+            if let expected = probeHead?.strongETag, let etag = head.etag, etag != expected {
+                reject(request.segment, .remoteFileChanged(reason: "ETag \(expected) became \(etag)"),
+                       retryable: false, retryAfter: nil)
+            }
+            return []
+        case 200:
+            reject(request.segment, .rangeIgnored(range: asked), retryable: false, retryAfter: nil)
+            return []
+        default:
+            reject(request.segment, .httpStatus(head.status), retryable: false, retryAfter: nil)
+            return []
+        }
+    }
+
+    private mutating func receivedWhole(_ head: ResponseHead, for request: Request) -> [Action] {
+        guard (200..<300).contains(head.status) else {
+            reject(request.segment, .httpStatus(head.status), retryable: false, retryAfter: nil)
+            return []
+        }
+        if let expected = plan.length, let length = head.contentLength, length != expected {
+            reject(request.segment, .remoteFileChanged(reason: "length \(expected) became \(length)"),
+                   retryable: false, retryAfter: nil)
+        }
+        return []
+    }
+
+    /// Refuses the body of `segment`'s response; the failure applies when its transfer ends.
+    private mutating func reject(_ segment: Int, _ error: HaulError, retryable: Bool, retryAfter: Int?) {
+        headFailures[segment] = (error, retryable, retryAfter)
+        plan.block(segment)
+    }
+
+    private mutating func segmentDone(_ segment: Int) -> [Action] {
+        var actions: [Action] = []
+        if let other = plan.finish(segment) {
+            requests[other] = nil
+            actions.append(.cancel(segment: other))
+        }
+        if plan.isComplete {
+            for id in plan.cancelAll() where requests.removeValue(forKey: id) != nil {
+                actions.append(.cancel(segment: id))
+            }
+            phase = .finished
+            actions.append(.finish(length: plan.length ?? 0))
+            return actions
+        }
+        // The connection is free: take half of the largest range, else twin the slowest tail.
+        if rangesSupported, let id = plan.steal() ?? plan.addTwin(minimumTail: options.endgameMinimumTail) {
+            actions.append(start(segment: id, kind: .range))
+        }
+        return actions
+    }
+
+    private mutating func fail(_ error: HaulError) -> [Action] {
+        var actions: [Action] = []
+        for id in plan.cancelAll() where requests.removeValue(forKey: id) != nil {
+            actions.append(.cancel(segment: id))
+        }
+        requests.removeAll()
+        phase = .failed(error)
+        actions.append(.fail(error))
+        return actions
+    }
+
+    private mutating func start(segment: Int, kind: Request.Kind) -> Action {
+        let seg = plan.segments[segment]
+        let request: Request
+        switch kind {
+        case .probe:
+            request = Request(segment: segment, kind: .probe, from: 0, through: nil, ifRange: nil)
+        case .range:
+            request = Request(segment: segment, kind: .range, from: seg.cursor,
+                              through: seg.end == .max ? nil : seg.end - 1, ifRange: validator)
+        case .whole:
+            request = Request(segment: segment, kind: .whole, from: 0, through: nil, ifRange: nil)
+        }
+        requests[segment] = request
+        plan.unblock(segment)
+        return .start(request)
+    }
+
+    private func describe(_ range: ContentRange?) -> String {
+        guard let range else { return "no Content-Range" }
+        let total = range.completeLength.map(String.init) ?? "*"
+        if let first = range.first, let last = range.last { return "bytes \(first)-\(last)/\(total)" }
+        return "bytes */\(total)"
+    }
+}

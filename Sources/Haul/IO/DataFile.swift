@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The temp file a download writes into: positional writes at segment cursors, preallocation,
+/// sync and the final rename. A thin typed layer over the syscalls; errors carry the path.
+final class DataFile: @unchecked Sendable {
+    // Unchecked: `fd` is set once in init and closed once in `close()`/deinit; writes from
+    // several segments go to disjoint offsets through `pwrite`, which is safe to share.
+    let path: String
+    private(set) var fd: Int32
+    private let calls: Syscalls
+
+    /// Creates (or truncates) the file at `path` with mode 0644.
+    init(creating path: String, calls: Syscalls = .system) throws(HaulError) {
+        self.path = path
+        self.calls = calls
+        let fd = retryingInterrupts { open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        guard fd >= 0 else { throw Self.error("open", path, errno) }
+        self.fd = fd
+    }
+
+    deinit { close() }
+
+    /// Reserves `length` bytes so later writes cannot fail for space and the file is not
+    /// fragmented. Falls back to `ftruncate` where the filesystem cannot allocate.
+    func preallocate(_ length: Int64) throws(HaulError) {
+        guard length > 0 else { return }
+        if retryingInterrupts({ calls.fallocate(fd, length) }) == 0 { return }
+        let reason = errno
+        if reason == ENOSPC || reason == EDQUOT || reason == EFBIG { throw Self.error("fallocate", path, reason) }
+        guard retryingInterrupts({ calls.ftruncate(fd, length) }) == 0 else {
+            throw Self.error("ftruncate", path, errno)
+        }
+    }
+
+    /// Writes all of `buffer` at `offset`, continuing after short writes and EINTR.
+    @inline(__always)
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws(HaulError) {
+        guard var base = buffer.baseAddress else { return }
+        var remaining = buffer.count
+        var position = offset
+        while remaining > 0 {
+            let written = calls.pwrite(fd, base, remaining, position)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw Self.error("write", path, errno)
+            }
+            if written == 0 { throw Self.error("write", path, EIO) }
+            remaining -= written
+            position += Int64(written)
+            base += written
+        }
+    }
+
+    /// Flushes the data (not necessarily the metadata) to the device.
+    func syncData() throws(HaulError) {
+        guard retryingInterrupts({ fdatasync(fd) }) == 0 else { throw Self.error("fdatasync", path, errno) }
+    }
+
+    /// Closes the descriptor; later calls fail with EBADF.
+    func close() {
+        if fd >= 0 {
+            _ = systemClose(fd)
+            fd = -1
+        }
+    }
+
+    /// Renames `path` to `destination`, replacing it atomically.
+    func move(to destination: String) throws(HaulError) {
+        guard rename(path, destination) == 0 else { throw Self.error("rename to \(destination)", path, errno) }
+    }
+
+    /// Removes the file from disk (used when a download's bytes must not be kept).
+    static func remove(_ path: String) {
+        _ = unlink(path)
+    }
+
+    static func error(_ operation: String, _ path: String, _ code: Int32) -> HaulError {
+        if code == ENOSPC || code == EDQUOT { return .diskFull(path: path) }
+        return .fileSystem(operation: operation, path: path, errno: code)
+    }
+}
+
+@inline(__always)
+func retryingInterrupts<T: FixedWidthInteger>(_ call: () -> T) -> T {
+    while true {
+        let result = call()
+        if result == -1 && errno == EINTR { continue }
+        return result
+    }
+}
+
+@inline(__always)
+private func systemClose(_ fd: Int32) -> Int32 {
+    #if canImport(Glibc)
+    Glibc.close(fd)
+    #else
+    Darwin.close(fd)
+    #endif
+}

@@ -1,0 +1,21 @@
+import CCurl
+
+extension DownloadStateMachine.Outcome {
+    /// Classifies how a curl transfer ended: what is worth a retry and what is final.
+    init(curlCode code: CURLcode, message: String) {
+        if code == CURLE_OK {
+            self = .completed
+            return
+        }
+        let error = HaulError.transport(code: Int(code.rawValue), message: message)
+        switch code {
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT:
+            self = .failed(error, .ifServerAnswered)
+        case CURLE_OPERATION_TIMEDOUT, CURLE_PARTIAL_FILE, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
+             CURLE_GOT_NOTHING, CURLE_HTTP2, CURLE_HTTP2_STREAM, CURLE_HTTP3:
+            self = .failed(error, .yes)
+        default:
+            self = .failed(error, .no)
+        }
+    }
+}

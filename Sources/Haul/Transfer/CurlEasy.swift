@@ -1,0 +1,105 @@
+import CCurl
+
+/// Settings every request of a download shares.
+struct RequestOptions: Sendable {
+    var url: String
+    var headers: [String] = []
+    var userAgent: String = "haul/\(Haul.version)"
+    var connectTimeoutMilliseconds: Int = 30_000
+    /// A transfer slower than 1 byte/s for this long is a stall (CURLE_OPERATION_TIMEDOUT).
+    var stallTimeoutSeconds: Int = 30
+    /// Receive buffer per connection: larger means fewer write callbacks.
+    var bufferSize: Int = 256 * 1024
+    var caFile: String?
+    var verifyTLS: Bool = true
+    var proxy: String?
+}
+
+/// One libcurl easy handle: one HTTP request of one segment.
+///
+/// Callbacks arrive on the owning `CurlMulti`'s queue. `onBody` receives curl's own buffer (no
+/// copy) and returns how many bytes it took; fewer than offered stops the transfer.
+final class CurlEasy: @unchecked Sendable {
+    // Unchecked: used only on the owning CurlMulti's queue, like every curl call.
+    let handle: UnsafeMutableRawPointer
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+    private var headParser = ResponseHeadParser()
+
+    var onHead: (ResponseHead) -> Void = { _ in }
+    var onBody: (UnsafeRawBufferPointer) -> Int = { $0.count }
+    var onDone: (CURLcode, String) -> Void = { _, _ in }
+
+    init(options: RequestOptions, range: String?, extraHeaders: [String], multi: CurlMulti) {
+        guard let handle = curl_easy_init() else { fatalError("curl_easy_init failed (out of memory?)") }
+        self.handle = handle
+        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+
+        ccurl_easy_setopt_string(handle, CURLOPT_URL, options.url)
+        ccurl_easy_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
+        ccurl_easy_setopt_string(handle, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
+        ccurl_easy_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 1)
+        ccurl_easy_setopt_long(handle, CURLOPT_MAXREDIRS, 10)
+        ccurl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        // Separate TCP connections are the point of segmenting: no HTTP/2 multiplexing.
+        ccurl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
+        ccurl_easy_setopt_long(handle, CURLOPT_BUFFERSIZE, options.bufferSize)
+        ccurl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeoutMilliseconds)
+        ccurl_easy_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1)
+        ccurl_easy_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, options.stallTimeoutSeconds)
+        ccurl_easy_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
+        ccurl_easy_setopt_string(handle, CURLOPT_USERAGENT, options.userAgent)
+        ccurl_easy_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
+        if let range { ccurl_easy_setopt_string(handle, CURLOPT_RANGE, range) }
+        if let caFile = options.caFile { ccurl_easy_setopt_string(handle, CURLOPT_CAINFO, caFile) }
+        if !options.verifyTLS {
+            ccurl_easy_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 0)
+            ccurl_easy_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 0)
+        }
+        if let proxy = options.proxy { ccurl_easy_setopt_string(handle, CURLOPT_PROXY, proxy) }
+        for header in options.headers + extraHeaders {
+            headerList = curl_slist_append(headerList, header)
+        }
+        if let headerList { ccurl_easy_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList) }
+
+        ccurl_easy_setopt_pointer(handle, CURLOPT_CLOSESOCKETDATA, multi.closeSocketContext)
+        ccurl_easy_setopt_closesocket_function(handle, CurlMulti.closeSocketCallback)
+
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        ccurl_easy_setopt_pointer(handle, CURLOPT_WRITEDATA, me)
+        ccurl_easy_setopt_write_function(handle, CURLOPT_WRITEFUNCTION) { buffer, size, count, context in
+            let easy = Unmanaged<CurlEasy>.fromOpaque(context!).takeUnretainedValue()
+            return easy.onBody(UnsafeRawBufferPointer(start: buffer, count: size * count))
+        }
+        ccurl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, me)
+        ccurl_easy_setopt_write_function(handle, CURLOPT_HEADERFUNCTION) { buffer, size, count, context in
+            let easy = Unmanaged<CurlEasy>.fromOpaque(context!).takeUnretainedValue()
+            let bytes = UnsafeRawBufferPointer(start: buffer, count: size * count)
+            let line = String(decoding: bytes, as: UTF8.self)
+            if let head = easy.headParser.feed(Substring(line)) { easy.onHead(head) }
+            return size * count
+        }
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+        curl_slist_free_all(headerList)
+        errorBuffer.deallocate()
+    }
+
+    /// The URL after redirects.
+    var effectiveURL: String? {
+        var value: UnsafePointer<CChar>?
+        guard ccurl_easy_getinfo_string(handle, CURLINFO_EFFECTIVE_URL, &value) == CURLE_OK,
+              let value else { return nil }
+        return String(cString: value)
+    }
+
+    /// Called by `CurlMulti` when the transfer is over.
+    func finished(_ code: CURLcode) {
+        var message = String(cString: errorBuffer)
+        if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
+        onDone(code, message)
+    }
+}

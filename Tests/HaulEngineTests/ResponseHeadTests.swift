@@ -1,0 +1,67 @@
+@testable import Haul
+import Testing
+
+@Suite("Content-Range and response heads")
+struct ResponseHeadTests {
+    @Test("Content-Range parsing", arguments: [
+        ("bytes 0-99/100", ContentRange(first: 0, last: 99, completeLength: 100)),
+        ("bytes 10-19/*", ContentRange(first: 10, last: 19, completeLength: nil)),
+        ("bytes */0", ContentRange(first: nil, last: nil, completeLength: 0)),
+        ("  bytes 5-5/6 ", ContentRange(first: 5, last: 5, completeLength: 6)),
+        ("Bytes 0-0/1", ContentRange(first: 0, last: 0, completeLength: 1)),
+    ] as [(String, ContentRange)])
+    func parses(header: String, expected: ContentRange) {
+        #expect(ContentRange(header) == expected)
+    }
+
+    @Test("Malformed Content-Range is rejected", arguments: [
+        "bytes 0-99", "bytes 9-1/100", "bytes 0-100/100", "items 0-1/2", "bytes */*", "bytes -1-5/10",
+        "bytes 0-+5/10", "", "bytes 0-99/1x",
+    ])
+    func rejects(header: String) {
+        #expect(ContentRange(header) == nil)
+    }
+
+    @Test("Header lines fold into the final head; redirects and 1xx are skipped")
+    func parserSkipsInterimBlocks() {
+        var parser = ResponseHeadParser()
+        let lines = [
+            "HTTP/1.1 100 Continue\r\n", "\r\n",
+            "HTTP/1.1 302 Found\r\n", "Location: /elsewhere\r\n", "\r\n",
+            "HTTP/1.1 206 Partial Content\r\n", "Content-Range: bytes 0-9/10\r\n", "ETag: \"abc\"\r\n",
+            "Content-Length: 10\r\n", "Retry-After: 3\r\n", "\r\n",
+        ]
+        var heads: [ResponseHead] = []
+        for line in lines { if let head = parser.feed(Substring(line)) { heads.append(head) } }
+        #expect(heads.count == 1)
+        #expect(heads.first?.status == 206)
+        #expect(heads.first?.contentRange == ContentRange(first: 0, last: 9, completeLength: 10))
+        #expect(heads.first?.contentLength == 10)
+        #expect(heads.first?.strongETag == "\"abc\"")
+        #expect(heads.first?.retryAfterSeconds == 3)
+    }
+
+    @Test("A weak ETag is not a validator for If-Range")
+    func weakETag() {
+        let head = ResponseHead(status: 200, fields: [("ETag", "W/\"x\""), ("Last-Modified", "Tue, 1 Jan 2030")])
+        #expect(head.strongETag == nil)
+        #expect(head.lastModified == "Tue, 1 Jan 2030")
+    }
+}
+
+@Suite("Backoff")
+struct BackoffTests {
+    @Test("Exponential with equal jitter, capped", arguments: [
+        (1, 0.0, Duration.milliseconds(125)), (1, 1.0, .milliseconds(250)), (2, 0.0, .milliseconds(250)),
+        (3, 1.0, .milliseconds(1000)), (10, 1.0, .seconds(8)), (10, 0.0, .seconds(4)), (100, 0.5, .seconds(6)),
+    ] as [(Int, Double, Duration)])
+    func delay(attempt: Int, jitter: Double, expected: Duration) {
+        #expect(Backoff.delay(attempt: attempt, base: .milliseconds(250), cap: .seconds(8), jitter: jitter) == expected)
+    }
+
+    @Test("Retry-After is a floor, bounded by four times the cap")
+    func retryAfter() {
+        #expect(Backoff.delay(attempt: 1, base: .milliseconds(250), cap: .seconds(8), jitter: 0, retryAfter: 3) == .seconds(3))
+        #expect(Backoff.delay(attempt: 1, base: .milliseconds(250), cap: .seconds(8), jitter: 0, retryAfter: 3600) == .seconds(32))
+    }
+}

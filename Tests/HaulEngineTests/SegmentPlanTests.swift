@@ -1,0 +1,87 @@
+@testable import Haul
+import Testing
+
+@Suite("SegmentPlan")
+struct SegmentPlanTests {
+    @Test("Initial split: min(connections, length / minimum split) equal ranges", arguments: [
+        (Int64(0), 16, Int64(1 << 20), [0..<0]),
+        (1, 16, 1 << 20, [0..<1]),
+        ((1 << 20) - 1, 16, 1 << 20, [0..<((1 << 20) - 1)]),
+        (2 << 20, 16, 1 << 20, [0..<(1 << 20), (1 << 20)..<(2 << 20)]),
+        (10, 4, 2, [0..<2, 2..<4, 4..<6, 6..<10]),
+        (100, 3, 1, [0..<33, 33..<66, 66..<100]),
+    ] as [(Int64, Int, Int64, [Range<Int64>])])
+    func initialRanges(length: Int64, connections: Int, minimumSplit: Int64, expected: [Range<Int64>]) {
+        #expect(SegmentPlan.initialRanges(length: length, connections: connections, minimumSplit: minimumSplit) == expected)
+    }
+
+    @Test("The window stops at the segment end; writes past it are refused")
+    func windowStopsAtEnd() {
+        var plan = SegmentPlan(minimumSplit: 10)
+        _ = plan.split(length: 40, connections: 4)
+        #expect(plan.window(for: 0, available: 100) == (0, 10))
+        #expect(plan.advance(0, by: 6) == false)
+        #expect(plan.window(for: 0, available: 100) == (6, 4))
+        #expect(plan.advance(0, by: 4) == true)
+        #expect(plan.window(for: 0, available: 100) == (10, 0))
+    }
+
+    @Test("Stealing takes the upper half of the largest remaining range")
+    func steal() {
+        var plan = SegmentPlan(minimumSplit: 10)
+        #expect(plan.split(length: 100, connections: 2) == [1])
+        _ = plan.advance(0, by: 50)
+        _ = plan.finish(0)
+        _ = plan.advance(1, by: 10)
+        // Segment 1 has 40 left (60..<100): the thief takes 80..<100.
+        let thief = plan.steal()
+        #expect(thief == 2)
+        #expect(plan.segments[1].end == 80)
+        #expect(plan.segments[2].start == 80 && plan.segments[2].end == 100)
+        #expect(plan.steal() == 1 ? false : true)
+    }
+
+    @Test("No steal below twice the minimum split; then an endgame twin")
+    func endgame() {
+        var plan = SegmentPlan(minimumSplit: 10)
+        _ = plan.split(length: 38, connections: 2)
+        _ = plan.advance(0, by: 19)
+        _ = plan.finish(0)
+        _ = plan.advance(1, by: 5)
+        // 14 left < 20: no steal.
+        #expect(plan.steal() == nil)
+        let twin = plan.addTwin(minimumTail: 4)
+        #expect(twin == 2)
+        #expect(plan.segments[2].start == 24 && plan.segments[2].end == 38 && plan.segments[2].isTwin)
+        // The twin finishes first: the original is done, and must be cancelled.
+        _ = plan.advance(2, by: 14)
+        #expect(plan.finish(2) == 1)
+        #expect(plan.segments[1].state == .done)
+        #expect(plan.isComplete)
+        #expect(plan.doneRanges == [0..<38])
+    }
+
+    @Test("The original finishing first cancels its twin")
+    func originalWins() {
+        var plan = SegmentPlan(minimumSplit: 10)
+        _ = plan.split(length: 20, connections: 1)
+        _ = plan.advance(0, by: 15)
+        let twin = plan.addTwin(minimumTail: 1)!
+        _ = plan.advance(twin, by: 2)
+        _ = plan.advance(0, by: 5)
+        #expect(plan.finish(0) == twin)
+        #expect(plan.segments[twin].state == .cancelled)
+        #expect(plan.isComplete)
+    }
+
+    @Test("Done ranges merge and count overlap once")
+    func doneRanges() {
+        var plan = SegmentPlan(minimumSplit: 1)
+        _ = plan.split(length: 30, connections: 3)
+        _ = plan.advance(0, by: 10)
+        _ = plan.advance(1, by: 4)
+        _ = plan.advance(2, by: 10)
+        #expect(plan.doneRanges == [0..<14, 20..<30])
+        #expect(plan.bytesDone == 24)
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+import Haul
+import HaulTestServer
+import Testing
+
+/// A fresh directory for one test's files, removed by `cleanup()`.
+struct Scratch {
+    let url: URL
+
+    init() {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("haul-test-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
+
+    /// Names in the directory (to check no temp files are left).
+    var contents: [String] { (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? [] }
+
+    func cleanup() { try? FileManager.default.removeItem(at: url) }
+}
+
+/// A session tuned for tests: small stall timeout and quick retries.
+func testSession(connections: Int = 16, minimumSplit: Int64 = 1 << 20, retries: Int = 5,
+                 stallSeconds: TimeInterval = 30) -> DownloadSession {
+    var configuration = DownloadSession.Configuration()
+    configuration.connectionsPerDownload = connections
+    configuration.minimumSplitSize = minimumSplit
+    configuration.retryLimit = retries
+    configuration.timeoutIntervalForRequest = stallSeconds
+    configuration.syncsBeforeMove = false
+    return DownloadSession(configuration: configuration)
+}
+
+/// Downloads `content` from a fresh server into a scratch file and checks the SHA-256 on disk.
+@discardableResult
+func downloadAndVerify(_ file: ServedFile, session: DownloadSession,
+                       sourceLocation: SourceLocation = #_sourceLocation) async throws -> (TestServer, HTTPURLResponseLike) {
+    let server = try await TestServer.start()
+    server.serve(file, at: "/file.bin")
+    let scratch = Scratch()
+    defer { scratch.cleanup() }
+    let destination = scratch.file("out.bin")
+    let (location, response) = try await session.download(from: server.url("/file.bin"), to: destination)
+    #expect(location.path == destination.path, sourceLocation: sourceLocation)
+    let digest = try SHA256.hex(ofFileAt: destination.path)
+    #expect(digest == file.content.sha256, "bytes on disk differ from the served content", sourceLocation: sourceLocation)
+    #expect(scratch.contents == ["out.bin"], "temp files left behind", sourceLocation: sourceLocation)
+    await server.shutdown()
+    return (server, HTTPURLResponseLike(statusCode: response.statusCode))
+}
+
+struct HTTPURLResponseLike {
+    var statusCode: Int
+}
