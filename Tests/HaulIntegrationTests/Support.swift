@@ -1,7 +1,15 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Haul
 import HaulTestServer
 import Testing
+
+/// Every end-to-end suite nests here and runs one test at a time, so each test sees the
+/// process's threads and connections as its own.
+@Suite("Integration", .serialized)
+struct Integration {}
 
 /// A fresh directory for one test's files, removed by `cleanup()`.
 struct Scratch {
@@ -35,7 +43,7 @@ func testSession(connections: Int = 16, minimumSplit: Int64 = 1 << 20, retries: 
 /// Downloads `content` from a fresh server into a scratch file and checks the SHA-256 on disk.
 @discardableResult
 func downloadAndVerify(_ file: ServedFile, session: DownloadSession,
-                       sourceLocation: SourceLocation = #_sourceLocation) async throws -> (TestServer, HTTPURLResponseLike) {
+                       sourceLocation: SourceLocation = #_sourceLocation) async throws -> (TestServer, HTTPURLResponse) {
     let server = try await TestServer.start()
     server.serve(file, at: "/file.bin")
     let scratch = Scratch()
@@ -47,9 +55,5 @@ func downloadAndVerify(_ file: ServedFile, session: DownloadSession,
     #expect(digest == file.content.sha256, "bytes on disk differ from the served content", sourceLocation: sourceLocation)
     #expect(scratch.contents == ["out.bin"], "temp files left behind", sourceLocation: sourceLocation)
     await server.shutdown()
-    return (server, HTTPURLResponseLike(statusCode: response.statusCode))
-}
-
-struct HTTPURLResponseLike {
-    var statusCode: Int
+    return (server, response)
 }

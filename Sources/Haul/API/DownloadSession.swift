@@ -13,12 +13,19 @@ public final class DownloadSession: Sendable {
     public let configuration: Configuration
     let multi: CurlMulti
     let logger: Logger
+    /// The file syscalls downloads use; tests substitute failures (ENOSPC, short writes).
+    let syscalls: Syscalls
 
     /// A session with default settings.
     public static let shared = DownloadSession(configuration: .default)
 
     /// Creates a session.
-    public init(configuration: Configuration = .default) {
+    public convenience init(configuration: Configuration = .default) {
+        self.init(configuration: configuration, syscalls: .system)
+    }
+
+    init(configuration: Configuration, syscalls: Syscalls) {
+        self.syscalls = syscalls
         self.configuration = configuration
         self.logger = Logger(label: "haul")
         self.multi = CurlMulti(label: "haul.session", maxHostConnections: configuration.connectionsPerHost,
@@ -43,7 +50,8 @@ public final class DownloadSession: Sendable {
         let tempPath = directory + "/.\(name).haul-\(UInt64.random(in: 0...UInt64.max) & 0xffff_ffff_ffff)"
         let operation = DownloadOperation(
             multi: multi, settings: settings(for: url), tempPath: tempPath,
-            destinationPath: destination?.path, logger: logger, completion: { _ in })
+            destinationPath: destination?.path, logger: logger, syscalls: syscalls,
+            completion: { _ in })
         let result = try await run(operation)
         let location = URL(fileURLWithPath: result.path)
         let responseURL = result.effectiveURL.flatMap(URL.init(string:)) ?? url

@@ -1,0 +1,200 @@
+@testable import Haul
+import Testing
+
+private typealias Machine = DownloadStateMachine
+private typealias Request = DownloadStateMachine.Request
+
+private func head(_ status: Int, range: String? = nil, length: Int64? = nil, etag: String? = nil,
+                  retryAfter: Int? = nil) -> ResponseHead {
+    var fields: [(name: String, value: String)] = []
+    if let range { fields.append(("Content-Range", range)) }
+    if let length { fields.append(("Content-Length", "\(length)")) }
+    if let etag { fields.append(("ETag", etag)) }
+    if let retryAfter { fields.append(("Retry-After", "\(retryAfter)")) }
+    return ResponseHead(status: status, fields: fields)
+}
+
+private func range(_ segment: Int, _ from: Int64, _ through: Int64?, ifRange: String? = nil) -> Machine.Action {
+    .start(Request(segment: segment, kind: .range, from: from, through: through, ifRange: ifRange))
+}
+
+private let probe = Machine.Action.start(Request(segment: 0, kind: .probe, from: 0, through: nil, ifRange: nil))
+
+@Suite("DownloadStateMachine")
+struct DownloadStateMachineTests {
+    @Test("Start sends the probe: GET with Range bytes=0-")
+    func start() {
+        var machine = Machine(options: .init(connections: 4, minimumSplit: 10))
+        #expect(machine.start() == [probe])
+        if case .start(let request) = probe { #expect(request.rangeSpec == "0-") }
+    }
+
+    @Test("206 to the probe: preallocate, split, start the other segments with If-Range")
+    func probe206() {
+        var machine = Machine(options: .init(connections: 4, minimumSplit: 10))
+        _ = machine.start()
+        let actions = machine.received(head(206, range: "bytes 0-99/100", etag: "\"e\""), for: 0)
+        #expect(actions == [.preallocate(length: 100),
+                            range(1, 25, 49, ifRange: "\"e\""), range(2, 50, 74, ifRange: "\"e\""),
+                            range(3, 75, 99, ifRange: "\"e\"")])
+        #expect(machine.rangesSupported)
+        #expect(machine.window(for: 0, available: 1000) == (0, 25))
+    }
+
+    @Test("200 to the probe: one stream with the length preallocated; no steal later")
+    func probe200() {
+        var machine = Machine(options: .init(connections: 4, minimumSplit: 10))
+        _ = machine.start()
+        #expect(machine.received(head(200, length: 100), for: 0) == [.preallocate(length: 100)])
+        #expect(!machine.rangesSupported)
+        _ = machine.advance(0, by: 100)
+        #expect(machine.transferEnded(0, .completed) == [.finish(length: 100)])
+    }
+
+    @Test("200 without a length: stream to EOF; the length is what arrived")
+    func probeNoLength() {
+        var machine = Machine(options: .init(connections: 4, minimumSplit: 10))
+        _ = machine.start()
+        #expect(machine.received(head(200), for: 0) == [])
+        #expect(machine.window(for: 0, available: 4096) == (0, 4096))
+        _ = machine.advance(0, by: 4096)
+        _ = machine.advance(0, by: 7)
+        #expect(machine.transferEnded(0, .completed) == [.finish(length: 4103)])
+    }
+
+    @Test("416 with bytes */0 is an empty file; its error body is not written")
+    func probeEmpty() {
+        var machine = Machine(options: .init())
+        _ = machine.start()
+        #expect(machine.received(head(416, range: "bytes */0", length: 0), for: 0) == [])
+        #expect(machine.window(for: 0, available: 20) == (0, 0))
+        #expect(machine.transferEnded(0, .completed) == [.finish(length: 0)])
+    }
+
+    @Test("Error statuses fail the probe; their body is refused", arguments: [401, 403, 404, 407, 410])
+    func probeError(status: Int) {
+        var machine = Machine(options: .init())
+        _ = machine.start()
+        #expect(machine.received(head(status, length: 9), for: 0) == [])
+        #expect(machine.window(for: 0, available: 9) == (0, 0))
+        #expect(machine.transferEnded(0, .failed(.transport(code: 23, message: "write"), .no))
+                == [.fail(.httpStatus(status))])
+    }
+
+    @Test("503 with Retry-After retries the probe with the server's delay")
+    func probe503() {
+        var machine = Machine(options: .init(maxRetries: 2))
+        _ = machine.start()
+        #expect(machine.received(head(503, length: 6, retryAfter: 2), for: 0) == [])
+        #expect(machine.transferEnded(0, .completed) == [.retry(segment: 0, attempt: 1, retryAfterSeconds: 2)])
+        #expect(machine.retryDue(0) == [probe])
+    }
+
+    @Test("A refused connection before any answer fails at once; after an answer it retries")
+    func connectFailures() {
+        let refused = Machine.Outcome.failed(.transport(code: 7, message: "refused"), .ifServerAnswered)
+        var first = Machine(options: .init())
+        _ = first.start()
+        #expect(first.transferEnded(0, refused) == [.fail(.transport(code: 7, message: "refused"))])
+
+        var later = Machine(options: .init(connections: 2, minimumSplit: 10))
+        _ = later.start()
+        _ = later.received(head(206, range: "bytes 0-99/100"), for: 0)
+        #expect(later.transferEnded(1, refused) == [.retry(segment: 1, attempt: 1, retryAfterSeconds: nil)])
+    }
+
+    @Test("A reset mid-segment retries from the cursor; other segments go on")
+    func resetRetriesFromCursor() {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100", etag: "\"e\""), for: 0)
+        _ = machine.received(head(206, range: "bytes 50-99/100", etag: "\"e\""), for: 1)
+        _ = machine.advance(1, by: 20)
+        let reset = Machine.Outcome.failed(.transport(code: 18, message: "partial"), .yes)
+        #expect(machine.transferEnded(1, reset) == [.retry(segment: 1, attempt: 1, retryAfterSeconds: nil)])
+        #expect(machine.retryDue(1) == [range(1, 70, 99, ifRange: "\"e\"")])
+    }
+
+    @Test("Retries are bounded")
+    func retriesBounded() {
+        var machine = Machine(options: .init(connections: 1, minimumSplit: 10, maxRetries: 2))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
+        let reset = Machine.Outcome.failed(.transport(code: 18, message: "partial"), .yes)
+        #expect(machine.transferEnded(0, reset) == [.retry(segment: 0, attempt: 1, retryAfterSeconds: nil)])
+        _ = machine.retryDue(0)
+        _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
+        #expect(machine.transferEnded(0, reset) == [.retry(segment: 0, attempt: 2, retryAfterSeconds: nil)])
+        _ = machine.retryDue(0)
+        #expect(machine.transferEnded(0, reset) == [.fail(.transport(code: 18, message: "partial"))])
+    }
+
+    @Test("A Content-Range that does not match the request fails the download", arguments: [
+        "bytes 51-99/100", "bytes 50-98/100", "bytes 50-99/101", "garbage",
+    ])
+    func wrongContentRange(value: String) {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
+        #expect(machine.received(head(206, range: value), for: 1) == [])
+        #expect(machine.window(for: 1, available: 10) == (50, 0))
+        let actions = machine.transferEnded(1, .failed(.transport(code: 23, message: "write"), .no))
+        #expect(actions.first == .cancel(segment: 0))
+        guard case .fail(.invalidContentRange(let expected, _)) = actions.last else {
+            Issue.record("expected invalidContentRange, got \(actions)")
+            return
+        }
+        #expect(expected == "bytes 50-99/100")
+    }
+
+    @Test("A 200 to a ranged request is refused: the whole file is never spliced in")
+    func rangeIgnored() {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
+        _ = machine.received(head(200, length: 100), for: 1)
+        #expect(machine.window(for: 1, available: 10) == (50, 0))
+        #expect(machine.transferEnded(1, .completed).last == .fail(.rangeIgnored(range: "50-99")))
+    }
+
+    @Test("A changed ETag means the file changed")
+    func etagChanged() {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100", etag: "\"a\""), for: 0)
+        _ = machine.received(head(206, range: "bytes 50-99/100", etag: "\"b\""), for: 1)
+        #expect(machine.transferEnded(1, .completed).last
+                == .fail(.remoteFileChanged(reason: "ETag \"a\" became \"b\"")))
+    }
+
+    @Test("A finished connection steals half of the largest range, then twins the tail")
+    func stealThenEndgame() {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10, endgameMinimumTail: 5))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
+        _ = machine.received(head(206, range: "bytes 50-99/100"), for: 1)
+        _ = machine.advance(0, by: 50)
+        // Segment 0 reached its end (its open-ended probe response was cut there).
+        #expect(machine.transferEnded(0, .failed(.transport(code: 23, message: "write"), .no))
+                == [range(2, 75, 99)])
+        #expect(machine.window(for: 1, available: 100) == (50, 25))
+        _ = machine.received(head(206, range: "bytes 75-99/100"), for: 2)
+        _ = machine.advance(2, by: 25)
+        _ = machine.advance(1, by: 10)
+        // Nothing left worth splitting (15 < 2 × 10): twin the rest of segment 1.
+        #expect(machine.transferEnded(2, .completed) == [range(3, 60, 74)])
+        _ = machine.received(head(206, range: "bytes 60-74/100"), for: 3)
+        _ = machine.advance(3, by: 15)
+        #expect(machine.transferEnded(3, .completed) == [.cancel(segment: 1), .finish(length: 100)])
+        #expect(machine.plan.doneRanges == [0..<100])
+    }
+
+    @Test("Cancel stops every running segment")
+    func cancel() {
+        var machine = Machine(options: .init(connections: 3, minimumSplit: 10))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
+        #expect(machine.cancel() == [.cancel(segment: 0), .cancel(segment: 1), .cancel(segment: 2), .fail(.cancelled)])
+        #expect(machine.transferEnded(1, .completed) == [])
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+@testable import Haul
+import HaulTestServer
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Syscalls whose `pwrite` misbehaves: short writes, EINTR, then ENOSPC after a byte budget.
+private func flakySyscalls(budget: Int64?, maxPerCall: Int, interruptEvery: Int) -> Syscalls {
+    let state = Mutex<(written: Int64, calls: Int)>((0, 0))
+    var calls = Syscalls.system
+    let real = Syscalls.system.pwrite
+    calls.pwrite = { fd, buffer, count, offset in
+        let decision: Int = state.withLock { state in
+            state.calls += 1
+            if interruptEvery > 0, state.calls % interruptEvery == 0 { return -2 }
+            if let budget, state.written >= budget { return -3 }
+            return min(count, maxPerCall)
+        }
+        switch decision {
+        case -2: errno = EINTR; return -1
+        case -3: errno = ENOSPC; return -1
+        default:
+            let written = real(fd, buffer, decision, offset)
+            if written > 0 { state.withLock { $0.written += Int64(written) } }
+            return written
+        }
+    }
+    return calls
+}
+
+private func session(syscalls: Syscalls, connections: Int = 8) -> DownloadSession {
+    var configuration = DownloadSession.Configuration()
+    configuration.connectionsPerDownload = connections
+    configuration.syncsBeforeMove = false
+    return DownloadSession(configuration: configuration, syscalls: syscalls)
+}
+
+extension Integration {
+    @Suite("Disk and threads")
+    struct DiskAndThreadTests {
+        @Test("Short writes and EINTR from pwrite are retried; exact bytes")
+        func shortWritesAndInterrupts() async throws {
+            let file = ServedFile(content: GeneratedContent(size: 6 << 20, seed: 31))
+            try await downloadAndVerify(file, session: session(syscalls: flakySyscalls(budget: nil, maxPerCall: 3000,
+                                                                                       interruptEvery: 7)))
+        }
+
+        @Test("ENOSPC stops the download with diskFull and keeps what was written")
+        func diskFull() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 8 << 20, seed: 32)
+            server.serve(ServedFile(content: content), at: "/f")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let flaky = flakySyscalls(budget: 3 << 20, maxPerCall: .max, interruptEvery: 0)
+            do {
+                _ = try await session(syscalls: flaky).download(from: server.url("/f"), to: scratch.file("out"))
+                Issue.record("the download should have failed")
+            } catch let error as HaulError {
+                guard case .diskFull(let path) = error else { Issue.record("wrong error: \(error)"); return }
+                #expect(error.description.contains("no space left"))
+                // The partial temp file is kept, with real bytes in it.
+                #expect(FileManager.default.fileExists(atPath: path))
+                let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+                let prefix = try handle.read(upToCount: 4096) ?? Data()
+                #expect(Array(prefix) == content.bytes(0..<4096))
+            }
+            #expect(!FileManager.default.fileExists(atPath: scratch.file("out").path))
+        }
+
+        @Test("8 downloads × 16 connections share one queue: threads stay bounded")
+        func threadsStayBounded() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let files = (0..<8).map { GeneratedContent(size: 16 << 20, seed: 40 + UInt64($0)) }
+            for (index, content) in files.enumerated() {
+                // 16 connections at 2 MiB/s each: every download runs for about half a second.
+                server.serve(ServedFile(content: content, bytesPerSecond: 2 << 20), at: "/\(index)")
+            }
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let session = testSession(connections: 16)
+            let before = threadCount()
+            let peak = Mutex(0)
+            let sampler = Task {
+                while !Task.isCancelled {
+                    let now = threadCount()
+                    peak.withLock { $0 = max($0, now) }
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in files.indices {
+                    group.addTask {
+                        _ = try await session.download(from: server.url("/\(index)"), to: scratch.file("\(index)"))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            sampler.cancel()
+            for (index, content) in files.enumerated() {
+                #expect(try SHA256.hex(ofFileAt: scratch.file("\(index)").path) == content.sha256)
+            }
+            #expect(server.connectionCount >= 8 * 16)
+            let observed = peak.withLock { $0 }
+            // 128 connections; a thread per connection would add over a hundred.
+            #expect(observed - before < 16, "threads grew from \(before) to \(observed)")
+        }
+    }
+}
+
+/// Threads of this process right now.
+private func threadCount() -> Int {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0
+}
