@@ -1,0 +1,102 @@
+import Foundation
+import Haul
+import HaulTestServer
+import Testing
+
+/// The result of running the built `haul` binary.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs `.build/<config>/haul` (built next to the test bundle) with `arguments`.
+func runHaul(_ arguments: [String]) throws -> CommandResult {
+    let binary = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("haul")
+    let candidates = [binary] + CommandLine.arguments.prefix(1).map {
+        URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("haul")
+    }
+    guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: binary.path])
+    }
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                         stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+extension Integration {
+    @Suite("The haul command")
+    struct CLITests {
+        @Test("haul get -o downloads the exact bytes and exits 0")
+        func get() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: (5 << 20) + 3, seed: 51)
+            server.serve(ServedFile(content: content), at: "/file.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let output = scratch.file("file.bin").path
+            let result = try runHaul(["get", server.url("/file.bin").absoluteString, "-o", output, "-x", "4"])
+            #expect(result.status == 0, "stderr: \(result.stderr)")
+            #expect(try SHA256.hex(ofFileAt: output) == content.sha256)
+            #expect(result.stdout.contains("5242883 bytes"))
+            #expect(server.requests.count >= 4)
+        }
+
+        @Test("-q prints nothing on success")
+        func quiet() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            server.serve(ServedFile(content: GeneratedContent(size: 1000, seed: 52)), at: "/q")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let result = try runHaul(["get", server.url("/q").absoluteString, "-o", scratch.file("q").path, "-q"])
+            #expect(result.status == 0)
+            #expect(result.stdout.isEmpty && result.stderr.isEmpty)
+        }
+
+        @Test("A failed download exits non-zero with a one-line error")
+        func failure() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let result = try runHaul(["get", server.url("/nope").absoluteString, "-o", scratch.file("x").path])
+            #expect(result.status == 1)
+            #expect(result.stderr.hasPrefix("haul: ") && result.stderr.contains("404"))
+            #expect(result.stderr.split(separator: "\n").count == 1)
+            #expect(scratch.contents.isEmpty)
+        }
+
+        @Test("Bad arguments exit with the usage code and say what is wrong", arguments: [
+            (["get", "ftp://host/file", "-o", "x"], "not an http or https URL"),
+            (["get", "http://127.0.0.1/x", "-o", "x", "-x", "0"], "--connections must be between 1 and 64"),
+            (["get", "http://127.0.0.1/x"], "Missing expected argument '--output"),
+            (["get", "http://127.0.0.1/x", "-o", "x", "-k", "lots"], "lots"),
+        ])
+        func badArguments(arguments: [String], message: String) throws {
+            let result = try runHaul(arguments)
+            #expect(result.status == 64)
+            #expect(result.stderr.contains(message), "stderr: \(result.stderr)")
+        }
+
+        @Test("--help lists the options and the exit codes")
+        func help() throws {
+            let result = try runHaul(["get", "--help"])
+            #expect(result.status == 0)
+            for word in ["--output", "--connections", "--min-split", "--quiet", "Exit codes"] {
+                #expect(result.stdout.contains(word), "help lacks \(word)")
+            }
+        }
+    }
+}
