@@ -16,14 +16,14 @@ build: deps
 	$(SWIFT) build
 
 release: deps
-	$(SWIFT) build -c release --product haul
+	$(SWIFT) build -c release --product haul --static-swift-stdlib
 
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
 demo: deps
-	$(SWIFT) build -c release --product haul
+	$(SWIFT) build -c release --product haul --static-swift-stdlib
 	$$($(SWIFT) build -c release --show-bin-path)/haul demo
 
 compare: bench-deps release

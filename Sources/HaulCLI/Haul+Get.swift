@@ -27,6 +27,9 @@ extension HaulCommand {
         @Flag(name: .shortAndLong, help: "Print nothing but errors.")
         var quiet = false
 
+        @Flag(help: "Do not flush the file to disk before moving it into place (faster, not power-cut safe).")
+        var noSync = false
+
         func validate() throws {
             guard (1...64).contains(connections) else {
                 throw ValidationError("--connections must be between 1 and 64, got \(connections)")
@@ -42,6 +45,7 @@ extension HaulCommand {
             var configuration = DownloadSession.Configuration()
             configuration.connectionsPerDownload = connections
             configuration.minimumSplitSize = minSplit.bytes
+            configuration.syncsBeforeMove = !noSync
             let session = DownloadSession(configuration: configuration)
             let destination = URL(fileURLWithPath: output)
             let started = ContinuousClock.now
