@@ -1,5 +1,5 @@
 # Haul — the two commands a newcomer needs: `make demo` and `make test`.
-SWIFT ?= swift
+SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 SYSTEM_PACKAGES = libcurl4-openssl-dev libssl-dev
 BENCH_PACKAGES = nginx-light aria2 axel
 

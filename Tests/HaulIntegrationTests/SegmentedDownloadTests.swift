@@ -27,6 +27,17 @@ extension Integration {
             try await downloadAndVerify(file, session: testSession(minimumSplit: 65_536))
         }
 
+        @Test("A slow first byte on every response does not break the split")
+        func firstByteDelay() async throws {
+            let file = ServedFile(content: GeneratedContent(size: 4 << 20, seed: 14), firstByteDelay: .milliseconds(200))
+            let started = ContinuousClock.now
+            let (server, _) = try await downloadAndVerify(file, session: testSession(connections: 4))
+            #expect(server.requests.count >= 4)
+            // Headers come at once and the split starts then: the body delays overlap.
+            let elapsed = ContinuousClock.now - started
+            #expect(elapsed >= .milliseconds(200) && elapsed < .seconds(5))
+        }
+
         @Test("A server without range support: one stream, exact bytes")
         func noRanges() async throws {
             let file = ServedFile(content: GeneratedContent(size: 3 << 20, seed: 11), supportsRanges: false)
