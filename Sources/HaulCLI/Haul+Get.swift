@@ -52,7 +52,7 @@ extension HaulCommand {
             do {
                 _ = try await session.download(from: URL(string: url)!, to: destination)
             } catch {
-                FileHandle.standardError.write(Data("haul: \(error)\n".utf8))
+                FileHandle.standardError.write(Data("haul: \(error.localizedDescription)\n".utf8))
                 throw ExitCode(1)
             }
             if !quiet {

@@ -31,5 +31,7 @@ CURLcode ccurl_msg_result(const CURLMsg *message);
 static const curl_socket_t ccurl_socket_timeout = CURL_SOCKET_TIMEOUT;
 static const size_t ccurl_writefunc_pause = CURL_WRITEFUNC_PAUSE;
 static const long ccurl_global_all = CURL_GLOBAL_ALL;
+static const int ccurl_pause_all = CURLPAUSE_ALL;
+static const int ccurl_pause_cont = CURLPAUSE_CONT;
 
 #endif

@@ -21,6 +21,11 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
     case fileSystem(operation: String, path: String, errno: Int32)
     /// The URL cannot be downloaded (unsupported scheme or malformed).
     case invalidURL(String)
+    /// The request asks for something a download cannot do (a method other than GET).
+    case unsupportedRequest(reason: String)
+    /// Resume data could not be used: truncated, corrupt, from another version, or its temp file
+    /// is gone or changed.
+    case resumeDataInvalid(reason: String)
     /// The download was cancelled.
     case cancelled
 
@@ -46,6 +51,10 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(operation) failed for \(path): \(String(cString: strerror(errno))) (errno \(errno))"
         case .invalidURL(let url):
             return "cannot download \(url): only http and https URLs are supported"
+        case .unsupportedRequest(let reason):
+            return "cannot download this request: \(reason)"
+        case .resumeDataInvalid(let reason):
+            return "the resume data cannot be used (\(reason)); start the download again"
         case .cancelled:
             return "the download was cancelled"
         }

@@ -101,6 +101,17 @@ final class CurlMulti: @unchecked Sendable {
         curl_multi_remove_handle(multi, easy.handle)
     }
 
+    /// Pauses or continues both directions of `easy`. curl may deliver buffered data from inside
+    /// this call, so it counts as driving (handle changes wait).
+    func setPaused(_ easy: CurlEasy, _ paused: Bool) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard handles[easy.handle] != nil else { return }
+        driving += 1
+        curl_easy_pause(easy.handle, paused ? ccurl_pause_all : ccurl_pause_cont)
+        driving -= 1
+        drainMessages()
+    }
+
     /// Number of transfers in the multi handle.
     var transferCount: Int { handles.count }
 

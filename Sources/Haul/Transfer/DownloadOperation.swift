@@ -43,6 +43,11 @@ final class DownloadOperation: @unchecked Sendable {
     private var effectiveURL: String?
     private var requestCount = 0
     private var completion: ((Result<DownloadResult, HaulError>) -> Void)?
+    /// Called on the queue with the probe's final response head and the URL after redirects.
+    var onResponse: (ResponseHead, String?) -> Void = { _, _ in }
+    private var isSuspended = false
+    /// Requests that came due while suspended; started on resume.
+    private var deferredStarts: [DownloadStateMachine.Request] = []
     /// Holds the operation alive from `start()` until it finishes.
     private var running: DownloadOperation?
 
@@ -59,9 +64,8 @@ final class DownloadOperation: @unchecked Sendable {
         self.completion = completion
     }
 
-    /// Bytes on disk so far (for progress).
-    var bytesDone: Int64 { machine.plan.bytesDone }
-    var expectedLength: Int64? { machine.plan.length }
+    /// Bytes on disk so far and the total, when known (read on the queue, for progress).
+    var progress: (done: Int64, expected: Int64?) { (machine.plan.bytesDone, machine.plan.length) }
     var liveConnections: Int { easies.count }
 
     /// Replaces the completion handler (before `start()`).
@@ -87,6 +91,27 @@ final class DownloadOperation: @unchecked Sendable {
         multi.queue.async { [self] in run(machine.cancel()) }
     }
 
+    /// Pauses every transfer; each keeps its range and connection. New requests wait.
+    func suspend() {
+        multi.queue.async { [self] in
+            guard !isSuspended else { return }
+            isSuspended = true
+            for easy in easies.values { multi.setPaused(easy, true) }
+        }
+    }
+
+    /// Continues after `suspend()`.
+    func resume() {
+        multi.queue.async { [self] in
+            guard isSuspended else { return }
+            isSuspended = false
+            for easy in Array(easies.values) { multi.setPaused(easy, false) }
+            let waiting = deferredStarts
+            deferredStarts.removeAll()
+            for request in waiting where !machine.isFinished { startRequest(request) }
+        }
+    }
+
     // MARK: Actions
 
     private func run(_ actions: [DownloadStateMachine.Action]) {
@@ -101,7 +126,7 @@ final class DownloadOperation: @unchecked Sendable {
                     return
                 }
             case .start(let request):
-                startRequest(request)
+                if isSuspended { deferredStarts.append(request) } else { startRequest(request) }
             case .cancel(let segment):
                 if let easy = easies.removeValue(forKey: segment) { multi.remove(easy) }
             case .retry(let segment, let attempt, let retryAfter):
@@ -133,10 +158,15 @@ final class DownloadOperation: @unchecked Sendable {
         if let validator = request.ifRange { headers.append("If-Range: \(validator)") }
         let easy = CurlEasy(options: settings.request, range: request.rangeSpec, extraHeaders: headers, multi: multi)
         let segment = request.segment
-        easy.onHead = { [unowned self] head in run(machine.received(head, for: segment)) }
+        easy.onHead = { [unowned self, unowned easy] head in
+            if machine.phase == .probing {
+                effectiveURL = easy.effectiveURL
+                onResponse(head, effectiveURL)
+            }
+            run(machine.received(head, for: segment))
+        }
         easy.onBody = { [unowned self] buffer in write(buffer, segment: segment) }
         easy.onDone = { [unowned self, unowned easy] code, message in
-            if segment == 0, effectiveURL == nil { effectiveURL = easy.effectiveURL }
             guard easies[segment] === easy else { return }
             easies[segment] = nil
             if let error = writeErrors.removeValue(forKey: segment) {
@@ -187,6 +217,7 @@ final class DownloadOperation: @unchecked Sendable {
         easies.removeAll()
         for (_, item) in retryTimers { item.cancel() }
         retryTimers.removeAll()
+        deferredStarts.removeAll()
     }
 
     private func finish(_ result: Result<DownloadResult, HaulError>) {

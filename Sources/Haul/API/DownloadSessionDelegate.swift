@@ -1,0 +1,71 @@
+import Foundation
+
+/// Receives a session's download events, like `URLSessionDownloadDelegate`: code written for
+/// URLSession ports by renaming `urlSession` to `downloadSession`.
+///
+/// Every method has a default empty implementation. Calls arrive on the session's delegate
+/// queue, in order, never concurrently.
+public protocol DownloadSessionDelegate: AnyObject, Sendable {
+    /// Bytes were written since the last call (coalesced: at most about every 100 ms).
+    /// `totalBytesExpectedToWrite` is `NSURLSessionTransferSizeUnknown` (-1) while unknown.
+    func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
+                         didWriteData bytesWritten: Int64, totalBytesWritten: Int64,
+                         totalBytesExpectedToWrite: Int64)
+
+    /// The download finished. The file at `location` is valid only during this call: move it or
+    /// open it before returning; Haul deletes it afterwards.
+    func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
+                         didFinishDownloadingTo location: URL)
+
+    /// The task ended: `error` is nil on success.
+    func downloadSession(_ session: DownloadSession, task: DownloadTask,
+                         didCompleteWithError error: (any Error)?)
+
+    /// A task made from resume data continues at `fileOffset` (the bytes before it are kept).
+    func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
+                         didResumeAtOffset fileOffset: Int64, expectedTotalBytes: Int64)
+}
+
+extension DownloadSessionDelegate {
+    public func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
+                                didWriteData bytesWritten: Int64, totalBytesWritten: Int64,
+                                totalBytesExpectedToWrite: Int64) {}
+
+    public func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
+                                didFinishDownloadingTo location: URL) {}
+
+    public func downloadSession(_ session: DownloadSession, task: DownloadTask,
+                                didCompleteWithError error: (any Error)?) {}
+
+    public func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
+                                didResumeAtOffset fileOffset: Int64, expectedTotalBytes: Int64) {}
+}
+
+/// Delivers blocks to the delegate queue in order and one at a time, even when the queue given
+/// allows concurrency: each block depends on the one before it.
+final class DelegateDelivery: @unchecked Sendable {
+    // Unchecked: `lock` guards `last`.
+    let queue: OperationQueue
+    private let lock = NSLock()
+    private var last: Operation?
+
+    init(queue: OperationQueue?) {
+        if let queue {
+            self.queue = queue
+        } else {
+            let serial = OperationQueue()
+            serial.maxConcurrentOperationCount = 1
+            serial.name = "haul.delegate"
+            self.queue = serial
+        }
+    }
+
+    func enqueue(_ block: @escaping @Sendable () -> Void) {
+        let operation = BlockOperation(block: block)
+        lock.withLock {
+            if let last, !last.isFinished { operation.addDependency(last) }
+            last = operation
+        }
+        queue.addOperation(operation)
+    }
+}

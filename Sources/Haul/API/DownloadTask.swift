@@ -1,0 +1,333 @@
+import Dispatch
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// One download, shaped like `URLSessionDownloadTask`. Tasks start suspended: call `resume()`.
+///
+/// Progress reaches the delegate (`didWriteData`), `progress`, the counters and `events` at most
+/// about every 100 ms.
+public final class DownloadTask: @unchecked Sendable {
+    // Unchecked: `lock` guards every stored `var`; the `let`s are Sendable or immutable.
+
+    /// Where a task is in its life (the cases of `URLSessionTask.State`).
+    public enum State: Int, Sendable {
+        case running = 0
+        case suspended = 1
+        case canceling = 2
+        case completed = 3
+    }
+
+    /// Identifies the task within its session.
+    public let taskIdentifier: Int
+    /// The request the task was made with (`nil` for a task made from resume data).
+    public let originalRequest: URLRequest?
+    /// Progress in bytes: `totalUnitCount` is the length once known.
+    public let progress: Progress
+
+    let session: DownloadSession
+    let resumeData: Data?
+    /// Where the async API wants the file (renamed there, never deleted).
+    let destination: URL?
+    let completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?
+
+    private let lock = NSLock()
+    private var _state: State = .suspended
+    private var _currentRequest: URLRequest?
+    private var _response: URLResponse?
+    private var _error: (any Error)?
+    private var _received: Int64 = 0
+    private var _expected: Int64 = NSURLSessionTransferSizeUnknown
+    private var operation: DownloadOperation?
+    private var ticker: DispatchSourceTimer?
+    private var finishHook: (@Sendable (Result<(URL, HTTPURLResponse), any Error>) -> Void)?
+    private var streams: [UUID: AsyncThrowingStream<DownloadEvent, any Error>.Continuation] = [:]
+    private var eventsAttached = false
+    private var terminal: Result<URL, any Error>?
+
+    init(session: DownloadSession, identifier: Int, request: URLRequest?, resumeData: Data?,
+         destination: URL?, completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) {
+        self.session = session
+        self.taskIdentifier = identifier
+        self.originalRequest = request
+        self.resumeData = resumeData
+        self.destination = destination
+        self.completionHandler = completionHandler
+        self._currentRequest = request
+        self.progress = Progress(totalUnitCount: -1)
+    }
+
+    // MARK: Properties
+
+    /// The task's state.
+    public var state: State { lock.withLock { _state } }
+    /// The request being made now: the original with the URL after redirects.
+    public var currentRequest: URLRequest? { lock.withLock { _currentRequest } }
+    /// The server's response (an `HTTPURLResponse`), once its headers arrived; also on failure.
+    public var response: URLResponse? { lock.withLock { _response } }
+    /// Why the task failed; `nil` while running or after success.
+    public var error: (any Error)? { lock.withLock { _error } }
+    /// Bytes written to the file so far.
+    public var countOfBytesReceived: Int64 { lock.withLock { _received } }
+    /// The file's length, or `NSURLSessionTransferSizeUnknown` (-1) until known.
+    public var countOfBytesExpectedToReceive: Int64 { lock.withLock { _expected } }
+
+    // MARK: Control
+
+    /// Starts the task, or continues it after `suspend()`.
+    public func resume() {
+        let action: (start: Bool, continue: DownloadOperation?) = lock.withLock {
+            guard _state == .suspended else { return (false, nil) }
+            _state = .running
+            if let operation { return (false, operation) }
+            return (true, nil)
+        }
+        if action.start {
+            start()
+        } else if let operation = action.continue {
+            operation.resume()
+            session.multi.queue.async { self.startTicker() }
+        }
+    }
+
+    /// Pauses every segment; each keeps its range (and connection, if the server waits).
+    public func suspend() {
+        let operation: DownloadOperation? = lock.withLock {
+            guard _state == .running else { return nil }
+            _state = .suspended
+            return self.operation
+        }
+        guard let operation else { return }
+        operation.suspend()
+        session.multi.queue.async { self.stopTicker() }
+    }
+
+    /// Cancels the task: it completes with `URLError.cancelled`.
+    public func cancel() {
+        let operation: DownloadOperation?? = lock.withLock {
+            guard _state == .running || _state == .suspended else { return .none }
+            _state = .canceling
+            return .some(self.operation)
+        }
+        switch operation {
+        case .none: return
+        case .some(.some(let operation)): operation.cancel()
+        case .some(.none): session.multi.queue.async { self.finished(.failure(.cancelled)) }
+        }
+    }
+
+    /// Cancels the task and hands back data to continue it later with
+    /// `downloadTask(withResumeData:)`, or `nil` when it cannot be continued.
+    public func cancel(byProducingResumeData completionHandler: @escaping @Sendable (Data?) -> Void) {
+        cancel()
+        session.delivery.enqueue { completionHandler(nil) }
+    }
+
+    // MARK: Running
+
+    private func start() {
+        let request = originalRequest
+        guard resumeData == nil else {
+            session.multi.queue.async {
+                self.finished(.failure(.resumeDataInvalid(reason: "this version of Haul cannot resume downloads yet")))
+            }
+            return
+        }
+        guard let request, let url = request.url else {
+            session.multi.queue.async { self.finished(.failure(.invalidURL("(no URL)"))) }
+            return
+        }
+        let prepared: DownloadOperation.Settings
+        do {
+            prepared = try session.settings(for: request)
+        } catch {
+            session.multi.queue.async { self.finished(.failure(error)) }
+            return
+        }
+        let tempPath = session.temporaryPath(for: destination, task: taskIdentifier)
+        let operation = DownloadOperation(
+            multi: session.multi, settings: prepared, tempPath: tempPath, destinationPath: destination?.path,
+            logger: session.logger, syscalls: session.syscalls, completion: { _ in })
+        operation.setCompletion { [self] result in finished(result) }
+        operation.onResponse = { [self] head, effective in received(head, url: effective.flatMap(URL.init(string:)) ?? url) }
+        lock.withLock { self.operation = operation }
+        operation.start()
+        session.multi.queue.async { self.startTicker() }
+    }
+
+    /// The probe's response arrived (on the session queue).
+    private func received(_ head: ResponseHead, url: URL) {
+        var fields: [String: String] = [:]
+        for field in head.fields { fields[field.name] = field.value }
+        let response = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: fields)
+        lock.withLock {
+            _response = response
+            if var request = _currentRequest, request.url != url {
+                request.url = url
+                _currentRequest = request
+            }
+        }
+    }
+
+    private func startTicker() {
+        dispatchPrecondition(condition: .onQueue(session.multi.queue))
+        guard ticker == nil, state == .running else { return }
+        let timer = DispatchSource.makeTimerSource(queue: session.multi.queue)
+        timer.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100), leeway: .milliseconds(20))
+        timer.setEventHandler { [weak self] in self?.tick() }
+        ticker = timer
+        timer.activate()
+    }
+
+    private func stopTicker() {
+        ticker?.cancel()
+        ticker = nil
+    }
+
+    /// Reports progress if bytes were written since the last report (on the session queue).
+    private func tick() {
+        guard let operation = lock.withLock({ self.operation }) else { return }
+        let (done, length) = operation.progress
+        let expected = length ?? NSURLSessionTransferSizeUnknown
+        let delta: Int64 = lock.withLock {
+            let delta = done - _received
+            guard delta > 0 || (expected != _expected) else { return 0 }
+            _received = max(_received, done)
+            _expected = expected
+            return delta
+        }
+        guard delta > 0 else { return }
+        progress.totalUnitCount = expected
+        progress.completedUnitCount = done
+        yield(.progress(totalBytesWritten: done, totalBytesExpectedToWrite: expected))
+        guard completionHandler == nil, let delegate = session.delegate else { return }
+        let session = self.session
+        session.delivery.enqueue {
+            delegate.downloadSession(session, downloadTask: self, didWriteData: delta, totalBytesWritten: done,
+                                     totalBytesExpectedToWrite: expected)
+        }
+    }
+
+    /// The operation ended (on the session queue): report progress, then the outcome.
+    private func finished(_ result: Result<DownloadResult, HaulError>) {
+        tick()
+        stopTicker()
+        let url = currentRequest?.url ?? originalRequest?.url
+        switch result {
+        case .success(let download):
+            let location = URL(fileURLWithPath: download.path)
+            let (response, hook, keep) = lock.withLock {
+                _state = .completed
+                _expected = download.length
+                progress.totalUnitCount = download.length
+                progress.completedUnitCount = download.length
+                operation = nil
+                return (_response, finishHook, eventsAttached || destination != nil || finishHook != nil)
+            }
+            deliverSuccess(location: location, response: response, hook: hook, keepFile: keep)
+        case .failure(let failure):
+            let error = failure.publicError(url: url)
+            let (response, hook) = lock.withLock {
+                _state = .completed
+                _error = error
+                operation = nil
+                return (_response, finishHook)
+            }
+            hook?(.failure(error))
+            finishEvents(.failure(error))
+            let session = self.session
+            if let handler = completionHandler {
+                session.delivery.enqueue { handler(nil, response, error) }
+            } else if let delegate = session.delegate {
+                session.delivery.enqueue { delegate.downloadSession(session, task: self, didCompleteWithError: error) }
+            }
+        }
+    }
+
+    private func deliverSuccess(location: URL, response: URLResponse?,
+                                hook: (@Sendable (Result<(URL, HTTPURLResponse), any Error>) -> Void)?, keepFile: Bool) {
+        if let hook {
+            let http = (response as? HTTPURLResponse)
+                ?? HTTPURLResponse(url: originalRequest?.url ?? location, statusCode: 200, httpVersion: "HTTP/1.1",
+                                   headerFields: [:])!
+            hook(.success((location, http)))
+        }
+        finishEvents(.success(location))
+        let session = self.session
+        let handler = completionHandler
+        let delegate = hook == nil ? session.delegate : nil
+        session.delivery.enqueue {
+            if let handler {
+                handler(location, response, nil)
+            } else if let delegate {
+                delegate.downloadSession(session, downloadTask: self, didFinishDownloadingTo: location)
+            }
+            // Valid only during the call, as in Foundation: remove what was not moved.
+            if !keepFile, FileManager.default.fileExists(atPath: location.path) {
+                try? FileManager.default.removeItem(at: location)
+            }
+            if handler == nil, let delegate {
+                delegate.downloadSession(session, task: self, didCompleteWithError: nil)
+            }
+        }
+    }
+
+    // MARK: Async support
+
+    /// Sets the hook the async API completes through (before `resume()`).
+    func setFinishHook(_ hook: @escaping @Sendable (Result<(URL, HTTPURLResponse), any Error>) -> Void) {
+        lock.withLock { finishHook = hook }
+    }
+
+    /// A stream of this task's events; see `events`.
+    func makeEventStream() -> AsyncThrowingStream<DownloadEvent, any Error> {
+        AsyncThrowingStream { continuation in
+            let id = UUID()
+            let replay: Result<URL, any Error>? = lock.withLock {
+                eventsAttached = true
+                if let terminal { return terminal }
+                streams[id] = continuation
+                return nil
+            }
+            if let replay {
+                switch replay {
+                case .success(let location):
+                    continuation.yield(.finished(location: location))
+                    continuation.finish()
+                case .failure(let error):
+                    continuation.finish(throwing: error)
+                }
+                return
+            }
+            continuation.onTermination = { [weak self] termination in
+                guard let self else { return }
+                self.lock.withLock { _ = self.streams.removeValue(forKey: id) }
+                if case .cancelled = termination { self.cancel() }
+            }
+        }
+    }
+
+    private func yield(_ event: DownloadEvent) {
+        let continuations = lock.withLock { Array(streams.values) }
+        for continuation in continuations { continuation.yield(event) }
+    }
+
+    private func finishEvents(_ result: Result<URL, any Error>) {
+        let continuations = lock.withLock {
+            terminal = result
+            let all = Array(streams.values)
+            streams.removeAll()
+            return all
+        }
+        for continuation in continuations {
+            switch result {
+            case .success(let location):
+                continuation.yield(.finished(location: location))
+                continuation.finish()
+            case .failure(let error):
+                continuation.finish(throwing: error)
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import CCurl
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+extension HaulError: LocalizedError {
+    /// The same text as `description`, so `localizedDescription` reads well.
+    public var errorDescription: String? { description }
+}
+
+extension HaulError {
+    /// The `userInfo` key under which a `URLError` made by Haul carries the HTTP status code.
+    public static let httpStatusCodeKey = "HaulHTTPStatusCode"
+
+    /// The error the public API reports: `URLError` where Foundation has a code (the seed's
+    /// Table 1 for HTTP statuses, transport failures by curl code), else this `HaulError`.
+    ///
+    /// | status | error |
+    /// |---|---|
+    /// | 401, 407 | `URLError.userAuthenticationRequired` |
+    /// | 403 | `URLError.noPermissionsToReadFile` |
+    /// | any other non-2xx | `URLError.fileDoesNotExist` |
+    func publicError(url: URL?) -> any Error {
+        var info: [String: Any] = [NSLocalizedDescriptionKey: description]
+        if let url {
+            info[NSURLErrorFailingURLErrorKey] = url
+        }
+        let code: URLError.Code
+        switch self {
+        case .httpStatus(let status):
+            info[Self.httpStatusCodeKey] = status
+            switch status {
+            case 401, 407: code = .userAuthenticationRequired
+            case 403: code = .noPermissionsToReadFile
+            default: code = .fileDoesNotExist
+            }
+        case .transport(let curlCode, _):
+            code = Self.urlErrorCode(curl: CURLcode(UInt32(curlCode)))
+        case .connectionClosedEarly:
+            code = .networkConnectionLost
+        case .cancelled:
+            code = .cancelled
+        case .invalidURL:
+            code = .unsupportedURL
+        case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .diskFull, .fileSystem,
+             .unsupportedRequest, .resumeDataInvalid:
+            return self
+        }
+        return URLError(code, userInfo: info)
+    }
+
+    /// The `URLError` code for a curl transport failure.
+    static func urlErrorCode(curl code: CURLcode) -> URLError.Code {
+        switch code {
+        case CURLE_OPERATION_TIMEDOUT: return .timedOut
+        case CURLE_COULDNT_CONNECT: return .cannotConnectToHost
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: return .cannotFindHost
+        case CURLE_PARTIAL_FILE, CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_GOT_NOTHING, CURLE_HTTP2,
+             CURLE_HTTP2_STREAM:
+            return .networkConnectionLost
+        case CURLE_SSL_CONNECT_ERROR, CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_CIPHER, CURLE_USE_SSL_FAILED:
+            return .secureConnectionFailed
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR,
+             CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+            return .serverCertificateUntrusted
+        case CURLE_SSL_CERTPROBLEM: return .clientCertificateRejected
+        case CURLE_TOO_MANY_REDIRECTS: return .httpTooManyRedirects
+        case CURLE_UNSUPPORTED_PROTOCOL: return .unsupportedURL
+        case CURLE_URL_MALFORMAT: return .badURL
+        case CURLE_ABORTED_BY_CALLBACK: return .cancelled
+        default: return .unknown
+        }
+    }
+}
