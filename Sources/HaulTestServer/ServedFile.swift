@@ -67,4 +67,6 @@ public struct RecordedRequest: Sendable, Equatable {
     public var ifRange: String?
     /// The server's sequence number of the connection the request came on.
     public var connection: Int
+    /// Every header, names lowercased (the last value wins for repeated names).
+    public var headers: [String: String]
 }

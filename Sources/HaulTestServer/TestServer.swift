@@ -91,8 +91,10 @@ final class ServerCore: Sendable {
         let range = head.headers.first(name: "range")
         let ifRange = head.headers.first(name: "if-range")
         return state.withLockedValue { state in
+            var headers: [String: String] = [:]
+            for (name, value) in head.headers { headers[name.lowercased()] = value }
             state.requests.append(RecordedRequest(method: head.method.rawValue, path: path, range: range,
-                                                  ifRange: ifRange, connection: connection))
+                                                  ifRange: ifRange, connection: connection, headers: headers))
             guard var file = state.files[path] else { return .error(.notFound, retryAfter: nil) }
             let requested = range.map { RangeRequest(header: $0, size: file.content.size) } ?? .none
             let start: Int64 = if case .satisfiable(let r) = requested { r.lowerBound } else { 0 }
