@@ -13,9 +13,13 @@ public final class DownloadTask: @unchecked Sendable {
 
     /// Where a task is in its life (the cases of `URLSessionTask.State`).
     public enum State: Int, Sendable {
+        /// Transferring (or waiting to retry).
         case running = 0
+        /// Not started yet, or paused by `suspend()`.
         case suspended = 1
+        /// `cancel()` was called; completion follows.
         case canceling = 2
+        /// Finished, failed or cancelled; see `error`.
         case completed = 3
     }
 
