@@ -55,7 +55,7 @@ struct DownloadStateMachineTests {
     func probeNoLength() {
         var machine = Machine(options: .init(connections: 4, minimumSplit: 10))
         _ = machine.start()
-        #expect(machine.received(head(200), for: 0) == [])
+        #expect(machine.received(head(200), for: 0) == [.preallocate(length: 0)])
         #expect(machine.window(for: 0, available: 4096) == (0, 4096))
         _ = machine.advance(0, by: 4096)
         _ = machine.advance(0, by: 7)
@@ -66,7 +66,7 @@ struct DownloadStateMachineTests {
     func probeEmpty() {
         var machine = Machine(options: .init())
         _ = machine.start()
-        #expect(machine.received(head(416, range: "bytes */0", length: 0), for: 0) == [])
+        #expect(machine.received(head(416, range: "bytes */0", length: 0), for: 0) == [.preallocate(length: 0)])
         #expect(machine.window(for: 0, available: 20) == (0, 0))
         #expect(machine.transferEnded(0, .completed) == [.finish(length: 0)])
     }
@@ -130,7 +130,7 @@ struct DownloadStateMachineTests {
     }
 
     @Test("A Content-Range that does not match the request fails the download", arguments: [
-        "bytes 51-99/100", "bytes 50-98/100", "bytes 50-99/101", "garbage",
+        "bytes 51-99/100", "bytes 50-98/100", "garbage",
     ])
     func wrongContentRange(value: String) {
         var machine = Machine(options: .init(connections: 2, minimumSplit: 10))
@@ -157,14 +157,81 @@ struct DownloadStateMachineTests {
         #expect(machine.transferEnded(1, .completed).last == .fail(.rangeIgnored(range: "50-99")))
     }
 
-    @Test("A changed ETag means the file changed")
-    func etagChanged() {
+    @Test("The file changed on the server: start over from byte 0, in a new epoch", arguments: [
+        (head(206, range: "bytes 50-99/100", etag: "\"b\""), "ETag \"a\" became \"b\""),
+        (head(206, range: "bytes 50-99/101", etag: "\"a\""), "its length 100 became 101"),
+        (head(200, length: 100, etag: "\"b\""), "the server answered a ranged If-Range request with the whole file"),
+        (head(416, range: "bytes */40"), "bytes 50-99 are no longer there (416): the file got shorter"),
+    ] as [(ResponseHead, String)])
+    func remoteChange(response: ResponseHead, reason: String) {
         var machine = Machine(options: .init(connections: 2, minimumSplit: 10))
         _ = machine.start()
         _ = machine.received(head(206, range: "bytes 0-99/100", etag: "\"a\""), for: 0)
-        _ = machine.received(head(206, range: "bytes 50-99/100", etag: "\"b\""), for: 1)
-        #expect(machine.transferEnded(1, .completed).last
+        _ = machine.advance(0, by: 30)
+        let restartProbe = Machine.Action.start(Request(segment: 2, kind: .probe, from: 0, through: nil, ifRange: nil))
+        #expect(machine.received(response, for: 1)
+                == [.cancel(segment: 0), .cancel(segment: 1), .restarted(reason: reason), restartProbe])
+        // Old requests can no longer write, and their ends are ignored.
+        #expect(machine.window(for: 0, available: 10).count == 0)
+        #expect(machine.transferEnded(0, .completed) == [])
+        #expect(machine.plan.doneRanges == [])
+        // The new version (one segment: 15 bytes < 2 × the minimum split): old bytes never count.
+        _ = machine.received(head(206, range: "bytes 0-14/15", etag: "\"b\""), for: 2)
+        #expect(machine.window(for: 2, available: 100) == (0, 15))
+        _ = machine.advance(2, by: 15)
+        #expect(machine.transferEnded(2, .completed) == [.finish(length: 15)])
+    }
+
+    @Test("With restarts switched off, a changed file fails with remoteFileChanged")
+    func remoteChangeFails() {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10, restartsOnRemoteChange: false))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100", etag: "\"a\""), for: 0)
+        #expect(machine.received(head(206, range: "bytes 50-99/100", etag: "\"b\""), for: 1).last
                 == .fail(.remoteFileChanged(reason: "ETag \"a\" became \"b\"")))
+    }
+
+    @Test("Restarts are bounded: a file that keeps changing fails")
+    func restartsBounded() {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10, maxRestarts: 1))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100", etag: "\"a\""), for: 0)
+        _ = machine.received(head(206, range: "bytes 50-99/100", etag: "\"b\""), for: 1)
+        _ = machine.received(head(206, range: "bytes 0-99/100", etag: "\"b\""), for: 2)
+        #expect(machine.received(head(206, range: "bytes 50-99/100", etag: "\"c\""), for: 3).last
+                == .fail(.remoteFileChanged(reason: "ETag \"b\" became \"c\"")))
+    }
+
+    @Test("Resume: the gaps are requested with If-Range, split to use every connection")
+    func resume() {
+        let resume = Machine.Resume(length: 100, etag: "\"e\"", lastModified: nil, done: [0..<30, 60..<70])
+        var machine = Machine(options: .init(connections: 4, minimumSplit: 10), resume: resume)
+        #expect(machine.plan.bytesDone == 40)
+        let actions = machine.start()
+        // Gaps 30..<60 and 70..<100, then the larger halves split: 4 requests.
+        #expect(actions == [range(1, 30, 59, ifRange: "\"e\""), range(3, 70, 99, ifRange: "\"e\""),
+                            range(4, 45, 59, ifRange: "\"e\""), range(5, 85, 99, ifRange: "\"e\"")])
+        #expect(machine.isResumable)
+    }
+
+    @Test("Resume without a validator starts over: a partial file cannot be checked")
+    func resumeWithoutValidator() {
+        let resume = Machine.Resume(length: 100, etag: "W/\"weak\"", lastModified: nil, done: [0..<30])
+        var machine = Machine(options: .init(connections: 4, minimumSplit: 10), resume: resume)
+        let actions = machine.start()
+        #expect(actions.count == 2)
+        guard case .restarted = actions.first, case .start(let probe) = actions.last else {
+            Issue.record("expected a restart, got \(actions)")
+            return
+        }
+        #expect(probe.kind == .probe)
+    }
+
+    @Test("Resume of a complete file finishes at once")
+    func resumeComplete() {
+        let resume = Machine.Resume(length: 100, etag: "\"e\"", lastModified: nil, done: [0..<100])
+        var machine = Machine(options: .init(), resume: resume)
+        #expect(machine.start() == [.finish(length: 100)])
     }
 
     @Test("A finished connection steals half of the largest range, then twins the tail")

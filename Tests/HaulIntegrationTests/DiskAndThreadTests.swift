@@ -49,12 +49,12 @@ extension Integration {
                                                                                        interruptEvery: 7)))
         }
 
-        @Test("ENOSPC stops the download with diskFull and keeps what was written")
+        @Test("ENOSPC stops the download with diskFull, keeps what was written, and resumes once there is space")
         func diskFull() async throws {
             let server = try await TestServer.start()
             defer { Task { await server.shutdown() } }
             let content = GeneratedContent(size: 8 << 20, seed: 32)
-            server.serve(ServedFile(content: content), at: "/f")
+            server.serve(ServedFile(content: content, etag: "\"d\""), at: "/f")
             let scratch = Scratch()
             defer { scratch.cleanup() }
             let flaky = flakySyscalls(budget: 3 << 20, maxPerCall: .max, interruptEvery: 0)
@@ -62,15 +62,23 @@ extension Integration {
                 _ = try await session(syscalls: flaky).download(from: server.url("/f"), to: scratch.file("out"))
                 Issue.record("the download should have failed")
             } catch let error as HaulError {
-                guard case .diskFull(let path) = error else { Issue.record("wrong error: \(error)"); return }
+                guard case .diskFull(let path, let resumeData) = error else { Issue.record("wrong error: \(error)"); return }
                 #expect(error.description.contains("no space left"))
                 // The partial temp file is kept, with real bytes in it.
                 #expect(FileManager.default.fileExists(atPath: path))
                 let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
                 let prefix = try handle.read(upToCount: 4096) ?? Data()
                 #expect(Array(prefix) == content.bytes(0..<4096))
+                #expect(!FileManager.default.fileExists(atPath: scratch.file("out").path))
+                // Space again: the resume data finishes the same file, without fetching it all again.
+                let blob = try #require(resumeData)
+                #expect(HaulError.resumeData(from: error) == blob)
+                let before = server.requests.count
+                let (location, _) = try await testSession(connections: 8).download(resumeFrom: blob)
+                #expect(location.path == scratch.file("out").path)
+                #expect(try SHA256.hex(ofFileAt: location.path) == content.sha256)
+                #expect(!server.requests[before...].contains { $0.range == "bytes=0-" })
             }
-            #expect(!FileManager.default.fileExists(atPath: scratch.file("out").path))
         }
 
         @Test("8 downloads × 16 connections share one queue: threads stay bounded")

@@ -31,6 +31,13 @@ extension DownloadSession {
         /// Whether a completed file is flushed to disk (`fdatasync`) before it is moved into place,
         /// so it survives a power cut (default true).
         public var syncsBeforeMove: Bool = true
+        /// When the file changes on the server mid-download (or between cancel and resume), start
+        /// over from byte 0 (true, the default) or fail with `HaulError.remoteFileChanged`.
+        /// Bytes of two versions are never mixed either way.
+        public var restartsWhenRemoteFileChanges: Bool = true
+        /// Whether resume data and journals record `Authorization`, `Proxy-Authorization` and
+        /// `Cookie` headers (default false: a resumed download must be given them again).
+        public var resumeDataIncludesCredentials: Bool = false
         /// Receive buffer per connection in bytes (default 256 KiB); larger means fewer callbacks.
         public var receiveBufferSize: Int = 256 * 1024
 

@@ -114,6 +114,33 @@ public final class DownloadSession: Sendable {
         }
     }
 
+    /// Continues a download from resume data (from `cancelByProducingResumeData()`, a failed
+    /// download's error, or the journal beside a destination).
+    ///
+    /// - Parameter destination: where the file goes; `nil` uses the destination recorded in the
+    ///   resume data, else leaves it at its temp path for the caller.
+    /// - Throws: `HaulError.resumeDataInvalid` when the data or its partial file cannot be used,
+    ///   and what `download(from:to:)` throws.
+    public func download(resumeFrom resumeData: Data, to destination: URL? = nil) async throws -> (URL, HTTPURLResponse) {
+        let recorded = (try? ResumeData(resumeData))?.destination.map { URL(fileURLWithPath: $0) }
+        let task = makeTask(request: nil, resumeData: resumeData, destination: destination ?? recorded,
+                            completionHandler: nil)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                task.setFinishHook { continuation.resume(with: $0) }
+                task.resume()
+            }
+        } onCancel: {
+            task.cancel()
+        }
+    }
+
+    /// The journal a download to `destination` keeps beside it while running (and after it was
+    /// cancelled or failed, so the same download can continue): its content is resume data.
+    public static func journalURL(for destination: URL) -> URL {
+        destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).haul-journal")
+    }
+
     // MARK: Internal
 
     private func makeTask(request: URLRequest?, resumeData: Data? = nil, destination: URL? = nil,
@@ -123,15 +150,24 @@ public final class DownloadSession: Sendable {
                             destination: destination, completionHandler: completionHandler)
     }
 
-    /// The temp file for a download: beside the destination (so the final rename is atomic),
-    /// else in the configured temporary directory.
-    func temporaryPath(for destination: URL?, task: Int) -> String {
-        let random = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    /// Where a download's bytes and journal go: beside the destination with fixed names (so the
+    /// final rename is atomic and the same download finds its journal again), else in the
+    /// temporary directory under a fresh name.
+    func files(for destination: URL?, task: Int, resume: ResumeData? = nil) -> DownloadOperation.Files {
         if let destination {
-            return destination.deletingLastPathComponent().path + "/.\(destination.lastPathComponent).haul-\(random)"
+            let directory = destination.deletingLastPathComponent().path
+            return .init(tempPath: resume?.tempFile.path ?? directory + "/.\(destination.lastPathComponent).haul-part",
+                         journalPath: Self.journalURL(for: destination).path,
+                         destinationPath: destination.path, keepOnCancel: true)
         }
+        if let resume {
+            return .init(tempPath: resume.tempFile.path, journalPath: resume.tempFile.path + ".journal",
+                         destinationPath: nil, keepOnCancel: false)
+        }
+        let random = String(UInt64.random(in: 0...UInt64.max), radix: 36)
         let directory = (configuration.temporaryDirectory ?? FileManager.default.temporaryDirectory).path
-        return directory + "/haul-download-\(task)-\(random).tmp"
+        let temp = directory + "/haul-download-\(task)-\(random).tmp"
+        return .init(tempPath: temp, journalPath: temp + ".journal", destinationPath: nil, keepOnCancel: false)
     }
 
     /// The engine settings for one request.
@@ -162,8 +198,14 @@ public final class DownloadSession: Sendable {
             request: options,
             engine: .init(connections: configuration.connectionsPerDownload,
                           minimumSplit: configuration.minimumSplitSize,
-                          maxRetries: configuration.retryLimit))
+                          maxRetries: configuration.retryLimit,
+                          restartsOnRemoteChange: configuration.restartsWhenRemoteFileChanges))
         settings.syncOnFinish = configuration.syncsBeforeMove
+        let credentials: Set<String> = ["authorization", "proxy-authorization", "cookie"]
+        settings.resumeHeaders = (request.allHTTPHeaderFields ?? [:])
+            .filter { configuration.resumeDataIncludesCredentials || !credentials.contains($0.key.lowercased()) }
+            .filter { !["range", "if-range"].contains($0.key.lowercased()) }
+            .sorted { $0.key < $1.key }.map { [$0.key, $0.value] }
         return settings
     }
 }

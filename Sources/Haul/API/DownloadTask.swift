@@ -1,5 +1,8 @@
 import Dispatch
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -49,6 +52,7 @@ public final class DownloadTask: @unchecked Sendable {
     private var streams: [UUID: AsyncThrowingStream<DownloadEvent, any Error>.Continuation] = [:]
     private var eventsAttached = false
     private var terminal: Result<URL, any Error>?
+    private var resumeDataHandler: (@Sendable (Data?) -> Void)?
 
     init(session: DownloadSession, identifier: Int, request: URLRequest?, resumeData: Data?,
          destination: URL?, completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) {
@@ -117,47 +121,127 @@ public final class DownloadTask: @unchecked Sendable {
         switch operation {
         case .none: return
         case .some(.some(let operation)): operation.cancel()
-        case .some(.none): session.multi.queue.async { self.finished(.failure(.cancelled)) }
+        case .some(.none): session.multi.queue.async { self.finished(.failure(DownloadFailure(error: .cancelled))) }
         }
     }
 
     /// Cancels the task and hands back data to continue it later with
-    /// `downloadTask(withResumeData:)`, or `nil` when it cannot be continued.
+    /// `downloadTask(withResumeData:)`, or `nil` when it cannot be continued (the server has no
+    /// range support or validators, or the length is unknown). The partial file is kept for it.
     public func cancel(byProducingResumeData completionHandler: @escaping @Sendable (Data?) -> Void) {
-        cancel()
-        session.delivery.enqueue { completionHandler(nil) }
+        let operation: DownloadOperation?? = lock.withLock {
+            guard _state == .running || _state == .suspended else { return .none }
+            _state = .canceling
+            resumeDataHandler = completionHandler
+            return .some(self.operation)
+        }
+        switch operation {
+        case .none: session.delivery.enqueue { completionHandler(nil) }
+        case .some(.some(let operation)): operation.cancel(producingResumeData: true)
+        case .some(.none): session.multi.queue.async { self.finished(.failure(DownloadFailure(error: .cancelled))) }
+        }
+    }
+
+    /// Cancels the task and returns data to continue it later, or `nil` when it cannot be
+    /// continued.
+    public func cancelByProducingResumeData() async -> Data? {
+        await withCheckedContinuation { continuation in
+            cancel(byProducingResumeData: { continuation.resume(returning: $0) })
+        }
     }
 
     // MARK: Running
 
     private func start() {
-        let request = originalRequest
-        guard resumeData == nil else {
-            session.multi.queue.async {
-                self.finished(.failure(.resumeDataInvalid(reason: "this version of Haul cannot resume downloads yet")))
-            }
-            return
-        }
-        guard let request, let url = request.url else {
-            session.multi.queue.async { self.finished(.failure(.invalidURL("(no URL)"))) }
-            return
-        }
-        let prepared: DownloadOperation.Settings
-        do {
-            prepared = try session.settings(for: request)
+        let operation: DownloadOperation
+        let resume: ResumeData?
+        do throws(HaulError) {
+            (operation, resume) = try makeOperation()
         } catch {
-            session.multi.queue.async { self.finished(.failure(error)) }
+            session.multi.queue.async { self.finished(.failure(DownloadFailure(error: error))) }
             return
         }
-        let tempPath = session.temporaryPath(for: destination, task: taskIdentifier)
-        let operation = DownloadOperation(
-            multi: session.multi, settings: prepared, tempPath: tempPath, destinationPath: destination?.path,
-            logger: session.logger, syscalls: session.syscalls, completion: { _ in })
+        let fallbackURL = resume?.url ?? originalRequest?.url
         operation.setCompletion { [self] result in finished(result) }
-        operation.onResponse = { [self] head, effective in received(head, url: effective.flatMap(URL.init(string:)) ?? url) }
+        operation.onResponse = { [self] head, effective in
+            received(head, url: effective.flatMap(URL.init(string:)) ?? fallbackURL ?? URL(fileURLWithPath: "/"))
+        }
+        operation.onRestart = { [self] _ in restarted() }
         lock.withLock { self.operation = operation }
+        if let resume {
+            let trusted = resume.trustedRanges(currentBootID: currentBootID())
+            let done = trusted.reduce(0) { $0 + $1.count64 }
+            let offset = trusted.first.map { $0.lowerBound == 0 ? $0.upperBound : 0 } ?? 0
+            lock.withLock {
+                _received = done
+                _expected = resume.length
+            }
+            progress.totalUnitCount = resume.length
+            progress.completedUnitCount = done
+            announceResume(offset: offset, expected: resume.length)
+        }
         operation.start()
         session.multi.queue.async { self.startTicker() }
+    }
+
+    /// The operation for a new download, or for resume data after checking it and its file.
+    private func makeOperation() throws(HaulError) -> (DownloadOperation, ResumeData?) {
+        guard let resumeData else {
+            guard let request = originalRequest else { throw .invalidURL("(no URL)") }
+            let settings = try session.settings(for: request)
+            let files = session.files(for: destination, task: taskIdentifier)
+            return (DownloadOperation(multi: session.multi, settings: settings, files: files, logger: session.logger,
+                                      syscalls: session.syscalls), nil)
+        }
+        let resume = try ResumeData(resumeData)
+        try Self.checkPartialFile(of: resume)
+        var request = URLRequest(url: resume.url)
+        for header in resume.headers { request.addValue(header[1], forHTTPHeaderField: header[0]) }
+        lock.withLock { _currentRequest = request }
+        let settings = try session.settings(for: request)
+        let files = session.files(for: destination, task: taskIdentifier, resume: resume)
+        return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
+                                  logger: session.logger, syscalls: session.syscalls), resume)
+    }
+
+    /// The partial file must be there, be the same file, and be as long as recorded.
+    static func checkPartialFile(of resume: ResumeData) throws(HaulError) {
+        let path = resume.tempFile.path
+        switch DataFile.identity(at: path) {
+        case .failure(.fileSystem(_, _, let code)) where code == ENOENT:
+            throw .resumeDataInvalid(reason: "the partial file \(path) is missing")
+        case .failure(let error):
+            throw .resumeDataInvalid(reason: "the partial file cannot be read: \(error)")
+        case .success(let now):
+            guard now.device == resume.tempFile.device, now.inode == resume.tempFile.inode else {
+                throw .resumeDataInvalid(reason: "the partial file \(path) was replaced by another file")
+            }
+            guard now.size >= resume.length else {
+                throw .resumeDataInvalid(reason: "the partial file \(path) is shorter than recorded "
+                    + "(\(now.size) of \(resume.length) bytes)")
+            }
+        }
+    }
+
+    /// Tells the delegate and `events` where the download continues.
+    private func announceResume(offset: Int64, expected: Int64) {
+        yield(.resumed(offset: offset, expectedTotalBytes: expected))
+        guard completionHandler == nil, let delegate = session.delegate else { return }
+        let session = self.session
+        session.delivery.enqueue {
+            delegate.downloadSession(session, downloadTask: self, didResumeAtOffset: offset, expectedTotalBytes: expected)
+        }
+    }
+
+    /// The file changed on the server and the download started over (on the session queue).
+    private func restarted() {
+        lock.withLock {
+            _received = 0
+            _expected = NSURLSessionTransferSizeUnknown
+        }
+        progress.totalUnitCount = -1
+        progress.completedUnitCount = 0
+        announceResume(offset: 0, expected: NSURLSessionTransferSizeUnknown)
     }
 
     /// The probe's response arrived (on the session queue).
@@ -214,7 +298,7 @@ public final class DownloadTask: @unchecked Sendable {
     }
 
     /// The operation ended (on the session queue): report progress, then the outcome.
-    private func finished(_ result: Result<DownloadResult, HaulError>) {
+    private func finished(_ result: Result<DownloadResult, DownloadFailure>) {
         tick()
         stopTicker()
         let url = currentRequest?.url ?? originalRequest?.url
@@ -231,16 +315,21 @@ public final class DownloadTask: @unchecked Sendable {
             }
             deliverSuccess(location: location, response: response, hook: hook, keepFile: keep)
         case .failure(let failure):
-            let error = failure.publicError(url: url)
-            let (response, hook) = lock.withLock {
+            let error = failure.error.publicError(url: url, resumeData: failure.resumeData)
+            let (response, hook, resumeHandler) = lock.withLock {
                 _state = .completed
                 _error = error
                 operation = nil
-                return (_response, finishHook)
+                defer { resumeDataHandler = nil }
+                return (_response, finishHook, resumeDataHandler)
             }
             hook?(.failure(error))
             finishEvents(.failure(error))
             let session = self.session
+            if let resumeHandler {
+                let data = failure.resumeData
+                session.delivery.enqueue { resumeHandler(data) }
+            }
             if let handler = completionHandler {
                 session.delivery.enqueue { handler(nil, response, error) }
             } else if let delegate = session.delegate {

@@ -21,8 +21,9 @@ extension HaulError {
     /// | 401, 407 | `URLError.userAuthenticationRequired` |
     /// | 403 | `URLError.noPermissionsToReadFile` |
     /// | any other non-2xx | `URLError.fileDoesNotExist` |
-    func publicError(url: URL?) -> any Error {
+    func publicError(url: URL?, resumeData: Data? = nil) -> any Error {
         var info: [String: Any] = [NSLocalizedDescriptionKey: description]
+        if let resumeData { info[URLSessionDownloadTaskResumeData] = resumeData }
         if let url {
             info[NSURLErrorFailingURLErrorKey] = url
         }
@@ -43,11 +44,22 @@ extension HaulError {
             code = .cancelled
         case .invalidURL:
             code = .unsupportedURL
-        case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .diskFull, .fileSystem,
+        case .diskFull(let path, _):
+            return HaulError.diskFull(path: path, resumeData: resumeData)
+        case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .fileSystem,
              .unsupportedRequest, .resumeDataInvalid:
             return self
         }
         return URLError(code, userInfo: info)
+    }
+
+    /// The resume data a failed download's error carries: a `URLError`'s
+    /// `NSURLSessionDownloadTaskResumeData`, or a `HaulError.diskFull`'s. `nil` when the
+    /// download cannot be continued.
+    public static func resumeData(from error: any Error) -> Data? {
+        if let error = error as? URLError { return error.userInfo[URLSessionDownloadTaskResumeData] as? Data }
+        if case .diskFull(_, let data)? = error as? HaulError { return data }
+        return nil
     }
 
     /// The `URLError` code for a curl transport failure.

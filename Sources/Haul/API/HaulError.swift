@@ -15,8 +15,8 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
     case remoteFileChanged(reason: String)
     /// A response ended before the bytes its headers promised.
     case connectionClosedEarly(expected: Int64, received: Int64)
-    /// The disk (or quota) is full; what was written is kept.
-    case diskFull(path: String)
+    /// The disk (or quota) is full; what was written is kept, and `resumeData` continues it.
+    case diskFull(path: String, resumeData: Data? = nil)
     /// A file-system call failed.
     case fileSystem(operation: String, path: String, errno: Int32)
     /// The URL cannot be downloaded (unsupported scheme or malformed).
@@ -45,7 +45,7 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the file changed on the server (\(reason)); start the download again"
         case .connectionClosedEarly(let expected, let received):
             return "the connection closed after \(received) of \(expected) bytes; try again"
-        case .diskFull(let path):
+        case .diskFull(let path, _):
             return "no space left on the device writing \(path); free some space and resume"
         case .fileSystem(let operation, let path, let errno):
             return "\(operation) failed for \(path): \(String(cString: strerror(errno))) (errno \(errno))"
@@ -66,3 +66,4 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import struct Foundation.Data

@@ -11,13 +11,20 @@ struct DownloadStateMachine: Sendable {
         var maxRetries: Int
         /// Smallest tail worth an endgame twin.
         var endgameMinimumTail: Int64
+        /// When the file changes on the server: start over (true) or fail with
+        /// `HaulError.remoteFileChanged` (false).
+        var restartsOnRemoteChange: Bool
+        /// Restarts allowed before a server whose file keeps changing fails the download.
+        var maxRestarts: Int
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
-             endgameMinimumTail: Int64? = nil) {
+             endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2) {
             self.connections = max(1, connections)
             self.minimumSplit = max(1, minimumSplit)
             self.maxRetries = max(0, maxRetries)
             self.endgameMinimumTail = endgameMinimumTail ?? max(1, minimumSplit / 8)
+            self.restartsOnRemoteChange = restartsOnRemoteChange
+            self.maxRestarts = max(0, maxRestarts)
         }
     }
 
@@ -49,8 +56,20 @@ struct DownloadStateMachine: Sendable {
         }
     }
 
+    /// What a resumed download starts from.
+    struct Resume: Equatable, Sendable {
+        var length: Int64
+        var etag: String?
+        var lastModified: String?
+        /// Ranges on disk that can be trusted.
+        var done: [Range<Int64>]
+    }
+
     enum Action: Equatable, Sendable {
         case preallocate(length: Int64)
+        /// The file changed on the server: everything starts over from byte 0 (the requests of the
+        /// old epoch are cancelled by preceding actions).
+        case restarted(reason: String)
         case start(Request)
         case cancel(segment: Int)
         /// Schedule `retryDue(segment)` after a backoff for this attempt (1-based).
@@ -85,8 +104,14 @@ struct DownloadStateMachine: Sendable {
     private(set) var plan: SegmentPlan
     private(set) var phase: Phase = .probing
     private(set) var rangesSupported = false
-    /// The probe's response head (status, length, validators).
+    /// The probe's response head (status, length, validators); `nil` for a resumed download.
     private(set) var probeHead: ResponseHead?
+    /// The server's validators for the version being downloaded.
+    private(set) var etag: String?
+    private(set) var lastModified: String?
+    /// The segment carrying the current probe request.
+    private(set) var probeSegment = 0
+    private(set) var restarts = 0
     private var requests: [Int: Request] = [:]
     /// Failures found in a response head, applied when that transfer ends.
     private var headFailures: [Int: (HaulError, retryable: Bool, retryAfter: Int?)] = [:]
@@ -96,8 +121,29 @@ struct DownloadStateMachine: Sendable {
         self.plan = SegmentPlan(minimumSplit: options.minimumSplit)
     }
 
+    /// A download continuing from `resume`: no probe; the missing ranges are requested with
+    /// `If-Range`, and any sign of a changed file starts over.
+    init(options: Options, resume: Resume) {
+        self.options = options
+        self.plan = SegmentPlan(resuming: resume.length, done: resume.done, minimumSplit: options.minimumSplit)
+        self.phase = .transferring
+        self.rangesSupported = true
+        self.etag = resume.etag
+        self.lastModified = resume.lastModified
+        self.probeSegment = -1
+    }
+
     /// The validator sent with `If-Range`: a strong ETag, else Last-Modified.
-    var validator: String? { probeHead?.strongETag ?? probeHead?.lastModified }
+    var validator: String? {
+        if let etag, !etag.hasPrefix("W/") { return etag }
+        return lastModified
+    }
+
+    /// Whether the bytes so far can be continued later: the length is known, ranges work and
+    /// a validator can tell whether the file changed.
+    var isResumable: Bool {
+        rangesSupported && plan.length != nil && validator != nil && !plan.isComplete
+    }
 
     var isFinished: Bool {
         switch phase {
@@ -109,7 +155,26 @@ struct DownloadStateMachine: Sendable {
     // MARK: Events
 
     mutating func start() -> [Action] {
-        [start(segment: 0, kind: .probe)]
+        guard probeSegment < 0 else { return [start(segment: probeSegment, kind: .probe)] }
+        // Resumed: hand out the gaps, then split the largest ones until every connection works.
+        if plan.isComplete {
+            phase = .finished
+            return [.finish(length: plan.length ?? 0)]
+        }
+        guard validator != nil else {
+            return restart(reason: "the server gave no ETag or Last-Modified, so a partial file cannot be checked")
+        }
+        var actions: [Action] = []
+        var live = 0
+        while live < options.connections, let id = plan.takePending() {
+            actions.append(start(segment: id, kind: .range))
+            live += 1
+        }
+        while live < options.connections, let id = plan.steal() {
+            actions.append(start(segment: id, kind: .range))
+            live += 1
+        }
+        return actions
     }
 
     /// A final response head arrived for `segment`'s request.
@@ -120,7 +185,7 @@ struct DownloadStateMachine: Sendable {
             return []
         }
         switch request.kind {
-        case .probe: return receivedProbe(head)
+        case .probe: return receivedProbe(head, segment: segment)
         case .range: return receivedRange(head, for: request)
         case .whole: return receivedWhole(head, for: request)
         }
@@ -196,45 +261,57 @@ struct DownloadStateMachine: Sendable {
 
     // MARK: Private
 
-    private mutating func receivedProbe(_ head: ResponseHead) -> [Action] {
+    private mutating func receivedProbe(_ head: ResponseHead, segment: Int) -> [Action] {
         switch head.status {
         case 206:
             guard let range = head.contentRange, range.first == 0, range.last != nil else {
                 return fail(.invalidContentRange(expected: "0-", received: describe(head.contentRange)))
             }
-            probeHead = head
-            phase = .transferring
+            adopt(head)
             guard let length = range.completeLength else {
                 // Ranges work but the length is unknown: stream to the end on one connection.
-                plan.setSingleStream(length: nil)
+                plan.setSingleStream(length: nil, probe: segment)
                 return []
             }
             rangesSupported = true
-            let added = plan.split(length: length, connections: options.connections)
+            let added = plan.split(length: length, connections: options.connections, probe: segment)
             return [.preallocate(length: length)] + added.map { start(segment: $0, kind: .range) }
         case 200..<300:
-            probeHead = head
-            phase = .transferring
-            plan.setSingleStream(length: head.contentLength)
-            if let length = head.contentLength, length > 0 { return [.preallocate(length: length)] }
-            return []
+            adopt(head)
+            plan.setSingleStream(length: head.contentLength, probe: segment)
+            return [.preallocate(length: head.contentLength ?? 0)]
         case 416 where head.contentRange?.completeLength == 0:
             // The only answer a server can give to `bytes=0-` for an empty file.
-            probeHead = head
-            phase = .transferring
-            plan.setSingleStream(length: 0)
-            return []
+            adopt(head)
+            plan.setSingleStream(length: 0, probe: segment)
+            return [.preallocate(length: 0)]
         default:
-            reject(0, .httpStatus(head.status), retryable: false, retryAfter: nil)
+            reject(segment, .httpStatus(head.status), retryable: false, retryAfter: nil)
             return []
         }
     }
 
+    private mutating func adopt(_ head: ResponseHead) {
+        probeHead = head
+        etag = head.etag
+        lastModified = head.lastModified
+        phase = .transferring
+    }
+
     private mutating func receivedRange(_ head: ResponseHead, for request: Request) -> [Action] {
         let asked = request.rangeSpec ?? ""
+        let length = plan.length
         switch head.status {
         case 206:
-            let length = plan.length
+            if let total = head.contentRange?.completeLength, let length, total != length {
+                return remoteChanged("its length \(length) became \(total)")
+            }
+            if let expected = etag, !expected.hasPrefix("W/"), let now = head.etag, now != expected {
+                return remoteChanged("ETag \(expected) became \(now)")
+            }
+            if etag == nil, let expected = lastModified, let now = head.lastModified, now != expected {
+                return remoteChanged("Last-Modified \(expected) became \(now)")
+            }
             guard let range = head.contentRange, range.first == request.from,
                   range.last == (request.through ?? (length.map { $0 - 1 } ?? -1)),
                   range.completeLength == length
@@ -244,18 +321,47 @@ struct DownloadStateMachine: Sendable {
                     received: describe(head.contentRange)), retryable: false, retryAfter: nil)
                 return []
             }
-            if let expected = probeHead?.strongETag, let etag = head.etag, etag != expected {
-                reject(request.segment, .remoteFileChanged(reason: "ETag \(expected) became \(etag)"),
-                       retryable: false, retryAfter: nil)
-            }
             return []
+        case 200 where request.ifRange != nil:
+            // If-Range did not match: the server sends the new version whole.
+            return remoteChanged("the server answered a ranged If-Range request with the whole file")
         case 200:
             reject(request.segment, .rangeIgnored(range: asked), retryable: false, retryAfter: nil)
             return []
+        case 416:
+            return remoteChanged("bytes \(asked) are no longer there (416): the file got shorter")
         default:
             reject(request.segment, .httpStatus(head.status), retryable: false, retryAfter: nil)
             return []
         }
+    }
+
+    /// The file on the server is not the one being downloaded: start over or fail.
+    private mutating func remoteChanged(_ reason: String) -> [Action] {
+        guard options.restartsOnRemoteChange, restarts < options.maxRestarts else {
+            return fail(.remoteFileChanged(reason: reason))
+        }
+        restarts += 1
+        return restart(reason: reason)
+    }
+
+    private mutating func restart(reason: String) -> [Action] {
+        let (cancelled, probe) = plan.restart()
+        var actions: [Action] = []
+        for id in cancelled where requests.removeValue(forKey: id) != nil {
+            actions.append(.cancel(segment: id))
+        }
+        requests.removeAll()
+        headFailures.removeAll()
+        rangesSupported = false
+        probeHead = nil
+        etag = nil
+        lastModified = nil
+        phase = .probing
+        probeSegment = probe
+        actions.append(.restarted(reason: reason))
+        actions.append(start(segment: probe, kind: .probe))
+        return actions
     }
 
     private mutating func receivedWhole(_ head: ResponseHead, for request: Request) -> [Action] {
@@ -290,8 +396,10 @@ struct DownloadStateMachine: Sendable {
             actions.append(.finish(length: plan.length ?? 0))
             return actions
         }
-        // The connection is free: take half of the largest range, else twin the slowest tail.
-        if rangesSupported, let id = plan.steal() ?? plan.addTwin(minimumTail: options.endgameMinimumTail) {
+        // The connection is free: take a pending gap, else half of the largest range, else twin
+        // the slowest tail.
+        if rangesSupported,
+           let id = plan.takePending() ?? plan.steal() ?? plan.addTwin(minimumTail: options.endgameMinimumTail) {
             actions.append(start(segment: id, kind: .range))
         }
         return actions

@@ -8,6 +8,8 @@ struct SegmentPlan: Equatable, Sendable {
     /// One connection's share of the file.
     struct Segment: Equatable, Sendable {
         enum State: Equatable, Sendable {
+            /// Planned (a gap left by a resumed download) but no connection has it yet.
+            case pending
             /// A request is out (or about to be) and bytes may arrive.
             case active
             /// The last attempt failed; a retry is scheduled.
@@ -35,6 +37,8 @@ struct SegmentPlan: Equatable, Sendable {
         /// False when the current response was refused (wrong range, error status): its body
         /// must not reach the file.
         var acceptsBody = true
+        /// The plan's epoch when the segment was made; a restart starts a new epoch.
+        var epoch = 0
 
         var remaining: Int64 { end - cursor }
     }
@@ -43,12 +47,50 @@ struct SegmentPlan: Equatable, Sendable {
     private(set) var length: Int64?
     private(set) var segments: [Segment]
     let minimumSplit: Int64
+    /// Incremented by `restart()`: only segments of the current epoch count. Ids are never
+    /// reused, so a late callback for an old request cannot touch new work.
+    private(set) var epoch = 0
 
     /// A plan with one open-ended segment from byte 0: the probe request.
     init(minimumSplit: Int64) {
         self.minimumSplit = max(1, minimumSplit)
         self.length = nil
         self.segments = [Segment(id: 0, start: 0, cursor: 0, end: .max, state: .active)]
+    }
+
+    /// A plan for a resumed download: `done` ranges are on disk, the gaps between them are
+    /// pending segments.
+    init(resuming length: Int64, done: [Range<Int64>], minimumSplit: Int64) {
+        self.minimumSplit = max(1, minimumSplit)
+        self.length = length
+        self.segments = []
+        var position: Int64 = 0
+        for range in done {
+            if range.lowerBound > position { _ = append(start: position, end: range.lowerBound, state: .pending) }
+            let id = append(start: range.lowerBound, end: range.upperBound, state: .done)
+            segments[id].cursor = range.upperBound
+            position = range.upperBound
+        }
+        if position < length || segments.isEmpty {
+            _ = append(start: position, end: length, state: .pending)
+        }
+    }
+
+    /// Starts over (the file changed on the server): every running segment is cancelled and a
+    /// new probe segment begins a new epoch. Returns the cancelled ids and the probe's id.
+    mutating func restart() -> (cancelled: [Int], probe: Int) {
+        let cancelled = cancelAll()
+        epoch += 1
+        length = nil
+        let probe = append(start: 0, end: .max, state: .active)
+        return (cancelled, probe)
+    }
+
+    /// Gives a pending segment to a free connection. Returns its id.
+    mutating func takePending() -> Int? {
+        guard let index = segments.firstIndex(where: { $0.epoch == epoch && $0.state == .pending }) else { return nil }
+        segments[index].state = .active
+        return index
     }
 
     /// Equal ranges covering `0..<length`: `min(connections, length / minimumSplit)` of them,
@@ -65,12 +107,12 @@ struct SegmentPlan: Equatable, Sendable {
 
     // MARK: Length
 
-    /// Records the length and splits: segment 0 keeps the first range, new segments take the
-    /// rest. Returns the ids of the new segments (to be started).
-    mutating func split(length: Int64, connections: Int) -> [Int] {
+    /// Records the length and splits: the probe segment keeps the first range, new segments take
+    /// the rest. Returns the ids of the new segments (to be started).
+    mutating func split(length: Int64, connections: Int, probe: Int = 0) -> [Int] {
         self.length = length
         let ranges = Self.initialRanges(length: length, connections: connections, minimumSplit: minimumSplit)
-        segments[0].end = ranges[0].upperBound
+        segments[probe].end = ranges[0].upperBound
         var added: [Int] = []
         for range in ranges.dropFirst() {
             added.append(append(start: range.lowerBound, end: range.upperBound))
@@ -79,9 +121,9 @@ struct SegmentPlan: Equatable, Sendable {
     }
 
     /// Records the length without splitting (a server without range support): one stream.
-    mutating func setSingleStream(length: Int64?) {
+    mutating func setSingleStream(length: Int64?, probe: Int = 0) {
         self.length = length
-        segments[0].end = length ?? .max
+        segments[probe].end = length ?? .max
     }
 
     /// For a stream to EOF: the length is what arrived.
@@ -153,7 +195,7 @@ struct SegmentPlan: Equatable, Sendable {
     /// Every byte of `0..<length` is on disk.
     var isComplete: Bool {
         guard length != nil else { return false }
-        return segments.allSatisfy { $0.isTwin || $0.state == .done }
+        return segments.allSatisfy { $0.epoch != epoch || $0.isTwin || $0.state == .done }
     }
 
     /// Segments with a request out or a retry pending.
@@ -201,21 +243,31 @@ struct SegmentPlan: Equatable, Sendable {
         return id
     }
 
-    /// Stops every segment that is still running (cancel or failure of the download).
+    /// Stops every segment that is still running or pending (cancel or failure of the download).
+    /// Returns the ids that had a request out or scheduled.
     mutating func cancelAll() -> [Int] {
         var stopped: [Int] = []
-        for i in segments.indices where segments[i].state == .active || segments[i].state == .waitingToRetry {
-            segments[i].state = .cancelled
-            stopped.append(i)
+        for i in segments.indices {
+            switch segments[i].state {
+            case .active, .waitingToRetry:
+                segments[i].state = .cancelled
+                stopped.append(i)
+            case .pending:
+                segments[i].state = .cancelled
+            case .done, .cancelled:
+                break
+            }
         }
         return stopped
     }
 
     // MARK: Accounting
 
-    /// The byte ranges on disk, merged and sorted. Twins' overlap counts once.
+    /// The byte ranges on disk, merged and sorted. Twins' overlap counts once; segments of an
+    /// earlier epoch hold bytes of another version of the file and do not count.
     var doneRanges: [Range<Int64>] {
-        let pieces = segments.map { $0.start..<min($0.cursor, $0.end) }.filter { !$0.isEmpty }
+        let pieces = segments.filter { $0.epoch == epoch }.map { $0.start..<min($0.cursor, $0.end) }
+            .filter { !$0.isEmpty }
             .sorted { $0.lowerBound < $1.lowerBound }
         var merged: [Range<Int64>] = []
         for piece in pieces {
@@ -231,9 +283,11 @@ struct SegmentPlan: Equatable, Sendable {
     /// Bytes on disk (twins' overlap counted once).
     var bytesDone: Int64 { doneRanges.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) } }
 
-    private mutating func append(start: Int64, end: Int64) -> Int {
+    private mutating func append(start: Int64, end: Int64, state: Segment.State = .active) -> Int {
         let id = segments.count
-        segments.append(Segment(id: id, start: start, cursor: start, end: end, state: .active))
+        var segment = Segment(id: id, start: start, cursor: start, end: end, state: state)
+        segment.epoch = epoch
+        segments.append(segment)
         return id
     }
 }

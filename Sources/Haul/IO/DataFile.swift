@@ -22,11 +22,49 @@ final class DataFile: @unchecked Sendable {
         self.fd = fd
     }
 
+    /// Opens an existing file (a resumed download's temp file) without truncating it.
+    init(opening path: String, calls: Syscalls = .system) throws(HaulError) {
+        self.path = path
+        self.calls = calls
+        let fd = retryingInterrupts { open(path, O_RDWR | O_CLOEXEC) }
+        guard fd >= 0 else { throw Self.error("open", path, errno) }
+        self.fd = fd
+    }
+
     deinit { close() }
+
+    /// Device, inode and size of the open file (to tell a resumed file is the same one).
+    func identity() throws(HaulError) -> ResumeData.FileIdentity {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw Self.error("fstat", path, errno) }
+        return ResumeData.FileIdentity(path: path, device: UInt64(info.st_dev), inode: UInt64(info.st_ino),
+                                       size: Int64(info.st_size))
+    }
+
+    /// Device, inode and size of the file at `path` (`fileSystem` error with the errno of `stat`).
+    static func identity(at path: String) -> Result<ResumeData.FileIdentity, HaulError> {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return .failure(.fileSystem(operation: "stat", path: path, errno: errno)) }
+        return .success(ResumeData.FileIdentity(path: path, device: UInt64(info.st_dev), inode: UInt64(info.st_ino),
+                                                size: Int64(info.st_size)))
+    }
+
+    /// Sets the file's size to exactly `length` (cutting a longer file from an older version).
+    func setLength(_ length: Int64) throws(HaulError) {
+        guard retryingInterrupts({ calls.ftruncate(fd, length) }) == 0 else { throw Self.error("ftruncate", path, errno) }
+    }
+
+    /// A second descriptor for the same file, for syncing on another queue while this one is
+    /// written and maybe closed. The caller closes it.
+    func duplicateDescriptor() -> Int32 {
+        dup(fd)
+    }
 
     /// Reserves `length` bytes so later writes cannot fail for space and the file is not
     /// fragmented. Falls back to `ftruncate` where the filesystem cannot allocate.
     func preallocate(_ length: Int64) throws(HaulError) {
+        // The file may hold a longer, older version: cut it to the new length first.
+        try setLength(length)
         guard length > 0 else { return }
         if retryingInterrupts({ calls.fallocate(fd, length) }) == 0 { return }
         let reason = errno

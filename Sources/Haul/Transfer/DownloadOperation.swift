@@ -1,5 +1,6 @@
 import CCurl
 import Dispatch
+import Foundation
 import Logging
 
 /// What a finished download produced.
@@ -7,15 +8,20 @@ struct DownloadResult: Sendable {
     /// Where the bytes are: the destination, or the temp file when none was given.
     var path: String
     var length: Int64
-    /// The first response head (status, headers) and the URL after redirects.
-    var head: ResponseHead?
+    /// The URL after redirects, if known.
     var effectiveURL: String?
-    /// Connections opened over the whole download (requests made).
+    /// Requests made over the whole download.
     var requests: Int
 }
 
-/// Runs one download: owns its state machine, temp file and curl handles, and is the only place
-/// that turns the machine's actions into libcurl calls and file writes.
+/// Why a download ended without a file, and the resume data that continues it (when it can).
+struct DownloadFailure: Error, Sendable {
+    var error: HaulError
+    var resumeData: Data? = nil
+}
+
+/// Runs one download: owns its state machine, temp file, journal and curl handles, and is the
+/// only place that turns the machine's actions into libcurl calls and file writes.
 ///
 /// Confined to the session's queue (`multi.queue`).
 final class DownloadOperation: @unchecked Sendable {
@@ -27,14 +33,31 @@ final class DownloadOperation: @unchecked Sendable {
         var retryCap: Duration = .seconds(30)
         /// `fdatasync` before the final rename, so a completed file survives a power cut.
         var syncOnFinish = true
+        /// Header fields recorded in resume data (credentials already left out or not).
+        var resumeHeaders: [[String]] = []
+        /// How often the data file is synced for power-loss safety (nil: never).
+        var durabilityInterval: Duration? = .seconds(3)
+        /// Journal after a segment advanced this much.
+        var journalStep: Int64 = 1 << 20
+    }
+
+    /// Where a download's files live and what to keep when it stops.
+    struct Files: Sendable {
+        var tempPath: String
+        var journalPath: String
+        var destinationPath: String?
+        /// Keep the partial file and journal when cancelled (downloads to a named destination),
+        /// so running the same download again continues it.
+        var keepOnCancel: Bool
     }
 
     private let multi: CurlMulti
     private let settings: Settings
-    private let tempPath: String
-    private let destinationPath: String?
+    private let files: Files
+    private let journal: Journal
     private let logger: Logger
     private let syscalls: Syscalls
+    private let resumeFrom: ResumeData?
     private var machine: DownloadStateMachine
     private var file: DataFile?
     private var easies: [Int: CurlEasy] = [:]
@@ -42,34 +65,55 @@ final class DownloadOperation: @unchecked Sendable {
     private var retryTimers: [Int: DispatchWorkItem] = [:]
     private var effectiveURL: String?
     private var requestCount = 0
-    private var completion: ((Result<DownloadResult, HaulError>) -> Void)?
-    /// Called on the queue with the probe's final response head and the URL after redirects.
-    var onResponse: (ResponseHead, String?) -> Void = { _, _ in }
+    private var completion: ((Result<DownloadResult, DownloadFailure>) -> Void)?
+    /// Holds the operation alive from `start()` until it finishes.
+    private var running: DownloadOperation?
     private var isSuspended = false
     /// Requests that came due while suspended; started on resume.
     private var deferredStarts: [DownloadStateMachine.Request] = []
-    /// Holds the operation alive from `start()` until it finishes.
-    private var running: DownloadOperation?
+    private var reportedResponse = false
+    private var produceResumeDataOnCancel = false
 
-    init(multi: CurlMulti, settings: Settings, tempPath: String, destinationPath: String?,
-         logger: Logger, syscalls: Syscalls = .system,
-         completion: @escaping (Result<DownloadResult, HaulError>) -> Void) {
+    // Journal and durability state.
+    private var journalTimer: DispatchSourceTimer?
+    private var journalCursors: [Int: Int64] = [:]
+    private var syncedRanges: [Range<Int64>] = []
+    private var lastSync = ContinuousClock.now
+    private var syncInFlight = false
+    private var journalFailed = false
+    private let bootID = currentBootID()
+    private static let syncQueue = DispatchQueue(label: "haul.sync")
+
+    /// Called on the queue with the first response head of the download (of each restart) and
+    /// the URL after redirects.
+    var onResponse: (ResponseHead, String?) -> Void = { _, _ in }
+    /// Called on the queue when the file changed on the server and the download started over.
+    var onRestart: (String) -> Void = { _ in }
+
+    init(multi: CurlMulti, settings: Settings, files: Files, resume: ResumeData? = nil, logger: Logger,
+         syscalls: Syscalls = .system) {
         self.multi = multi
         self.settings = settings
-        self.tempPath = tempPath
-        self.destinationPath = destinationPath
+        self.files = files
+        self.journal = Journal(path: files.journalPath)
         self.logger = logger
         self.syscalls = syscalls
-        self.machine = DownloadStateMachine(options: settings.engine)
-        self.completion = completion
+        self.resumeFrom = resume
+        if let resume {
+            let trusted = resume.trustedRanges(currentBootID: currentBootID())
+            machine = DownloadStateMachine(options: settings.engine, resume: .init(
+                length: resume.length, etag: resume.etag, lastModified: resume.lastModified, done: trusted))
+            syncedRanges = resume.syncedRanges
+        } else {
+            machine = DownloadStateMachine(options: settings.engine)
+        }
     }
 
     /// Bytes on disk so far and the total, when known (read on the queue, for progress).
     var progress: (done: Int64, expected: Int64?) { (machine.plan.bytesDone, machine.plan.length) }
-    var liveConnections: Int { easies.count }
 
-    /// Replaces the completion handler (before `start()`).
-    func setCompletion(_ completion: @escaping (Result<DownloadResult, HaulError>) -> Void) {
+    /// Sets the completion handler (before `start()`).
+    func setCompletion(_ completion: @escaping (Result<DownloadResult, DownloadFailure>) -> Void) {
         self.completion = completion
     }
 
@@ -78,25 +122,38 @@ final class DownloadOperation: @unchecked Sendable {
             guard completion != nil, !machine.isFinished else { return }
             running = self
             do throws(HaulError) {
-                file = try DataFile(creating: tempPath, calls: syscalls)
+                if let resume = resumeFrom {
+                    file = try DataFile(opening: resume.tempFile.path, calls: syscalls)
+                } else {
+                    journal.remove()
+                    file = try DataFile(creating: files.tempPath, calls: syscalls)
+                }
             } catch {
-                finish(.failure(error))
+                finish(.failure(DownloadFailure(error: error, resumeData: nil)))
                 return
             }
+            startJournalTimer()
             run(machine.start())
         }
     }
 
-    func cancel() {
-        multi.queue.async { [self] in run(machine.cancel()) }
+    /// Cancels; with `producingResumeData`, the failure carries resume data and the partial
+    /// file stays.
+    func cancel(producingResumeData: Bool = false) {
+        multi.queue.async { [self] in
+            produceResumeDataOnCancel = producingResumeData
+            run(machine.cancel())
+        }
     }
 
-    /// Pauses every transfer; each keeps its range and connection. New requests wait.
+    /// Pauses every transfer; each keeps its range and connection. New requests wait. The
+    /// journal is brought up to date.
     func suspend() {
         multi.queue.async { [self] in
-            guard !isSuspended else { return }
+            guard !isSuspended, !machine.isFinished else { return }
             isSuspended = true
             for easy in easies.values { multi.setPaused(easy, true) }
+            writeJournal(durable: false)
         }
     }
 
@@ -130,25 +187,18 @@ final class DownloadOperation: @unchecked Sendable {
             case .cancel(let segment):
                 if let easy = easies.removeValue(forKey: segment) { multi.remove(easy) }
             case .retry(let segment, let attempt, let retryAfter):
-                let delay = Backoff.delay(attempt: attempt, base: settings.retryBase, cap: settings.retryCap,
-                                          jitter: Double.random(in: 0..<1), retryAfter: retryAfter)
-                logger.debug("retrying segment", metadata: ["segment": "\(segment)", "attempt": "\(attempt)",
-                                                            "delay": "\(delay)"])
-                let item = DispatchWorkItem { [self] in
-                    retryTimers[segment] = nil
-                    run(machine.retryDue(segment))
-                }
-                retryTimers[segment] = item
-                let nanoseconds = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
-                multi.queue.asyncAfter(deadline: .now() + .nanoseconds(Int(nanoseconds)), execute: item)
+                scheduleRetry(segment: segment, attempt: attempt, retryAfter: retryAfter)
+            case .restarted(let reason):
+                logger.warning("restarting from byte 0", metadata: ["reason": "\(reason)"])
+                journalCursors.removeAll()
+                syncedRanges.removeAll()
+                reportedResponse = false
+                journal.remove()
+                onRestart(reason)
             case .finish(let length):
                 complete(length: length)
             case .fail(let error):
-                stopEverything()
-                file?.close()
-                // A full disk keeps what was written; other failures leave no litter behind.
-                if case .diskFull = error {} else { DataFile.remove(tempPath) }
-                finish(.failure(error))
+                failed(error)
             }
         }
     }
@@ -159,7 +209,9 @@ final class DownloadOperation: @unchecked Sendable {
         let easy = CurlEasy(options: settings.request, range: request.rangeSpec, extraHeaders: headers, multi: multi)
         let segment = request.segment
         easy.onHead = { [unowned self, unowned easy] head in
-            if machine.phase == .probing {
+            guard easies[segment] === easy else { return }
+            if !reportedResponse {
+                reportedResponse = true
                 effectiveURL = easy.effectiveURL
                 onResponse(head, effectiveURL)
             }
@@ -180,6 +232,18 @@ final class DownloadOperation: @unchecked Sendable {
         multi.add(easy)
     }
 
+    private func scheduleRetry(segment: Int, attempt: Int, retryAfter: Int?) {
+        let delay = Backoff.delay(attempt: attempt, base: settings.retryBase, cap: settings.retryCap,
+                                  jitter: Double.random(in: 0..<1), retryAfter: retryAfter)
+        logger.debug("retrying segment", metadata: ["segment": "\(segment)", "attempt": "\(attempt)", "delay": "\(delay)"])
+        let item = DispatchWorkItem { [self] in
+            retryTimers[segment] = nil
+            run(machine.retryDue(segment))
+        }
+        retryTimers[segment] = item
+        multi.queue.asyncAfter(deadline: .now() + delay.dispatchInterval, execute: item)
+    }
+
     /// The hot path: `pwrite` straight from curl's buffer at the segment's cursor.
     @inline(__always)
     private func write(_ buffer: UnsafeRawBufferPointer, segment: Int) -> Int {
@@ -195,21 +259,70 @@ final class DownloadOperation: @unchecked Sendable {
         return count
     }
 
+    // MARK: Ending
+
     private func complete(length: Int64) {
         stopEverything()
         guard let file else { return }
         do throws(HaulError) {
+            try file.setLength(length)
             if settings.syncOnFinish { try file.syncData() }
             file.close()
-            if let destinationPath { try file.move(to: destinationPath) }
+            if let destination = files.destinationPath { try file.move(to: destination) }
         } catch {
-            DataFile.remove(tempPath)
-            finish(.failure(error))
+            file.close()
+            DataFile.remove(files.tempPath)
+            journal.remove()
+            finish(.failure(DownloadFailure(error: error, resumeData: nil)))
             return
         }
-        finish(.success(DownloadResult(path: destinationPath ?? tempPath, length: length,
-                                       head: machine.probeHead, effectiveURL: effectiveURL,
-                                       requests: requestCount)))
+        journal.remove()
+        finish(.success(DownloadResult(path: files.destinationPath ?? file.path, length: length,
+                                       effectiveURL: effectiveURL, requests: requestCount)))
+    }
+
+    /// Whether the partial file and journal stay after `error`: when something can carry the
+    /// resume data to whoever continues the download.
+    private func keepsPartialFile(after error: HaulError) -> Bool {
+        switch error {
+        case .cancelled:
+            return produceResumeDataOnCancel || files.keepOnCancel
+        case .remoteFileChanged, .resumeDataInvalid, .invalidURL, .unsupportedRequest:
+            return false
+        case .transport, .connectionClosedEarly, .httpStatus, .diskFull:
+            // The public error (URLError userInfo, or HaulError.diskFull) carries the data.
+            return true
+        case .invalidContentRange, .rangeIgnored, .fileSystem:
+            // Only a journal beside a destination can hand these on.
+            return files.keepOnCancel
+        }
+    }
+
+    private func failed(_ error: HaulError) {
+        let keep = keepsPartialFile(after: error)
+        var blob: Data?
+        if keep, machine.isResumable, let data = makeResumeData()?.encoded() {
+            do throws(HaulError) {
+                try journal.write(data, durable: true)
+                blob = data
+            } catch {
+                logger.warning("could not write the journal", metadata: ["error": "\(error)"])
+                blob = data
+            }
+        }
+        stopEverything()
+        var keepsBytes = blob != nil
+        // A full disk keeps what was written even when the server makes resuming impossible.
+        if case .diskFull = error { keepsBytes = true }
+        if !keepsBytes {
+            file?.close()
+            DataFile.remove(file?.path ?? files.tempPath)
+            journal.remove()
+        } else {
+            if let file { _ = try? file.syncData() }
+            file?.close()
+        }
+        finish(.failure(DownloadFailure(error: error, resumeData: blob)))
     }
 
     private func stopEverything() {
@@ -218,12 +331,94 @@ final class DownloadOperation: @unchecked Sendable {
         for (_, item) in retryTimers { item.cancel() }
         retryTimers.removeAll()
         deferredStarts.removeAll()
+        journalTimer?.cancel()
+        journalTimer = nil
     }
 
-    private func finish(_ result: Result<DownloadResult, HaulError>) {
+    private func finish(_ result: Result<DownloadResult, DownloadFailure>) {
         guard let completion else { return }
         self.completion = nil
         completion(result)
         running = nil
+    }
+
+    // MARK: Journal
+
+    /// The resume blob for the bytes on disk now; `nil` when the download cannot be resumed.
+    func makeResumeData() -> ResumeData? {
+        guard machine.isResumable, let length = machine.plan.length, let file,
+              let identity = try? file.identity(), let url = URL(string: settings.request.url) else { return nil }
+        return ResumeData(
+            url: url, finalURL: effectiveURL.flatMap(URL.init(string:)).flatMap { $0 == url ? nil : $0 },
+            headers: settings.resumeHeaders, etag: machine.etag, lastModified: machine.lastModified,
+            length: length, tempFile: identity, doneRanges: machine.plan.doneRanges,
+            syncedRanges: syncedRanges, bootID: bootID, destination: files.destinationPath, expectedSHA256: nil)
+    }
+
+    private func startJournalTimer() {
+        let timer = DispatchSource.makeTimerSource(queue: multi.queue)
+        timer.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100), leeway: .milliseconds(20))
+        timer.setEventHandler { [weak self] in self?.journalTick() }
+        journalTimer = timer
+        timer.activate()
+    }
+
+    /// At most ten times a second: journal when a segment advanced a step; every few seconds
+    /// make the bytes so far survive a power cut.
+    private func journalTick() {
+        guard machine.isResumable, !journalFailed else { return }
+        let epoch = machine.plan.epoch
+        var advanced = false
+        for segment in machine.plan.segments where segment.epoch == epoch {
+            if segment.cursor - (journalCursors[segment.id] ?? segment.start) >= settings.journalStep {
+                advanced = true
+                break
+            }
+        }
+        if advanced { writeJournal(durable: false) }
+        if let interval = settings.durabilityInterval, !syncInFlight, ContinuousClock.now - lastSync >= interval {
+            syncForPowerLoss()
+        }
+    }
+
+    private func writeJournal(durable: Bool) {
+        guard let data = makeResumeData()?.encoded() else { return }
+        do throws(HaulError) {
+            try journal.write(data, durable: durable)
+            for segment in machine.plan.segments { journalCursors[segment.id] = segment.cursor }
+        } catch {
+            // A journal that cannot be written costs resumability, not the download.
+            journalFailed = true
+            logger.warning("journal disabled: \(error)")
+        }
+    }
+
+    /// `fdatasync` on a background queue, then record what it covered and sync the journal.
+    /// Only ranges written before the sync started count as synced.
+    private func syncForPowerLoss() {
+        guard let file else { return }
+        let fd = file.duplicateDescriptor()
+        guard fd >= 0 else { return }
+        let covered = machine.plan.doneRanges
+        let epoch = machine.plan.epoch
+        syncInFlight = true
+        lastSync = .now
+        Self.syncQueue.async { [self] in
+            let ok = fdatasync(fd) == 0
+            close(fd)
+            multi.queue.async { [self] in
+                syncInFlight = false
+                guard ok, !machine.isFinished, machine.plan.epoch == epoch else { return }
+                syncedRanges = covered
+                writeJournal(durable: true)
+            }
+        }
+    }
+}
+
+extension Duration {
+    /// The duration as a Dispatch interval (nanoseconds).
+    var dispatchInterval: DispatchTimeInterval {
+        .nanoseconds(Int(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000))
     }
 }

@@ -1,0 +1,73 @@
+import Foundation
+
+/// Everything needed to continue a download: one versioned blob for all its segments.
+///
+/// `cancel(byProducingResumeData:)` returns it encoded, a failed download's error carries it,
+/// and a journal beside the temp file keeps the latest copy so a killed process resumes. The
+/// format is documented in docs/resume-format.md; `init(_:)` decodes it defensively.
+public struct ResumeData: Sendable, Equatable {
+    /// The temp file's identity when the blob was written, to notice a replaced file.
+    public struct FileIdentity: Sendable, Equatable, Codable {
+        public var path: String
+        public var device: UInt64
+        public var inode: UInt64
+        public var size: Int64
+    }
+
+    /// The URL the download was made with.
+    public var url: URL
+    /// The URL after redirects, when different.
+    public var finalURL: URL?
+    /// Request method (always `GET` today).
+    public var method: String
+    /// Request header fields to send again. Credentials are left out unless the configuration
+    /// opts in (`Configuration.resumeDataIncludesCredentials`).
+    public var headers: [[String]]
+    /// Validators from the server: a strong ETag and/or Last-Modified.
+    public var etag: String?
+    public var lastModified: String?
+    /// The file's total length.
+    public var length: Int64
+    /// The temp file holding the bytes so far.
+    public var tempFile: FileIdentity
+    /// Byte ranges on disk (`pwrite` returned for them), sorted, disjoint, half-open.
+    public var doneRanges: [Range<Int64>]
+    /// The ranges covered by the last `fdatasync`: all that survives a power cut.
+    public var syncedRanges: [Range<Int64>]
+    /// `/proc/sys/kernel/random/boot_id` when the blob was written.
+    public var bootID: String?
+    /// Where the finished file goes, for downloads that named one.
+    public var destination: String?
+    /// The SHA-256 the finished file must have (lowercase hex), if one was given.
+    public var expectedSHA256: String?
+
+    /// The current format version written by this library.
+    public static let formatVersion = 1
+
+    /// Bytes on disk.
+    public var bytesDone: Int64 { doneRanges.reduce(0) { $0 + $1.count64 } }
+
+    /// Bytes from offset 0 on disk without a gap (what `didResumeAtOffset` reports).
+    public var contiguousPrefix: Int64 {
+        guard let first = doneRanges.first, first.lowerBound == 0 else { return 0 }
+        return first.upperBound
+    }
+
+    /// The ranges to trust on this machine now: all recorded ranges in the same boot, only the
+    /// synced ones after a reboot (page-cache bytes do not survive a power cut).
+    func trustedRanges(currentBootID: String?) -> [Range<Int64>] {
+        if let bootID, let currentBootID, bootID == currentBootID { return doneRanges }
+        return syncedRanges
+    }
+}
+
+extension Range where Bound == Int64 {
+    var count64: Int64 { upperBound - lowerBound }
+}
+
+/// Reads the kernel's boot ID (changes on every boot), or `nil` where there is none.
+func currentBootID() -> String? {
+    guard let data = FileManager.default.contents(atPath: "/proc/sys/kernel/random/boot_id") else { return nil }
+    let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return text.isEmpty ? nil : text
+}
