@@ -21,6 +21,8 @@ final class FileHandler: ChannelInboundHandler, RemovableChannelHandler {
         var position: Int64
         var sent: Int = 0
         var started: NIODeadline
+        /// A timer (rate or first-byte delay) will continue the loop.
+        var waiting = false
     }
 
     init(core: ServerCore, connection: Int) {
@@ -70,9 +72,11 @@ final class FileHandler: ChannelInboundHandler, RemovableChannelHandler {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         if let delay = plan.firstByteDelay {
             let nanos = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
+            stream?.waiting = true
             context.eventLoop.scheduleTask(in: .nanoseconds(nanos)) {
                 let (handler, context) = bound.value
                 handler.stream?.started = .now()
+                handler.stream?.waiting = false
                 handler.sendNext(context: context)
             }
         } else {
@@ -80,55 +84,62 @@ final class FileHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func sendNext(context: ChannelHandlerContext) {
-        guard active, let stream else { return }
-        let plan = stream.plan
-        let remaining = plan.body.upperBound - stream.position
-        if remaining <= 0 {
-            self.stream = nil
-            end(context: context, keepAlive: stream.keepAlive)
-            return
-        }
-        var chunk = Int(min(remaining, 64 * 1024))
-        if let rate = plan.bytesPerSecond {
-            chunk = min(chunk, max(4096, rate / 50))
-        }
-        if let limit = plan.resetAfter {
-            if stream.sent >= limit {
-                self.stream = nil
-                context.close(promise: nil)
-                return
-            }
-            chunk = min(chunk, limit - stream.sent)
-        }
-        if let limit = plan.stallAfter {
-            if stream.sent >= limit {
-                // Keep the connection open and silent; close it eventually so nothing leaks.
-                let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-                context.eventLoop.scheduleTask(in: .seconds(60)) { bound.value.close(promise: nil) }
-                self.stream = nil
-                return
-            }
-            chunk = min(chunk, limit - stream.sent)
-        }
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        if let rate = plan.bytesPerSecond {
-            // Token bucket: this chunk may go once the rate allows `sent + chunk` bytes.
-            let due = stream.started + .nanoseconds(Int64(Double(stream.sent) / Double(rate) * 1e9))
-            if due > .now() {
-                let size = chunk
-                context.eventLoop.scheduleTask(deadline: due) {
-                    let (handler, context) = bound.value
-                    handler.write(chunk: size, context: context)
-                }
-                return
-            }
-        }
-        write(chunk: chunk, context: context)
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { sendNext(context: context) }
+        context.fireChannelWritabilityChanged()
     }
 
-    private func write(chunk: Int, context: ChannelHandlerContext) {
-        guard active, var stream, let content = stream.plan.content else { return }
+    /// Writes chunks while the channel is writable (NIO's water marks give backpressure; the
+    /// writability change resumes the loop), honouring the rate and the scripted faults.
+    private func sendNext(context: ChannelHandlerContext) {
+        while active, let stream, !stream.waiting, context.channel.isWritable {
+            let plan = stream.plan
+            let remaining = plan.body.upperBound - stream.position
+            if remaining <= 0 {
+                self.stream = nil
+                end(context: context, keepAlive: stream.keepAlive)
+                return
+            }
+            var chunk = Int(min(remaining, 64 * 1024))
+            if let rate = plan.bytesPerSecond { chunk = min(chunk, max(4096, rate / 50)) }
+            if let limit = plan.stallAfter {
+                if stream.sent >= limit {
+                    // Keep the connection open and silent; close it eventually so nothing leaks.
+                    let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                    context.eventLoop.scheduleTask(in: .seconds(60)) { bound.value.close(promise: nil) }
+                    self.stream = nil
+                    return
+                }
+                chunk = min(chunk, limit - stream.sent)
+            }
+            if let limit = plan.resetAfter { chunk = min(chunk, limit - stream.sent) }
+            if let rate = plan.bytesPerSecond {
+                // Token bucket: this chunk may go once the rate allows `sent` bytes so far.
+                let due = stream.started + .nanoseconds(Int64(Double(stream.sent) / Double(rate) * 1e9))
+                if due > .now() {
+                    self.stream?.waiting = true
+                    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                    context.eventLoop.scheduleTask(deadline: due) {
+                        let (handler, context) = bound.value
+                        handler.stream?.waiting = false
+                        handler.sendNext(context: context)
+                    }
+                    return
+                }
+            }
+            let done = write(chunk: chunk, context: context)
+            if let limit = plan.resetAfter, self.stream.map({ $0.sent >= limit }) == true {
+                // Close once these bytes are on the wire, so the client sees exactly `limit`.
+                self.stream = nil
+                let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                done.whenComplete { _ in bound.value.close(promise: nil) }
+                return
+            }
+        }
+    }
+
+    private func write(chunk: Int, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        guard var stream, let content = stream.plan.content else { return context.eventLoop.makeSucceededVoidFuture() }
         var buffer = context.channel.allocator.buffer(capacity: chunk)
         let position = stream.position
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: chunk) { pointer in
@@ -138,11 +149,7 @@ final class FileHandler: ChannelInboundHandler, RemovableChannelHandler {
         stream.position += Int64(chunk)
         stream.sent += chunk
         self.stream = stream
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer)))).whenComplete { result in
-            let (handler, context) = bound.value
-            if case .success = result { handler.sendNext(context: context) }
-        }
+        return context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))))
     }
 
     private func end(context: ChannelHandlerContext, keepAlive: Bool) {

@@ -220,6 +220,10 @@ public final class DownloadTask: @unchecked Sendable {
                 throw .resumeDataInvalid(reason: "the partial file \(path) is shorter than recorded "
                     + "(\(now.size) of \(resume.length) bytes)")
             }
+            if let sample = resume.sample,
+               DataFile.sha256(path: path, offset: sample.offset, count: Int(sample.length)) != sample.sha256 {
+                throw .resumeDataInvalid(reason: "the partial file \(path) was replaced (its bytes are not the ones recorded)")
+            }
         }
     }
 

@@ -93,6 +93,27 @@ final class DataFile: @unchecked Sendable {
         }
     }
 
+    /// SHA-256 (hex) of `count` bytes at `offset`, read with `pread`; `nil` if they cannot be
+    /// read in full.
+    static func sha256(path: String, offset: Int64, count: Int) -> String? {
+        let fd = retryingInterrupts { open(path, O_RDONLY | O_CLOEXEC) }
+        guard fd >= 0 else { return nil }
+        defer { _ = systemClose(fd) }
+        var buffer = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = buffer.withUnsafeMutableBytes { raw in
+                pread(fd, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return nil }
+            done += n
+        }
+        var hash = SHA256()
+        hash.update(buffer)
+        return hash.finalizeHex()
+    }
+
     /// Flushes the data (not necessarily the metadata) to the device.
     func syncData() throws(HaulError) {
         guard retryingInterrupts({ fdatasync(fd) }) == 0 else { throw Self.error("fdatasync", path, errno) }

@@ -17,6 +17,7 @@ extension ResumeData {
         var lastModified: String?
         var length: Int64
         var tempFile: FileIdentity
+        var sample: Sample?
         var doneRanges: [[Int64]]
         var syncedRanges: [[Int64]]
         var bootID: String?
@@ -32,7 +33,7 @@ extension ResumeData {
     public func encoded() -> Data {
         let payload = Payload(
             url: url.absoluteString, finalURL: finalURL?.absoluteString, method: method, headers: headers,
-            etag: etag, lastModified: lastModified, length: length, tempFile: tempFile,
+            etag: etag, lastModified: lastModified, length: length, tempFile: tempFile, sample: sample,
             doneRanges: doneRanges.map { [$0.lowerBound, $0.upperBound] },
             syncedRanges: syncedRanges.map { [$0.lowerBound, $0.upperBound] },
             bootID: bootID, destination: destination, expectedSHA256: expectedSHA256)
@@ -102,6 +103,11 @@ extension ResumeData {
         for range in synced where !done.contains(where: { $0.lowerBound <= range.lowerBound && range.upperBound <= $0.upperBound }) {
             throw invalid("a synced range \(range.lowerBound)-\(range.upperBound) is not among the done ranges")
         }
+        if let sample = payload.sample {
+            guard sample.offset >= 0, sample.length > 0, sample.length <= 1 << 20, sample.sha256.count == 64,
+                  done.contains(where: { $0.lowerBound <= sample.offset && sample.offset + sample.length <= $0.upperBound })
+            else { throw invalid("its sample of the partial file is malformed") }
+        }
         if let digest = payload.expectedSHA256 {
             guard digest.count == 64, digest.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
                 throw invalid("its expected SHA-256 is not 64 hex digits")
@@ -115,6 +121,7 @@ extension ResumeData {
         self.lastModified = payload.lastModified
         self.length = payload.length
         self.tempFile = payload.tempFile
+        self.sample = payload.sample
         self.doneRanges = done
         self.syncedRanges = synced
         self.bootID = payload.bootID
@@ -142,8 +149,9 @@ extension ResumeData {
 
     /// Memberwise initializer for the engine.
     init(url: URL, finalURL: URL?, headers: [[String]], etag: String?, lastModified: String?, length: Int64,
-         tempFile: FileIdentity, doneRanges: [Range<Int64>], syncedRanges: [Range<Int64>], bootID: String?,
-         destination: String?, expectedSHA256: String?) {
+         tempFile: FileIdentity, sample: Sample? = nil, doneRanges: [Range<Int64>], syncedRanges: [Range<Int64>],
+         bootID: String?, destination: String?, expectedSHA256: String?) {
+        self.sample = sample
         self.url = url
         self.finalURL = finalURL
         self.method = "GET"

@@ -14,6 +14,14 @@ public struct ResumeData: Sendable, Equatable {
         public var size: Int64
     }
 
+    /// A fingerprint of bytes already on disk: SHA-256 of `length` bytes at `offset`. An inode
+    /// number can be reused by a new file; these bytes cannot change without the file changing.
+    public struct Sample: Sendable, Equatable, Codable {
+        public var offset: Int64
+        public var length: Int64
+        public var sha256: String
+    }
+
     /// The URL the download was made with.
     public var url: URL
     /// The URL after redirects, when different.
@@ -30,6 +38,8 @@ public struct ResumeData: Sendable, Equatable {
     public var length: Int64
     /// The temp file holding the bytes so far.
     public var tempFile: FileIdentity
+    /// A fingerprint of the temp file's first done bytes (absent when none were done).
+    public var sample: Sample?
     /// Byte ranges on disk (`pwrite` returned for them), sorted, disjoint, half-open.
     public var doneRanges: [Range<Int64>]
     /// The ranges covered by the last `fdatasync`: all that survives a power cut.

@@ -81,6 +81,8 @@ final class DownloadOperation: @unchecked Sendable {
     private var lastSync = ContinuousClock.now
     private var syncInFlight = false
     private var journalFailed = false
+    /// The fingerprint of the first done bytes of this epoch, computed once.
+    private var sample: ResumeData.Sample?
     private let bootID = currentBootID()
     private static let syncQueue = DispatchQueue(label: "haul.sync")
 
@@ -192,6 +194,7 @@ final class DownloadOperation: @unchecked Sendable {
                 logger.warning("restarting from byte 0", metadata: ["reason": "\(reason)"])
                 journalCursors.removeAll()
                 syncedRanges.removeAll()
+                sample = nil
                 reportedResponse = false
                 journal.remove()
                 onRestart(reason)
@@ -339,7 +342,9 @@ final class DownloadOperation: @unchecked Sendable {
         guard let completion else { return }
         self.completion = nil
         completion(result)
-        running = nil
+        // This may run inside a curl callback: the handles' removal waits for curl to return,
+        // and their callbacks point at this object, so let go of it only after that.
+        multi.queue.async { [self] in running = nil }
     }
 
     // MARK: Journal
@@ -348,10 +353,17 @@ final class DownloadOperation: @unchecked Sendable {
     func makeResumeData() -> ResumeData? {
         guard machine.isResumable, let length = machine.plan.length, let file,
               let identity = try? file.identity(), let url = URL(string: settings.request.url) else { return nil }
+        let done = machine.plan.doneRanges
+        if sample == nil, let first = done.first {
+            let count = Int(min(first.count64, 64 << 10))
+            if let digest = DataFile.sha256(path: file.path, offset: first.lowerBound, count: count) {
+                sample = ResumeData.Sample(offset: first.lowerBound, length: Int64(count), sha256: digest)
+            }
+        }
         return ResumeData(
             url: url, finalURL: effectiveURL.flatMap(URL.init(string:)).flatMap { $0 == url ? nil : $0 },
             headers: settings.resumeHeaders, etag: machine.etag, lastModified: machine.lastModified,
-            length: length, tempFile: identity, doneRanges: machine.plan.doneRanges,
+            length: length, tempFile: identity, sample: sample, doneRanges: done,
             syncedRanges: syncedRanges, bootID: bootID, destination: files.destinationPath, expectedSHA256: nil)
     }
 
