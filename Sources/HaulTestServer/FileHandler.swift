@@ -149,6 +149,7 @@ final class FileHandler: ChannelInboundHandler, RemovableChannelHandler {
         stream.position += Int64(chunk)
         stream.sent += chunk
         self.stream = stream
+        if let index = stream.plan.requestIndex { core.recordSent(request: index, bytes: chunk) }
         return context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))))
     }
 

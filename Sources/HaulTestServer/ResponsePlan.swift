@@ -12,6 +12,8 @@ struct ResponsePlan {
     var resetAfter: Int?
     var stallAfter: Int?
     var isHead = false
+    /// The index of the request in the server's log (for counting bytes sent).
+    var requestIndex: Int?
 
     static func error(_ status: HTTPResponseStatus, retryAfter: Int?) -> ResponsePlan {
         var headers = HTTPHeaders()

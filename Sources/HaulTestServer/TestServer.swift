@@ -57,6 +57,13 @@ public final class TestServer: Sendable {
         core.state.withLockedValue { $0.requests }
     }
 
+    /// The body bytes each request from `index` on was sent, as ranges of the file.
+    public func sentRanges(from index: Int = 0) -> [Range<Int64>] {
+        core.state.withLockedValue { state in
+            state.sent[min(index, state.sent.count)...].filter { $0.count > 0 }.map { $0.start..<($0.start + $0.count) }
+        }
+    }
+
     /// Connections accepted so far.
     public var connectionCount: Int {
         core.state.withLockedValue { $0.connections }
@@ -73,7 +80,13 @@ final class ServerCore: Sendable {
     struct State {
         var files: [String: ServedFile] = [:]
         var requests: [RecordedRequest] = []
+        /// Per request: first byte of its body and how many body bytes were sent.
+        var sent: [(start: Int64, count: Int64)] = []
         var connections = 0
+    }
+
+    func recordSent(request: Int, bytes: Int) {
+        state.withLockedValue { $0.sent[request].count += Int64(bytes) }
     }
 
     let state = NIOLockedValueBox(State())
@@ -95,6 +108,8 @@ final class ServerCore: Sendable {
             for (name, value) in head.headers { headers[name.lowercased()] = value }
             state.requests.append(RecordedRequest(method: head.method.rawValue, path: path, range: range,
                                                   ifRange: ifRange, connection: connection, headers: headers))
+            let index = state.requests.count - 1
+            state.sent.append((0, 0))
             guard var file = state.files[path] else { return .error(.notFound, retryAfter: nil) }
             let requested = range.map { RangeRequest(header: $0, size: file.content.size) } ?? .none
             let start: Int64 = if case .satisfiable(let r) = requested { r.lowerBound } else { 0 }
@@ -107,8 +122,11 @@ final class ServerCore: Sendable {
             if case .status(let code, let retryAfter) = fault {
                 return .error(HTTPResponseStatus(statusCode: code), retryAfter: retryAfter)
             }
-            return ResponsePlan(file: file, requested: requested, ifRange: ifRange, fault: fault,
-                                connection: connection, isHead: head.method == .HEAD)
+            var plan = ResponsePlan(file: file, requested: requested, ifRange: ifRange, fault: fault,
+                                    connection: connection, isHead: head.method == .HEAD)
+            plan.requestIndex = index
+            state.sent[index].start = plan.body.lowerBound
+            return plan
         }
     }
 }

@@ -10,8 +10,8 @@ struct CommandResult {
     var stderr: String
 }
 
-/// Runs `.build/<config>/haul` (built next to the test bundle) with `arguments`.
-func runHaul(_ arguments: [String]) throws -> CommandResult {
+/// The built `haul` binary (next to the test bundle).
+func haulExecutable() throws -> URL {
     let binary = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("haul")
     let candidates = [binary] + CommandLine.arguments.prefix(1).map {
         URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("haul")
@@ -19,8 +19,48 @@ func runHaul(_ arguments: [String]) throws -> CommandResult {
     guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
         throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: binary.path])
     }
+    return executable
+}
+
+/// A running `haul` whose output goes to files (so it can be killed at any time).
+struct RunningHaul {
+    let process: Process
+    let stdout: URL
+    let stderr: URL
+
+    init(_ arguments: [String]) throws {
+        process = Process()
+        process.executableURL = try haulExecutable()
+        process.arguments = arguments
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("haul-cli-\(UUID().uuidString)")
+        stdout = base.appendingPathExtension("out")
+        stderr = base.appendingPathExtension("err")
+        _ = FileManager.default.createFile(atPath: stdout.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderr.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: stdout)
+        process.standardError = try FileHandle(forWritingTo: stderr)
+        try process.run()
+    }
+
+    /// Waits for the process (off the cooperative pool) and collects its output.
+    func finish() async -> CommandResult {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                process.waitUntilExit()
+                let out = (try? String(contentsOf: stdout, encoding: .utf8)) ?? ""
+                let err = (try? String(contentsOf: stderr, encoding: .utf8)) ?? ""
+                try? FileManager.default.removeItem(at: stdout)
+                try? FileManager.default.removeItem(at: stderr)
+                continuation.resume(returning: CommandResult(status: process.terminationStatus, stdout: out, stderr: err))
+            }
+        }
+    }
+}
+
+/// Runs `haul` with `arguments` to the end.
+func runHaul(_ arguments: [String]) throws -> CommandResult {
     let process = Process()
-    process.executableURL = executable
+    process.executableURL = try haulExecutable()
     process.arguments = arguments
     let out = Pipe()
     let err = Pipe()
