@@ -105,14 +105,14 @@ extension Integration {
             #expect(result.stdout.isEmpty && result.stderr.isEmpty)
         }
 
-        @Test("A failed download exits non-zero with a one-line error")
+        @Test("An HTTP error exits 2 with a one-line error")
         func failure() async throws {
             let server = try await TestServer.start()
             defer { Task { await server.shutdown() } }
             let scratch = Scratch()
             defer { scratch.cleanup() }
             let result = try runHaul(["get", server.url("/nope").absoluteString, "-o", scratch.file("x").path])
-            #expect(result.status == 1)
+            #expect(result.status == 2)
             #expect(result.stderr.hasPrefix("haul: ") && result.stderr.contains("404"))
             #expect(result.stderr.split(separator: "\n").count == 1)
             #expect(scratch.contents.isEmpty)
