@@ -40,6 +40,9 @@ extension HaulCommand {
         @Flag(help: "Do not flush the file to disk before moving it into place (faster, not power-cut safe).")
         var noSync = false
 
+        @Flag(help: "Keep no journal while downloading (a killed haul cannot resume; Ctrl-C still can).")
+        var noJournal = false
+
         func validate() throws {
             guard (1...64).contains(connections) else {
                 throw ValidationError("--connections must be between 1 and 64, got \(connections)")
@@ -59,6 +62,7 @@ extension HaulCommand {
             configuration.connectionsPerDownload = connections
             configuration.minimumSplitSize = minSplit.bytes
             configuration.syncsBeforeMove = !noSync
+            configuration.writesJournal = !noJournal
             let session = DownloadSession(configuration: configuration)
             let source = URL(string: url)!
             let destination = URL(fileURLWithPath: output).standardizedFileURL

@@ -38,6 +38,11 @@ extension DownloadSession {
         /// Whether resume data and journals record `Authorization`, `Proxy-Authorization` and
         /// `Cookie` headers (default false: a resumed download must be given them again).
         public var resumeDataIncludesCredentials: Bool = false
+        /// Whether a download keeps a journal (its resume data) beside its partial file, updated as
+        /// it runs and synced to disk every few seconds, so a killed process or a power cut loses
+        /// little (default true). Without it only `cancel(byProducingResumeData:)` and failures
+        /// produce resume data.
+        public var writesJournal: Bool = true
         /// Receive buffer per connection in bytes (default 256 KiB); larger means fewer callbacks.
         public var receiveBufferSize: Int = 256 * 1024
 

@@ -201,6 +201,7 @@ public final class DownloadSession: Sendable {
                           maxRetries: configuration.retryLimit,
                           restartsOnRemoteChange: configuration.restartsWhenRemoteFileChanges))
         settings.syncOnFinish = configuration.syncsBeforeMove
+        settings.writesJournal = configuration.writesJournal
         let credentials: Set<String> = ["authorization", "proxy-authorization", "cookie"]
         settings.resumeHeaders = (request.allHTTPHeaderFields ?? [:])
             .filter { configuration.resumeDataIncludesCredentials || !credentials.contains($0.key.lowercased()) }

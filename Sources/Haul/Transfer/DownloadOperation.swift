@@ -39,6 +39,8 @@ final class DownloadOperation: @unchecked Sendable {
         var durabilityInterval: Duration? = .seconds(3)
         /// Journal after a segment advanced this much.
         var journalStep: Int64 = 1 << 20
+        /// Keep the journal current while running (and sync for power loss).
+        var writesJournal = true
     }
 
     /// Where a download's files live and what to keep when it stops.
@@ -134,7 +136,7 @@ final class DownloadOperation: @unchecked Sendable {
                 finish(.failure(DownloadFailure(error: error, resumeData: nil)))
                 return
             }
-            startJournalTimer()
+            if settings.writesJournal { startJournalTimer() }
             run(machine.start())
         }
     }
