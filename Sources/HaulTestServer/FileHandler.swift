@@ -142,8 +142,10 @@ final class FileHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard var stream, let content = stream.plan.content else { return context.eventLoop.makeSucceededVoidFuture() }
         var buffer = context.channel.allocator.buffer(capacity: chunk)
         let position = stream.position
+        let corrupt = stream.plan.corruptFirstByte && stream.sent == 0
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: chunk) { pointer in
             content.fill(UnsafeMutableRawBufferPointer(rebasing: pointer[0..<chunk]), from: position)
+            if corrupt { pointer[0] ^= 0xFF }
             return chunk
         }
         stream.position += Int64(chunk)

@@ -11,6 +11,7 @@ struct ResponsePlan {
     var firstByteDelay: Duration?
     var resetAfter: Int?
     var stallAfter: Int?
+    var corruptFirstByte = false
     var isHead = false
     /// The index of the request in the server's log (for counting bytes sent).
     var requestIndex: Int?
@@ -41,6 +42,7 @@ struct ResponsePlan {
         if let etag = file.etag { headers.add(name: "ETag", value: etag) }
         if let lastModified = file.lastModified { headers.add(name: "Last-Modified", value: lastModified) }
         if file.supportsRanges { headers.add(name: "Accept-Ranges", value: "bytes") }
+        for (name, value) in file.extraHeaders { headers.add(name: name, value: value) }
 
         var range = requested
         if !file.supportsRanges { range = .none }
@@ -76,6 +78,7 @@ struct ResponsePlan {
         switch fault {
         case .resetAfter(let bytes): resetAfter = bytes
         case .stallAfter(let bytes): stallAfter = bytes
+        case .corruptBody: corruptFirstByte = true
         default: break
         }
     }

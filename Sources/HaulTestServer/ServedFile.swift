@@ -16,6 +16,8 @@ public struct ServedFile: Sendable {
     public var firstByteDelay: Duration?
     /// Misbehaviour for the next responses, applied in order.
     public var faults: [Fault]
+    /// Extra response header fields, e.g. `Repr-Digest` or `Digest`.
+    public var extraHeaders: [(String, String)] = []
 
     public init(content: GeneratedContent, etag: String? = nil, lastModified: String? = nil,
                 supportsRanges: Bool = true, sendsLength: Bool = true, bytesPerSecond: Int? = nil,
@@ -44,6 +46,8 @@ public struct Fault: Sendable, Equatable {
         case wrongContentRange
         /// Answer with this status and an error body, optionally with `Retry-After`.
         case status(Int, retryAfter: Int?)
+        /// Send the right headers but flip every bit of the body's first byte.
+        case corruptBody
     }
 
     public var kind: Kind

@@ -43,6 +43,12 @@ extension DownloadSession {
         /// little (default true). Without it only `cancel(byProducingResumeData:)` and failures
         /// produce resume data.
         public var writesJournal: Bool = true
+        /// Whether every download's SHA-256 is computed while it runs (default true; always on
+        /// when a digest is expected). It is read back from the page cache on a separate queue.
+        public var computesSHA256: Bool = true
+        /// Keep a file whose SHA-256 does not match, at its temp path, for inspection (default
+        /// false: it is deleted).
+        public var keepsFilesFailingChecksum: Bool = false
         /// Receive buffer per connection in bytes (default 256 KiB); larger means fewer callbacks.
         public var receiveBufferSize: Int = 256 * 1024
 

@@ -77,6 +77,18 @@ public final class DownloadSession: Sendable {
         makeTask(request: request, completionHandler: completionHandler)
     }
 
+    /// A task that saves to `destination` (replacing it when done) instead of handing the file
+    /// to the delegate. Its partial file and journal sit beside the destination, so after a
+    /// crash or Ctrl-C `downloadTask(withResumeData:to:)` with the journal continues it.
+    public func downloadTask(with request: URLRequest, to destination: URL) -> DownloadTask {
+        makeTask(request: request, destination: destination, completionHandler: nil)
+    }
+
+    /// A task that continues from resume data and saves to `destination`.
+    public func downloadTask(withResumeData resumeData: Data, to destination: URL) -> DownloadTask {
+        makeTask(request: nil, resumeData: resumeData, destination: destination, completionHandler: nil)
+    }
+
     /// A task that continues a download from data `cancel(byProducingResumeData:)` produced.
     public func downloadTask(withResumeData resumeData: Data) -> DownloadTask {
         makeTask(request: nil, resumeData: resumeData, completionHandler: nil)
@@ -103,8 +115,21 @@ public final class DownloadSession: Sendable {
 
     /// Downloads `request` (a GET) and returns where the file is and the server's response.
     public func download(for request: URLRequest, to destination: URL? = nil) async throws -> (URL, HTTPURLResponse) {
+        try await run(makeTask(request: request, destination: destination, completionHandler: nil))
+    }
+
+    /// Downloads `request` and checks that the file's SHA-256 is `expectedSHA256` (64 hex digits,
+    /// `sha-256=HEX` or `sha256-BASE64`); on a mismatch it throws `HaulError.checksumMismatch` and
+    /// the file is not kept.
+    public func download(for request: URLRequest, to destination: URL? = nil,
+                         expectedSHA256: String) async throws -> (URL, HTTPURLResponse) {
         let task = makeTask(request: request, destination: destination, completionHandler: nil)
-        return try await withTaskCancellationHandler {
+        task.expectedSHA256 = expectedSHA256
+        return try await run(task)
+    }
+
+    private func run(_ task: DownloadTask) async throws -> (URL, HTTPURLResponse) {
+        try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 task.setFinishHook { continuation.resume(with: $0) }
                 task.resume()
@@ -202,6 +227,8 @@ public final class DownloadSession: Sendable {
                           restartsOnRemoteChange: configuration.restartsWhenRemoteFileChanges))
         settings.syncOnFinish = configuration.syncsBeforeMove
         settings.writesJournal = configuration.writesJournal
+        settings.computesSHA256 = configuration.computesSHA256
+        settings.keepsFilesFailingChecksum = configuration.keepsFilesFailingChecksum
         let credentials: Set<String> = ["authorization", "proxy-authorization", "cookie"]
         settings.resumeHeaders = (request.allHTTPHeaderFields ?? [:])
             .filter { configuration.resumeDataIncludesCredentials || !credentials.contains($0.key.lowercased()) }

@@ -53,6 +53,9 @@ public final class DownloadTask: @unchecked Sendable {
     private var eventsAttached = false
     private var terminal: Result<URL, any Error>?
     private var resumeDataHandler: (@Sendable (Data?) -> Void)?
+    private var _expectedSHA256: String?
+    private var _sha256: String?
+    private var _checksumSource: ChecksumSource?
 
     init(session: DownloadSession, identifier: Int, request: URLRequest?, resumeData: Data?,
          destination: URL?, completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) {
@@ -80,6 +83,21 @@ public final class DownloadTask: @unchecked Sendable {
     public var countOfBytesReceived: Int64 { lock.withLock { _received } }
     /// The file's length, or `NSURLSessionTransferSizeUnknown` (-1) until known.
     public var countOfBytesExpectedToReceive: Int64 { lock.withLock { _expected } }
+
+    /// The SHA-256 the file must have: 64 hex digits, `sha-256=HEX` or `sha256-BASE64`. Set it
+    /// before `resume()`. When `nil`, a `Repr-Digest` or `Digest` header from the server is used
+    /// if present. A mismatch fails the task with `HaulError.checksumMismatch`.
+    public var expectedSHA256: String? {
+        get { lock.withLock { _expectedSHA256 } }
+        set { lock.withLock { _expectedSHA256 = newValue } }
+    }
+
+    /// The SHA-256 of the downloaded file (lowercase hex), once the task completed successfully
+    /// (`nil` when `Configuration.computesSHA256` is off and nothing was expected).
+    public var sha256: String? { lock.withLock { _sha256 } }
+
+    /// What `sha256` was checked against, or `nil` when nothing was expected.
+    public var checksumSource: ChecksumSource? { lock.withLock { _checksumSource } }
 
     // MARK: Control
 
@@ -186,9 +204,15 @@ public final class DownloadTask: @unchecked Sendable {
 
     /// The operation for a new download, or for resume data after checking it and its file.
     private func makeOperation() throws(HaulError) -> (DownloadOperation, ResumeData?) {
+        var expected: SHA256Digest?
+        if let text = expectedSHA256 {
+            guard let digest = SHA256Digest(expected: text) else { throw .invalidChecksum(text) }
+            expected = digest
+        }
         guard let resumeData else {
             guard let request = originalRequest else { throw .invalidURL("(no URL)") }
-            let settings = try session.settings(for: request)
+            var settings = try session.settings(for: request)
+            settings.expectedSHA256 = expected
             let files = session.files(for: destination, task: taskIdentifier)
             return (DownloadOperation(multi: session.multi, settings: settings, files: files, logger: session.logger,
                                       syscalls: session.syscalls), nil)
@@ -198,7 +222,8 @@ public final class DownloadTask: @unchecked Sendable {
         var request = URLRequest(url: resume.url)
         for header in resume.headers { request.addValue(header[1], forHTTPHeaderField: header[0]) }
         lock.withLock { _currentRequest = request }
-        let settings = try session.settings(for: request)
+        var settings = try session.settings(for: request)
+        settings.expectedSHA256 = expected
         let files = session.files(for: destination, task: taskIdentifier, resume: resume)
         return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
                                   logger: session.logger, syscalls: session.syscalls), resume)
@@ -311,6 +336,8 @@ public final class DownloadTask: @unchecked Sendable {
             let location = URL(fileURLWithPath: download.path)
             let (response, hook, keep) = lock.withLock {
                 _state = .completed
+                _sha256 = download.sha256
+                _checksumSource = download.checksumSource
                 _expected = download.length
                 progress.totalUnitCount = download.length
                 progress.completedUnitCount = download.length

@@ -47,7 +47,7 @@ extension HaulError {
         case .diskFull(let path, _):
             return HaulError.diskFull(path: path, resumeData: resumeData)
         case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .fileSystem,
-             .unsupportedRequest, .resumeDataInvalid:
+             .unsupportedRequest, .resumeDataInvalid, .checksumMismatch, .invalidChecksum:
             return self
         }
         return URLError(code, userInfo: info)

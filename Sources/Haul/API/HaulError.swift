@@ -26,6 +26,11 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Resume data could not be used: truncated, corrupt, from another version, or its temp file
     /// is gone or changed.
     case resumeDataInvalid(reason: String)
+    /// The downloaded bytes do not have the expected SHA-256 (both lowercase hex). The file was
+    /// not moved into place.
+    case checksumMismatch(expected: String, actual: String)
+    /// An expected checksum could not be read (not 64 hex digits, `sha-256=HEX` or `sha256-BASE64`).
+    case invalidChecksum(String)
     /// The download was cancelled.
     case cancelled
 
@@ -55,6 +60,10 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
             return "cannot download this request: \(reason)"
         case .resumeDataInvalid(let reason):
             return "the resume data cannot be used (\(reason)); start the download again"
+        case .checksumMismatch(let expected, let actual):
+            return "SHA-256 mismatch: expected \(expected), got \(actual); the file was not kept — download it again"
+        case .invalidChecksum(let text):
+            return "'\(text)' is not a SHA-256 (64 hex digits, sha-256=HEX or sha256-BASE64)"
         case .cancelled:
             return "the download was cancelled"
         }

@@ -12,6 +12,10 @@ struct DownloadResult: Sendable {
     var effectiveURL: String?
     /// Requests made over the whole download.
     var requests: Int
+    /// SHA-256 of the file (lowercase hex), unless hashing was off.
+    var sha256: String?
+    /// What the digest was checked against, if anything.
+    var checksumSource: ChecksumSource?
 }
 
 /// Why a download ended without a file, and the resume data that continues it (when it can).
@@ -41,6 +45,12 @@ final class DownloadOperation: @unchecked Sendable {
         var journalStep: Int64 = 1 << 20
         /// Keep the journal current while running (and sync for power loss).
         var writesJournal = true
+        /// Hash the file while it downloads (always when a digest is expected).
+        var computesSHA256 = true
+        /// The digest the file must have.
+        var expectedSHA256: SHA256Digest?
+        /// Keep a file whose digest does not match (for inspection) instead of deleting it.
+        var keepsFilesFailingChecksum = false
     }
 
     /// Where a download's files live and what to keep when it stops.
@@ -77,7 +87,7 @@ final class DownloadOperation: @unchecked Sendable {
     private var produceResumeDataOnCancel = false
 
     // Journal and durability state.
-    private var journalTimer: DispatchSourceTimer?
+    private var progressTimer: DispatchSourceTimer?
     private var journalCursors: [Int: Int64] = [:]
     private var syncedRanges: [Range<Int64>] = []
     private var lastSync = ContinuousClock.now
@@ -85,6 +95,9 @@ final class DownloadOperation: @unchecked Sendable {
     private var journalFailed = false
     /// The fingerprint of the first done bytes of this epoch, computed once.
     private var sample: ResumeData.Sample?
+    private var hasher: StreamingHasher?
+    /// The digest to check and where it came from (the caller, or the server's headers).
+    private var expected: (digest: SHA256Digest, source: ChecksumSource)?
     private let bootID = currentBootID()
     private static let syncQueue = DispatchQueue(label: "haul.sync")
 
@@ -103,7 +116,11 @@ final class DownloadOperation: @unchecked Sendable {
         self.logger = logger
         self.syscalls = syscalls
         self.resumeFrom = resume
+        if let digest = settings.expectedSHA256 { expected = (digest, .caller) }
         if let resume {
+            if expected == nil, let hex = resume.expectedSHA256, let digest = SHA256Digest(hex: hex) {
+                expected = (digest, .caller)
+            }
             let trusted = resume.trustedRanges(currentBootID: currentBootID())
             machine = DownloadStateMachine(options: settings.engine, resume: .init(
                 length: resume.length, etag: resume.etag, lastModified: resume.lastModified, done: trusted))
@@ -136,7 +153,10 @@ final class DownloadOperation: @unchecked Sendable {
                 finish(.failure(DownloadFailure(error: error, resumeData: nil)))
                 return
             }
-            if settings.writesJournal { startJournalTimer() }
+            if settings.computesSHA256 || expected != nil, let path = file?.path {
+                hasher = StreamingHasher(path: path)
+            }
+            startProgressTimer()
             run(machine.start())
         }
     }
@@ -197,6 +217,8 @@ final class DownloadOperation: @unchecked Sendable {
                 journalCursors.removeAll()
                 syncedRanges.removeAll()
                 sample = nil
+                hasher?.reset()
+                if expected?.source != .caller { expected = nil }
                 reportedResponse = false
                 journal.remove()
                 onRestart(reason)
@@ -218,6 +240,10 @@ final class DownloadOperation: @unchecked Sendable {
             if !reportedResponse {
                 reportedResponse = true
                 effectiveURL = easy.effectiveURL
+                if expected == nil, let server = SHA256Digest.fromServer(head.fields) {
+                    expected = server
+                    logger.info("verifying with the server's digest", metadata: ["header": "\(server.1.rawValue)"])
+                }
                 onResponse(head, effectiveURL)
             }
             run(machine.received(head, for: segment))
@@ -271,6 +297,41 @@ final class DownloadOperation: @unchecked Sendable {
         guard let file else { return }
         do throws(HaulError) {
             try file.setLength(length)
+        } catch {
+            discard(DownloadFailure(error: error))
+            return
+        }
+        guard let hasher else {
+            moveIntoPlace(length: length, digest: nil)
+            return
+        }
+        // Only the tail is left to hash; wait for it off this queue.
+        hasher.finish(length: length) { [self] result in
+            multi.queue.async { [self] in
+                switch result {
+                case .success(let digest): moveIntoPlace(length: length, digest: digest)
+                case .failure(let error): discard(DownloadFailure(error: error))
+                }
+            }
+        }
+    }
+
+    /// The bytes are complete: check the digest, sync, and rename into place.
+    private func moveIntoPlace(length: Int64, digest: String?) {
+        guard let file else { return }
+        if let expected, let digest, digest != expected.digest.hex {
+            logger.error("checksum mismatch", metadata: ["expected": "\(expected.digest.hex)", "actual": "\(digest)"])
+            let error = HaulError.checksumMismatch(expected: expected.digest.hex, actual: digest)
+            if settings.keepsFilesFailingChecksum {
+                file.close()
+                journal.remove()
+                finish(.failure(DownloadFailure(error: error)))
+            } else {
+                discard(DownloadFailure(error: error))
+            }
+            return
+        }
+        do throws(HaulError) {
             if settings.syncOnFinish { try file.syncData() }
             file.close()
             if let destination = files.destinationPath { try file.move(to: destination) }
@@ -283,7 +344,16 @@ final class DownloadOperation: @unchecked Sendable {
         }
         journal.remove()
         finish(.success(DownloadResult(path: files.destinationPath ?? file.path, length: length,
-                                       effectiveURL: effectiveURL, requests: requestCount)))
+                                       effectiveURL: effectiveURL, requests: requestCount, sha256: digest,
+                                       checksumSource: digest == nil ? nil : expected?.source)))
+    }
+
+    /// Ends with `failure`, removing the partial file and journal.
+    private func discard(_ failure: DownloadFailure) {
+        file?.close()
+        DataFile.remove(file?.path ?? files.tempPath)
+        journal.remove()
+        finish(.failure(failure))
     }
 
     /// Whether the partial file and journal stay after `error`: when something can carry the
@@ -292,7 +362,8 @@ final class DownloadOperation: @unchecked Sendable {
         switch error {
         case .cancelled:
             return produceResumeDataOnCancel || files.keepOnCancel
-        case .remoteFileChanged, .resumeDataInvalid, .invalidURL, .unsupportedRequest:
+        case .remoteFileChanged, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch,
+             .invalidChecksum:
             return false
         case .transport, .connectionClosedEarly, .httpStatus, .diskFull:
             // The public error (URLError userInfo, or HaulError.diskFull) carries the data.
@@ -336,8 +407,8 @@ final class DownloadOperation: @unchecked Sendable {
         for (_, item) in retryTimers { item.cancel() }
         retryTimers.removeAll()
         deferredStarts.removeAll()
-        journalTimer?.cancel()
-        journalTimer = nil
+        progressTimer?.cancel()
+        progressTimer = nil
     }
 
     private func finish(_ result: Result<DownloadResult, DownloadFailure>) {
@@ -366,21 +437,26 @@ final class DownloadOperation: @unchecked Sendable {
             url: url, finalURL: effectiveURL.flatMap(URL.init(string:)).flatMap { $0 == url ? nil : $0 },
             headers: settings.resumeHeaders, etag: machine.etag, lastModified: machine.lastModified,
             length: length, tempFile: identity, sample: sample, doneRanges: done,
-            syncedRanges: syncedRanges, bootID: bootID, destination: files.destinationPath, expectedSHA256: nil)
+            syncedRanges: syncedRanges, bootID: bootID, destination: files.destinationPath,
+            expectedSHA256: expected?.source == .caller ? expected?.digest.hex : nil)
     }
 
-    private func startJournalTimer() {
+    private func startProgressTimer() {
+        guard hasher != nil || settings.writesJournal else { return }
         let timer = DispatchSource.makeTimerSource(queue: multi.queue)
         timer.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100), leeway: .milliseconds(20))
-        timer.setEventHandler { [weak self] in self?.journalTick() }
-        journalTimer = timer
+        timer.setEventHandler { [weak self] in self?.progressTick() }
+        progressTimer = timer
         timer.activate()
     }
 
-    /// At most ten times a second: journal when a segment advanced a step; every few seconds
-    /// make the bytes so far survive a power cut.
-    private func journalTick() {
-        guard machine.isResumable, !journalFailed else { return }
+    /// Ten times a second: feed the hasher the done prefix; journal when a segment advanced a
+    /// step; every few seconds make the bytes so far survive a power cut.
+    private func progressTick() {
+        if let hasher, let first = machine.plan.doneRanges.first, first.lowerBound == 0 {
+            hasher.advance(to: first.upperBound)
+        }
+        guard settings.writesJournal, machine.isResumable, !journalFailed else { return }
         let epoch = machine.plan.epoch
         var advanced = false
         for segment in machine.plan.segments where segment.epoch == epoch {

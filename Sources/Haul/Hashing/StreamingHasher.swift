@@ -1,0 +1,83 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SHA-256 of a file that is still being written, fed from its contiguous done prefix.
+///
+/// On its own serial queue it `pread`s bytes that are already final (usually from the page
+/// cache) into an EVP context with one fixed 1 MiB buffer, so memory stays bounded and, when
+/// the download ends, only the tail is left to hash. A resumed download starts at byte 0 and so
+/// rehashes its prefix from disk.
+final class StreamingHasher: @unchecked Sendable {
+    // Unchecked: every mutable property is used on `queue` only.
+    private let queue = DispatchQueue(label: "haul.hash")
+    private let path: String
+    private var fd: Int32 = -1
+    private var hash: SHA256? = SHA256()
+    private var hashed: Int64 = 0
+    private var target: Int64 = 0
+    private var failure: Int32 = 0
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+
+    init(path: String) {
+        self.path = path
+    }
+
+    deinit {
+        if fd >= 0 { _ = close(fd) }
+        buffer.deallocate()
+    }
+
+    /// Bytes `0..<end` are on disk and will not change: hash up to there.
+    func advance(to end: Int64) {
+        queue.async { [self] in
+            guard end > target else { return }
+            target = end
+            pump()
+        }
+    }
+
+    /// The file started over (it changed on the server): forget what was hashed.
+    func reset() {
+        queue.async { [self] in
+            hash = SHA256()
+            hashed = 0
+            target = 0
+            failure = 0
+        }
+    }
+
+    /// Hashes the rest up to `length` and hands back the digest (hex).
+    func finish(length: Int64, completion: @escaping @Sendable (Result<String, HaulError>) -> Void) {
+        queue.async { [self] in
+            target = max(target, length)
+            pump()
+            if failure != 0 || hashed != length {
+                completion(.failure(DataFile.error("read back for hashing", path, failure != 0 ? failure : EIO)))
+                return
+            }
+            let digest = hash.take()?.finalizeHex() ?? ""
+            hash = SHA256()
+            completion(.success(digest))
+        }
+    }
+
+    private func pump() {
+        guard failure == 0 else { return }
+        if fd < 0 {
+            fd = retryingInterrupts { open(path, O_RDONLY | O_CLOEXEC) }
+            guard fd >= 0 else { failure = errno; return }
+        }
+        while hashed < target {
+            let want = Int(min(Int64(buffer.count), target - hashed))
+            let count = retryingInterrupts { pread(fd, buffer.baseAddress, want, off_t(hashed)) }
+            guard count > 0 else {
+                failure = count < 0 ? errno : EIO
+                return
+            }
+            hash?.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            hashed += Int64(count)
+        }
+    }
+}
