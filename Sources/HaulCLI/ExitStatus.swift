@@ -38,6 +38,8 @@ enum ExitStatus: Int32 {
         }
         switch error as? HaulError {
         case .diskFull?, .fileSystem?: self = .diskError
+        case .checksumMismatch?: self = .checksumMismatch
+        case .invalidChecksum?: self = .usage
         case .httpStatus?: self = .httpError
         case .cancelled?: self = .interrupted
         default: self = .networkError

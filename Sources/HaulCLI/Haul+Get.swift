@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Haul
 
 extension HaulCommand {
@@ -26,6 +29,15 @@ extension HaulCommand {
 
         @Option(name: [.customShort("k"), .long], help: "Smallest range worth its own connection (e.g. 1M).")
         var minSplit: ByteSize = ByteSize(bytes: 1 << 20)
+
+        @Option(name: .customLong("sha256"), help: "The file's expected SHA-256 (64 hex digits).")
+        var sha256: String?
+
+        @Option(help: "The expected checksum as sha-256=HEX (or sha256-BASE64).")
+        var checksum: String?
+
+        @Option(help: "A SHA256SUMS file listing the expected digest for the output's name.")
+        var checksumFile: String?
 
         @Flag(name: [.customShort("c"), .customLong("continue")],
               help: "Resume from the journal, and fail rather than start over if it cannot be used.")
@@ -55,6 +67,32 @@ extension HaulCommand {
             guard !(continueDownload && noResume) else {
                 throw ValidationError("--continue and --no-resume contradict each other")
             }
+            guard [sha256, checksum, checksumFile].compactMap({ $0 }).count <= 1 else {
+                throw ValidationError("give one of --sha256, --checksum and --checksum-file")
+            }
+            if let sha256, sha256.count != 64 || !sha256.allSatisfy(\.isHexDigit) {
+                throw ValidationError("--sha256 must be 64 hex digits, got '\(sha256)'")
+            }
+            if let checksum, !checksum.lowercased().hasPrefix("sha-256="), !checksum.hasPrefix("sha256-") {
+                throw ValidationError("--checksum takes sha-256=HEX (or sha256-BASE64), got '\(checksum)'")
+            }
+        }
+
+        /// The expected digest from whichever option gave one.
+        private func expectedDigest(for destination: URL) throws -> String? {
+            if let sha256 { return sha256 }
+            if let checksum { return checksum }
+            guard let checksumFile else { return nil }
+            guard let text = try? String(contentsOfFile: checksumFile, encoding: .utf8) else {
+                report("cannot read the checksum file \(checksumFile)")
+                throw ExitStatus.usage.code
+            }
+            let names = [destination.lastPathComponent, URL(string: url)?.lastPathComponent].compactMap { $0 }
+            guard let digest = names.lazy.compactMap({ ChecksumFile.digest(for: $0, in: text) }).first else {
+                report("\(checksumFile) lists no digest for \(names.joined(separator: " or "))")
+                throw ExitStatus.usage.code
+            }
+            return digest
         }
 
         func run() async throws {
@@ -68,36 +106,63 @@ extension HaulCommand {
             let destination = URL(fileURLWithPath: output).standardizedFileURL
             let resumeData = try journal(for: destination, url: source)
 
+            let expected = try expectedDigest(for: destination)
             let started = ContinuousClock.now
-            let mayStartOver = !continueDownload
-            let work = Task {
-                if let resumeData {
-                    do {
-                        return try await session.download(resumeFrom: resumeData, to: destination)
-                    } catch HaulError.resumeDataInvalid(let reason) where mayStartOver {
-                        FileHandle.standardError.write(Data("haul: cannot resume (\(reason)); starting over\n".utf8))
-                    }
-                }
-                return try await session.download(from: source, to: destination)
-            }
-            let interruption = Interruption { work.cancel() }
+            let task: DownloadTask
             do {
-                _ = try await work.value
+                task = try await download(session: session, source: source, destination: destination,
+                                          resumeData: resumeData, expected: expected)
             } catch {
-                if interruption.happened {
-                    report("interrupted; the journal is saved — run the same command again to resume")
-                    throw ExitStatus.interrupted.code
-                }
+                if error is ExitCode { throw error }
                 report(error.localizedDescription)
                 throw ExitStatus(for: error).code
             }
             if !quiet {
                 let seconds = (ContinuousClock.now - started).seconds
-                let size = (try? FileManager.default.attributesOfItem(atPath: destination.path)[.size] as? Int64) ?? 0
+                let size = task.countOfBytesExpectedToReceive
                 let rate = seconds > 0 ? Double(size) / seconds / 1_048_576 : 0
-                print("\(output): \(size) bytes in \(String(format: "%.2f", seconds)) s "
-                      + "(\(String(format: "%.1f", rate)) MiB/s)")
+                var line = "\(output): \(size) bytes in \(String(format: "%.2f", seconds)) s "
+                    + "(\(String(format: "%.1f", rate)) MiB/s)"
+                if let digest = task.sha256 {
+                    line += ", sha-256 \(digest)"
+                    if let source = task.checksumSource {
+                        line += source == .caller ? " (verified)" : " (verified against the server's \(source.rawValue))"
+                    }
+                }
+                print(line)
             }
+        }
+
+        /// Runs the download (resuming when there is resume data, starting over when it cannot be
+        /// used and `-c` was not given) and returns the finished task.
+        private func download(session: DownloadSession, source: URL, destination: URL, resumeData: Data?,
+                              expected: String?) async throws -> DownloadTask {
+            if let resumeData {
+                do {
+                    return try await run(session.downloadTask(withResumeData: resumeData, to: destination), expected: expected)
+                } catch HaulError.resumeDataInvalid(let reason) where !continueDownload {
+                    note("cannot resume (\(reason)); starting over")
+                }
+            }
+            return try await run(session.downloadTask(with: URLRequest(url: source), to: destination), expected: expected)
+        }
+
+        /// Runs `task` to its end; Ctrl-C / SIGTERM cancel it, which keeps its journal.
+        private func run(_ task: DownloadTask, expected: String?) async throws -> DownloadTask {
+            task.expectedSHA256 = expected
+            let interruption = Interruption { task.cancel() }
+            let events = task.events
+            task.resume()
+            do {
+                for try await _ in events {}
+            } catch {
+                if interruption.happened {
+                    report("interrupted; the journal is saved — run the same command again to resume")
+                    throw ExitStatus.interrupted.code
+                }
+                throw error
+            }
+            return task
         }
 
         /// The resume data to continue with, if a usable journal for this URL and output exists.

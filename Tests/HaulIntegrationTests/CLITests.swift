@@ -130,6 +130,36 @@ extension Integration {
             #expect(result.stderr.contains(message), "stderr: \(result.stderr)")
         }
 
+        @Test("--sha256 / --checksum / --checksum-file: verified, or exit 3 with expected and actual")
+        func checksums() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 3 << 20, seed: 93)
+            server.serve(ServedFile(content: content), at: "/pkg.tar")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let url = server.url("/pkg.tar").absoluteString
+            let good = try runHaul(["get", url, "-o", scratch.file("a").path, "--sha256", content.sha256])
+            #expect(good.status == 0, "\(good.stderr)")
+            #expect(good.stdout.contains("sha-256 \(content.sha256) (verified)"))
+
+            let wrong = String(repeating: "1", count: 64)
+            let bad = try runHaul(["get", url, "-o", scratch.file("b").path, "--checksum", "sha-256=\(wrong)"])
+            #expect(bad.status == 3)
+            #expect(bad.stderr.contains(wrong) && bad.stderr.contains(content.sha256))
+            #expect(!FileManager.default.fileExists(atPath: scratch.file("b").path))
+
+            let sums = scratch.file("SHA256SUMS")
+            try "\(wrong)  other.tar\n\(content.sha256) *pkg.tar\n".write(to: sums, atomically: true, encoding: .utf8)
+            let listed = try runHaul(["get", url, "-o", scratch.file("pkg.tar").path, "--checksum-file", sums.path, "-q"])
+            #expect(listed.status == 0, "\(listed.stderr)")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("pkg.tar").path) == content.sha256)
+
+            let malformed = try runHaul(["get", url, "-o", scratch.file("c").path, "--sha256", "xyz"])
+            #expect(malformed.status == 64)
+            #expect(scratch.contents.sorted() == ["SHA256SUMS", "a", "pkg.tar"])
+        }
+
         @Test("--help lists the options and the exit codes")
         func help() throws {
             let result = try runHaul(["get", "--help"])
