@@ -55,6 +55,9 @@ extension HaulCommand {
         @Flag(help: "Keep no journal while downloading (a killed haul cannot resume; Ctrl-C still can).")
         var noJournal = false
 
+        @Flag(help: "Do not compute the file's SHA-256 (saves CPU; not allowed with a checksum option).")
+        var noHash = false
+
         func validate() throws {
             guard (1...64).contains(connections) else {
                 throw ValidationError("--connections must be between 1 and 64, got \(connections)")
@@ -69,6 +72,9 @@ extension HaulCommand {
             }
             guard [sha256, checksum, checksumFile].compactMap({ $0 }).count <= 1 else {
                 throw ValidationError("give one of --sha256, --checksum and --checksum-file")
+            }
+            guard !noHash || (sha256 == nil && checksum == nil && checksumFile == nil) else {
+                throw ValidationError("--no-hash cannot be combined with a checksum to verify")
             }
             if let sha256, sha256.count != 64 || !sha256.allSatisfy(\.isHexDigit) {
                 throw ValidationError("--sha256 must be 64 hex digits, got '\(sha256)'")
@@ -101,6 +107,7 @@ extension HaulCommand {
             configuration.minimumSplitSize = minSplit.bytes
             configuration.syncsBeforeMove = !noSync
             configuration.writesJournal = !noJournal
+            configuration.computesSHA256 = !noHash
             let session = DownloadSession(configuration: configuration)
             let source = URL(string: url)!
             let destination = URL(fileURLWithPath: output).standardizedFileURL

@@ -6,7 +6,7 @@ import Glibc
 /// SHA-256 of a file that is still being written, fed from its contiguous done prefix.
 ///
 /// On its own serial queue it `pread`s bytes that are already final (usually from the page
-/// cache) into an EVP context with one fixed 1 MiB buffer, so memory stays bounded and, when
+/// cache) into an EVP context with one fixed 256 KiB buffer, so memory stays bounded and, when
 /// the download ends, only the tail is left to hash. A resumed download starts at byte 0 and so
 /// rehashes its prefix from disk.
 final class StreamingHasher: @unchecked Sendable {
@@ -18,7 +18,7 @@ final class StreamingHasher: @unchecked Sendable {
     private var hashed: Int64 = 0
     private var target: Int64 = 0
     private var failure: Int32 = 0
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 64)
 
     init(path: String) {
         self.path = path

@@ -9,7 +9,7 @@ struct RequestOptions: Sendable {
     /// A transfer slower than 1 byte/s for this long is a stall (CURLE_OPERATION_TIMEDOUT).
     var stallTimeoutSeconds: Int = 30
     /// Receive buffer per connection: larger means fewer write callbacks.
-    var bufferSize: Int = 256 * 1024
+    var bufferSize: Int = 128 * 1024
     var caFile: String?
     var verifyTLS: Bool = true
     var proxy: String?
