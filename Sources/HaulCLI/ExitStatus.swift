@@ -6,7 +6,7 @@ import FoundationNetworking
 import Haul
 
 /// `haul`'s exit codes, documented in `haul get --help` and the README.
-enum ExitStatus: Int32 {
+enum ExitStatus: Int32, Error {
     case success = 0
     /// The network or the server failed (connection, timeout, a server that lies).
     case networkError = 1

@@ -6,37 +6,38 @@ import FoundationNetworking
 import Haul
 
 extension HaulCommand {
-    /// `haul get URL -o FILE`: one download over several connections, resumable.
+    /// `haul get URL…`: downloads over several connections each, resumable, verified.
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Download a URL over several connections.",
+            abstract: "Download URLs over several connections each.",
             discussion: """
-            An interrupted download (Ctrl-C, a crash, a lost connection) leaves a journal beside the
-            output file; running the same command again continues where it stopped.
+            Without -o the name comes from the URL path, or from the server's Content-Disposition
+            (reduced to a bare file name). An existing file is not overwritten without --force.
+            An interrupted download (Ctrl-C, a crash, a lost connection) leaves a journal beside
+            the output; running the same command again continues where it stopped.
 
             \(ExitStatus.helpText)
             """
         )
 
-        @Argument(help: "The http or https URL to download.")
-        var url: String
+        @Argument(help: "http or https URLs to download.")
+        var urls: [String] = []
 
-        @Option(name: .shortAndLong, help: "Where to write the file.")
-        var output: String
+        @Option(name: .shortAndLong, help: "Where to write the file (one URL only).")
+        var output: String?
 
-        @Option(name: [.customShort("x"), .long], help: "Connections for this download (1-64).")
-        var connections: Int = 16
+        @Option(name: [.customShort("d"), .long], help: "Directory for the files (default: the current one).")
+        var dir: String?
 
-        @Option(name: [.customShort("k"), .long], help: "Smallest range worth its own connection (e.g. 1M).")
-        var minSplit: ByteSize = ByteSize(bytes: 1 << 20)
+        @OptionGroup var transfer: TransferOptions
 
-        @Option(name: .customLong("sha256"), help: "The file's expected SHA-256 (64 hex digits).")
+        @Option(name: .customLong("sha256"), help: "The file's expected SHA-256 (64 hex digits; one URL only).")
         var sha256: String?
 
-        @Option(help: "The expected checksum as sha-256=HEX (or sha256-BASE64).")
+        @Option(help: "The expected checksum as sha-256=HEX (or sha256-BASE64; one URL only).")
         var checksum: String?
 
-        @Option(help: "A SHA256SUMS file listing the expected digest for the output's name.")
+        @Option(help: "A SHA256SUMS file listing expected digests by file name.")
         var checksumFile: String?
 
         @Flag(name: [.customShort("c"), .customLong("continue")],
@@ -46,35 +47,52 @@ extension HaulCommand {
         @Flag(help: "Ignore a journal from an earlier run and start over.")
         var noResume = false
 
+        @Flag(help: "Overwrite existing files.")
+        var force = false
+
+        @Option(name: [.customShort("i"), .long], help: "A file of URLs, one per line (# starts a comment).")
+        var inputFile: String?
+
+        @Option(name: [.customShort("j"), .long], help: "Downloads at once.")
+        var maxConcurrentDownloads: Int = 4
+
         @Flag(name: .shortAndLong, help: "Print nothing but errors.")
         var quiet = false
 
-        @Flag(help: "Do not flush the file to disk before moving it into place (faster, not power-cut safe).")
+        @Flag(help: "Print one JSON object per line: start, progress (at most once a second), finish, error.")
+        var json = false
+
+        @Flag(help: "Do not flush files to disk before moving them into place (faster, not power-cut safe).")
         var noSync = false
 
         @Flag(help: "Keep no journal while downloading (a killed haul cannot resume; Ctrl-C still can).")
         var noJournal = false
 
-        @Flag(help: "Do not compute the file's SHA-256 (saves CPU; not allowed with a checksum option).")
+        @Flag(help: "Do not compute the files' SHA-256 (saves CPU; not with a checksum to verify).")
         var noHash = false
 
         func validate() throws {
-            guard (1...64).contains(connections) else {
-                throw ValidationError("--connections must be between 1 and 64, got \(connections)")
+            let all = try allURLs()
+            guard !all.isEmpty else { throw ValidationError("give at least one URL (or -i FILE)") }
+            for text in all {
+                guard let parsed = URL(string: text), let scheme = parsed.scheme?.lowercased(),
+                      scheme == "http" || scheme == "https", parsed.host != nil else {
+                    throw ValidationError("'\(text)' is not an http or https URL")
+                }
             }
-            guard minSplit.bytes >= 1 else { throw ValidationError("--min-split must be at least 1 byte") }
-            guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(),
-                  scheme == "http" || scheme == "https", parsed.host != nil else {
-                throw ValidationError("'\(url)' is not an http or https URL")
+            if output != nil {
+                guard all.count == 1 else { throw ValidationError("-o names one file; use -d DIR for several URLs") }
+                guard dir == nil else { throw ValidationError("give -o or -d, not both") }
             }
+            guard maxConcurrentDownloads >= 1 else { throw ValidationError("--max-concurrent-downloads must be at least 1") }
             guard !(continueDownload && noResume) else {
                 throw ValidationError("--continue and --no-resume contradict each other")
             }
             guard [sha256, checksum, checksumFile].compactMap({ $0 }).count <= 1 else {
                 throw ValidationError("give one of --sha256, --checksum and --checksum-file")
             }
-            guard !noHash || (sha256 == nil && checksum == nil && checksumFile == nil) else {
-                throw ValidationError("--no-hash cannot be combined with a checksum to verify")
+            if sha256 != nil || checksum != nil, all.count > 1 {
+                throw ValidationError("--sha256 and --checksum check one file; use --checksum-file for several")
             }
             if let sha256, sha256.count != 64 || !sha256.allSatisfy(\.isHexDigit) {
                 throw ValidationError("--sha256 must be 64 hex digits, got '\(sha256)'")
@@ -82,141 +100,73 @@ extension HaulCommand {
             if let checksum, !checksum.lowercased().hasPrefix("sha-256="), !checksum.hasPrefix("sha256-") {
                 throw ValidationError("--checksum takes sha-256=HEX (or sha256-BASE64), got '\(checksum)'")
             }
+            guard !noHash || (sha256 == nil && checksum == nil && checksumFile == nil) else {
+                throw ValidationError("--no-hash cannot be combined with a checksum to verify")
+            }
+            guard !(quiet && json) else { throw ValidationError("give -q or --json, not both") }
         }
 
-        /// The expected digest from whichever option gave one.
-        private func expectedDigest(for destination: URL) throws -> String? {
-            if let sha256 { return sha256 }
-            if let checksum { return checksum }
-            guard let checksumFile else { return nil }
-            guard let text = try? String(contentsOfFile: checksumFile, encoding: .utf8) else {
-                report("cannot read the checksum file \(checksumFile)")
-                throw ExitStatus.usage.code
+        /// URLs from the arguments and the input file.
+        private func allURLs() throws -> [String] {
+            var all = urls
+            if let inputFile {
+                guard let text = try? String(contentsOfFile: inputFile, encoding: .utf8) else {
+                    throw ValidationError("cannot read the input file \(inputFile)")
+                }
+                all += text.split(whereSeparator: \.isNewline)
+                    .map { $0.trimmingCharacters(in: .whitespaces) }
+                    .filter { !$0.isEmpty && !$0.hasPrefix("#") }
             }
-            let names = [destination.lastPathComponent, URL(string: url)?.lastPathComponent].compactMap { $0 }
-            guard let digest = names.lazy.compactMap({ ChecksumFile.digest(for: $0, in: text) }).first else {
-                report("\(checksumFile) lists no digest for \(names.joined(separator: " or "))")
-                throw ExitStatus.usage.code
-            }
-            return digest
+            return all
         }
 
         func run() async throws {
-            var configuration = DownloadSession.Configuration()
-            configuration.connectionsPerDownload = connections
-            configuration.minimumSplitSize = minSplit.bytes
+            let reporter = Reporter(quiet: quiet, json: json)
+            var configuration = transfer.configuration()
             configuration.syncsBeforeMove = !noSync
             configuration.writesJournal = !noJournal
             configuration.computesSHA256 = !noHash
             let session = DownloadSession(configuration: configuration)
-            let source = URL(string: url)!
-            let destination = URL(fileURLWithPath: output).standardizedFileURL
-            let resumeData = try journal(for: destination, url: source)
+            let sums = try checksumList(reporter)
 
-            let expected = try expectedDigest(for: destination)
-            let started = ContinuousClock.now
-            let task: DownloadTask
-            do {
-                task = try await download(session: session, source: source, destination: destination,
-                                          resumeData: resumeData, expected: expected)
-            } catch {
-                if error is ExitCode { throw error }
-                report(error.localizedDescription)
-                throw ExitStatus(for: error).code
-            }
-            if !quiet {
-                let seconds = (ContinuousClock.now - started).seconds
-                let size = task.countOfBytesExpectedToReceive
-                let rate = seconds > 0 ? Double(size) / seconds / 1_048_576 : 0
-                var line = "\(output): \(size) bytes in \(String(format: "%.2f", seconds)) s "
-                    + "(\(String(format: "%.1f", rate)) MiB/s)"
-                if let digest = task.sha256 {
-                    line += ", sha-256 \(digest)"
-                    if let source = task.checksumSource {
-                        line += source == .caller ? " (verified)" : " (verified against the server's \(source.rawValue))"
-                    }
+            var jobs: [Job] = []
+            for text in try allURLs() {
+                let url = URL(string: text)!
+                let destination: URL
+                if let output {
+                    destination = URL(fileURLWithPath: output).standardizedFileURL
+                } else {
+                    destination = URL(fileURLWithPath: dir ?? ".").appendingPathComponent(OutputName.from(url: url))
+                        .standardizedFileURL
                 }
-                print(line)
+                jobs.append(Job(url: url, output: destination))
             }
+            let runner = Runner(command: self, session: session, reporter: reporter, sums: sums)
+            let status = await runner.run(jobs, concurrency: maxConcurrentDownloads)
+            reporter.close()
+            if status != .success { throw status.code }
         }
 
-        /// Runs the download (resuming when there is resume data, starting over when it cannot be
-        /// used and `-c` was not given) and returns the finished task.
-        private func download(session: DownloadSession, source: URL, destination: URL, resumeData: Data?,
-                              expected: String?) async throws -> DownloadTask {
-            if let resumeData {
-                do {
-                    return try await run(session.downloadTask(withResumeData: resumeData, to: destination), expected: expected)
-                } catch HaulError.resumeDataInvalid(let reason) where !continueDownload {
-                    note("cannot resume (\(reason)); starting over")
-                }
+        /// The checksum file's text, if one was given.
+        private func checksumList(_ reporter: Reporter) throws -> String? {
+            guard let checksumFile else { return nil }
+            guard let text = try? String(contentsOfFile: checksumFile, encoding: .utf8) else {
+                reporter.error("cannot read the checksum file \(checksumFile)")
+                throw ExitStatus.usage.code
             }
-            return try await run(session.downloadTask(with: URLRequest(url: source), to: destination), expected: expected)
+            return text
         }
 
-        /// Runs `task` to its end; Ctrl-C / SIGTERM cancel it, which keeps its journal.
-        private func run(_ task: DownloadTask, expected: String?) async throws -> DownloadTask {
-            task.expectedSHA256 = expected
-            let interruption = Interruption { task.cancel() }
-            let events = task.events
-            task.resume()
-            do {
-                for try await _ in events {}
-            } catch {
-                if interruption.happened {
-                    report("interrupted; the journal is saved — run the same command again to resume")
-                    throw ExitStatus.interrupted.code
-                }
-                throw error
+        /// The expected digest for a job, from whichever option gave one.
+        func expectedDigest(for job: Job, sums: String?) -> (digest: String?, missing: Bool) {
+            if let sha256 { return (sha256, false) }
+            if let checksum { return (checksum, false) }
+            guard let sums else { return (nil, false) }
+            let names = [job.output.lastPathComponent, job.url.lastPathComponent]
+            if let digest = names.lazy.compactMap({ ChecksumFile.digest(for: $0, in: sums) }).first {
+                return (digest, false)
             }
-            return task
+            return (nil, true)
         }
-
-        /// The resume data to continue with, if a usable journal for this URL and output exists.
-        private func journal(for destination: URL, url: URL) throws -> Data? {
-            let path = DownloadSession.journalURL(for: destination)
-            guard let data = FileManager.default.contents(atPath: path.path) else { return nil }
-            if noResume {
-                try? FileManager.default.removeItem(at: path)
-                return nil
-            }
-            do {
-                let resume = try ResumeData(data)
-                guard resume.url == url else {
-                    return try startOver("the journal at \(path.path) is for \(resume.url.absoluteString)")
-                }
-                if !quiet {
-                    note("resuming: \(resume.bytesDone) of \(resume.length) bytes already downloaded")
-                }
-                return data
-            } catch {
-                return try startOver(error.localizedDescription)
-            }
-        }
-
-        /// With `--continue`, a journal that cannot be used is an error; otherwise say so and
-        /// start over.
-        private func startOver(_ reason: String) throws -> Data? {
-            if continueDownload {
-                report("cannot continue: \(reason) (run without -c to start over)")
-                throw ExitStatus.networkError.code
-            }
-            note("cannot resume (\(reason)); starting over")
-            return nil
-        }
-
-        private func report(_ message: String) {
-            FileHandle.standardError.write(Data("haul: \(message)\n".utf8))
-        }
-
-        private func note(_ message: String) {
-            FileHandle.standardError.write(Data("haul: \(message)\n".utf8))
-        }
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

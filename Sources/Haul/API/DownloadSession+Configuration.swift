@@ -49,6 +49,9 @@ extension DownloadSession {
         /// Keep a file whose SHA-256 does not match, at its temp path, for inspection (default
         /// false: it is deleted).
         public var keepsFilesFailingChecksum: Bool = false
+        /// A download's receive limit in bytes per second (0, the default: none), shared equally
+        /// by its connections.
+        public var maximumBytesPerSecond: Int64 = 0
         /// Receive buffer per connection in bytes (default 128 KiB; curl's own is 16 KiB). Larger
         /// means fewer callbacks, but 16 connections hold 16 buffers: on loopback 128 and 256 KiB
         /// ran equally fast and 128 KiB kept the 1 GiB download under 32 MiB resident.

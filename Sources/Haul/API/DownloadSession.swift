@@ -219,6 +219,9 @@ public final class DownloadSession: Sendable {
         options.caFile = configuration.caCertificateFile
         options.verifyTLS = configuration.verifiesTLSCertificates
         options.proxy = configuration.proxy
+        if configuration.maximumBytesPerSecond > 0 {
+            options.maxBytesPerSecond = max(1, configuration.maximumBytesPerSecond / Int64(max(1, configuration.connectionsPerDownload)))
+        }
         var settings = DownloadOperation.Settings(
             request: options,
             engine: .init(connections: configuration.connectionsPerDownload,

@@ -56,6 +56,7 @@ public final class DownloadTask: @unchecked Sendable {
     private var _expectedSHA256: String?
     private var _sha256: String?
     private var _checksumSource: ChecksumSource?
+    private var _connections = 0
 
     init(session: DownloadSession, identifier: Int, request: URLRequest?, resumeData: Data?,
          destination: URL?, completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) {
@@ -95,6 +96,9 @@ public final class DownloadTask: @unchecked Sendable {
     /// The SHA-256 of the downloaded file (lowercase hex), once the task completed successfully
     /// (`nil` when `Configuration.computesSHA256` is off and nothing was expected).
     public var sha256: String? { lock.withLock { _sha256 } }
+
+    /// Connections transferring for this task now (updated with progress).
+    public var activeConnections: Int { lock.withLock { _connections } }
 
     /// What `sha256` was checked against, or `nil` when nothing was expected.
     public var checksumSource: ChecksumSource? { lock.withLock { _checksumSource } }
@@ -305,9 +309,10 @@ public final class DownloadTask: @unchecked Sendable {
     /// Reports progress if bytes were written since the last report (on the session queue).
     private func tick() {
         guard let operation = lock.withLock({ self.operation }) else { return }
-        let (done, length) = operation.progress
+        let (done, length, connections) = operation.progress
         let expected = length ?? NSURLSessionTransferSizeUnknown
         let delta: Int64 = lock.withLock {
+            _connections = connections
             let delta = done - _received
             guard delta > 0 || (expected != _expected) else { return 0 }
             _received = max(_received, done)
@@ -336,6 +341,7 @@ public final class DownloadTask: @unchecked Sendable {
             let location = URL(fileURLWithPath: download.path)
             let (response, hook, keep) = lock.withLock {
                 _state = .completed
+                _connections = 0
                 _sha256 = download.sha256
                 _checksumSource = download.checksumSource
                 _expected = download.length
@@ -349,6 +355,7 @@ public final class DownloadTask: @unchecked Sendable {
             let error = failure.error.publicError(url: url, resumeData: failure.resumeData)
             let (response, hook, resumeHandler) = lock.withLock {
                 _state = .completed
+                _connections = 0
                 _error = error
                 operation = nil
                 defer { resumeDataHandler = nil }

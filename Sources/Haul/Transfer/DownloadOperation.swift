@@ -130,8 +130,11 @@ final class DownloadOperation: @unchecked Sendable {
         }
     }
 
-    /// Bytes on disk so far and the total, when known (read on the queue, for progress).
-    var progress: (done: Int64, expected: Int64?) { (machine.plan.bytesDone, machine.plan.length) }
+    /// Bytes on disk so far, the total when known, and the connections transferring now (read on
+    /// the queue, for progress).
+    var progress: (done: Int64, expected: Int64?, connections: Int) {
+        (machine.plan.bytesDone, machine.plan.length, easies.count)
+    }
 
     /// Sets the completion handler (before `start()`).
     func setCompletion(_ completion: @escaping (Result<DownloadResult, DownloadFailure>) -> Void) {

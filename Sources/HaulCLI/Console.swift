@@ -1,0 +1,13 @@
+import Foundation
+
+/// The command's one way to write text, unbuffered, so progress redraws, results and errors
+/// keep their order even when output is a pipe.
+enum Console {
+    static func line(_ text: String) {
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    static func error(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+}

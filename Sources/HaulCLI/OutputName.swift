@@ -1,0 +1,49 @@
+import Foundation
+
+/// File names for downloads: from the URL path or a `Content-Disposition` header, made safe.
+enum OutputName {
+    /// The last path component of `url`, percent-decoded and made safe; `index.html` when the
+    /// path names no file.
+    static func from(url: URL) -> String {
+        sanitize(url.lastPathComponent) ?? "index.html"
+    }
+
+    /// The file name a `Content-Disposition` header proposes (`filename*=UTF-8''…` preferred over
+    /// `filename=…`), made safe, or `nil`.
+    static func from(contentDisposition value: String) -> String? {
+        var plain: String?
+        var extended: String?
+        for part in value.split(separator: ";") {
+            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard pair.count == 2 else { continue }
+            switch pair[0].lowercased() {
+            case "filename*":
+                // RFC 8187: charset'language'percent-encoded
+                let pieces = pair[1].split(separator: "'", maxSplits: 2, omittingEmptySubsequences: false)
+                if pieces.count == 3, pieces[0].lowercased() == "utf-8" {
+                    extended = String(pieces[2]).removingPercentEncoding
+                }
+            case "filename":
+                var name = pair[1]
+                if name.hasPrefix("\""), name.hasSuffix("\""), name.count >= 2 {
+                    name = String(name.dropFirst().dropLast()).replacingOccurrences(of: "\\\"", with: "\"")
+                }
+                plain = name
+            default:
+                continue
+            }
+        }
+        return (extended ?? plain).flatMap(sanitize)
+    }
+
+    /// A name that stays in its directory: the last component after `/` or `\`, without
+    /// control characters, not `.` or `..`, at most 255 bytes. `nil` when nothing is left.
+    static func sanitize(_ raw: String) -> String? {
+        let last = raw.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last.map(String.init) ?? ""
+        var name = String(last.unicodeScalars.filter { !CharacterSet.controlCharacters.contains($0) })
+            .trimmingCharacters(in: .whitespaces)
+        while name.utf8.count > 255 { name.removeLast() }
+        guard !name.isEmpty, name != ".", name != ".." else { return nil }
+        return name
+    }
+}

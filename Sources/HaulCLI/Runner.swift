@@ -1,0 +1,152 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Haul
+
+/// Runs the jobs of a `haul get`: at most N at once, each resumed from its journal when it can
+/// be, reported as they go; Ctrl-C and SIGTERM cancel them all (their journals stay).
+struct Runner: Sendable {
+    let command: HaulCommand.Get
+    let session: DownloadSession
+    let reporter: Reporter
+    let sums: String?
+
+    /// Runs every job; the exit status is the first failure's, or `.interrupted`.
+    func run(_ jobs: [Job], concurrency: Int) async -> ExitStatus {
+        let interruption = Interruption { for job in jobs { job.task?.cancel() } }
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(100))
+                reporter.tick()
+            }
+        }
+        defer { ticker.cancel() }
+        var statuses: [ExitStatus] = []
+        await withTaskGroup(of: ExitStatus.self) { group in
+            var next = 0
+            while next < jobs.count, next < concurrency {
+                let job = jobs[next]
+                group.addTask { await run(job, interruption: interruption) }
+                next += 1
+            }
+            for await status in group {
+                statuses.append(status)
+                if next < jobs.count, !interruption.happened {
+                    let job = jobs[next]
+                    group.addTask { await run(job, interruption: interruption) }
+                    next += 1
+                }
+            }
+        }
+        if interruption.happened {
+            reporter.note("interrupted; the journal is saved — run the same command again to resume")
+            return .interrupted
+        }
+        return statuses.first { $0 != .success } ?? .success
+    }
+
+    private func run(_ job: Job, interruption: Interruption) async -> ExitStatus {
+        let (digest, missing) = command.expectedDigest(for: job, sums: sums)
+        if missing {
+            reporter.failed(job, message: "the checksum file lists no digest for \(job.output.lastPathComponent)",
+                            status: .usage)
+            return .usage
+        }
+        let resumeData: Data?
+        do {
+            resumeData = try journal(for: job)
+        } catch let status as ExitStatus {
+            return status
+        } catch {
+            return .networkError
+        }
+        if resumeData == nil, !command.force, FileManager.default.fileExists(atPath: job.output.path) {
+            reporter.failed(job, message: "\(job.output.path) exists; use --force to overwrite it", status: .diskError)
+            return .diskError
+        }
+        reporter.started(job)
+        do {
+            if let resumeData {
+                do {
+                    try await download(job, task: session.downloadTask(withResumeData: resumeData, to: job.output),
+                                       digest: digest, interruption: interruption)
+                } catch HaulError.resumeDataInvalid(let reason) where !command.continueDownload {
+                    reporter.note("\(job.output.lastPathComponent): cannot resume (\(reason)); starting over")
+                    try await download(job, task: session.downloadTask(with: URLRequest(url: job.url), to: job.output),
+                                       digest: digest, interruption: interruption)
+                }
+            } else {
+                try await download(job, task: session.downloadTask(with: URLRequest(url: job.url), to: job.output),
+                                   digest: digest, interruption: interruption)
+            }
+        } catch {
+            if interruption.happened {
+                reporter.failed(job, message: "interrupted", status: .interrupted)
+                return .interrupted
+            }
+            let status = ExitStatus(for: error)
+            reporter.failed(job, message: error.localizedDescription, status: status)
+            return status
+        }
+        renameFromContentDisposition(job)
+        reporter.finished(job)
+        return .success
+    }
+
+    private func download(_ job: Job, task: DownloadTask, digest: String?, interruption: Interruption) async throws {
+        task.expectedSHA256 = digest
+        job.task = task
+        if interruption.happened { task.cancel() }
+        let events = task.events
+        task.resume()
+        for try await _ in events {}
+    }
+
+    /// The resume data in the journal beside the job's output, if it is for the same URL.
+    private func journal(for job: Job) throws -> Data? {
+        let path = DownloadSession.journalURL(for: job.output)
+        guard let data = FileManager.default.contents(atPath: path.path) else { return nil }
+        if command.noResume {
+            try? FileManager.default.removeItem(at: path)
+            return nil
+        }
+        do {
+            let resume = try ResumeData(data)
+            guard resume.url == job.url else {
+                return try startOver(job, "the journal at \(path.path) is for \(resume.url.absoluteString)")
+            }
+            reporter.note("\(job.output.lastPathComponent): resuming: \(resume.bytesDone) of \(resume.length) bytes already downloaded")
+            return data
+        } catch let error as HaulError {
+            return try startOver(job, error.localizedDescription)
+        }
+    }
+
+    private func startOver(_ job: Job, _ reason: String) throws -> Data? {
+        if command.continueDownload {
+            reporter.failed(job, message: "cannot continue: \(reason) (run without -c to start over)", status: .networkError)
+            throw ExitStatus.networkError
+        }
+        reporter.note("\(job.output.lastPathComponent): cannot resume (\(reason)); starting over")
+        return nil
+    }
+
+    /// Without -o, a server's Content-Disposition name wins over the URL's, within the same
+    /// directory, never over an existing file unless --force.
+    private func renameFromContentDisposition(_ job: Job) {
+        guard command.output == nil,
+              let header = (job.task?.response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Content-Disposition"),
+              let name = OutputName.from(contentDisposition: header), name != job.output.lastPathComponent else { return }
+        let target = job.output.deletingLastPathComponent().appendingPathComponent(name)
+        if FileManager.default.fileExists(atPath: target.path) {
+            guard command.force else {
+                reporter.note("kept \(job.output.lastPathComponent): \(name) (from Content-Disposition) exists; use --force")
+                return
+            }
+            try? FileManager.default.removeItem(at: target)
+        }
+        if (try? FileManager.default.moveItem(at: job.output, to: target)) != nil { job.output = target }
+    }
+}
+

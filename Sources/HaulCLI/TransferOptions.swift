@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import Haul
+
+/// Connection settings shared by the subcommands that download.
+struct TransferOptions: ParsableArguments {
+    @Option(name: [.customShort("x"), .long], help: "Connections per download (1-64).")
+    var connections: Int = 16
+
+    @Option(name: [.customShort("k"), .long], help: "Smallest range worth its own connection (e.g. 1M).")
+    var minSplit: ByteSize = ByteSize(bytes: 1 << 20)
+
+    @Option(help: "Tries per segment after a transient failure.")
+    var maxTries: Int = 5
+
+    @Option(help: "Seconds without data before a connection is dropped and retried (also the connect timeout).")
+    var timeout: Double = 30
+
+    @Option(help: "Limit each download to this many bytes per second (e.g. 2M).")
+    var limitRate: ByteSize?
+
+    @Option(name: .customShort("H"), help: ArgumentHelp("Extra request header, e.g. -H 'Authorization: Bearer …'.",
+                                                       valueName: "Name: value"))
+    var headers: [String] = []
+
+    @Option(help: "User-Agent header.")
+    var userAgent: String?
+
+    @Option(help: "PEM file of CA certificates to trust.")
+    var cacert: String?
+
+    @Flag(help: "Do not verify TLS certificates (insecure).")
+    var insecure = false
+
+    @Option(help: "Proxy URL, e.g. http://proxy:3128 or socks5://127.0.0.1:1080.")
+    var proxy: String?
+
+    func validate() throws {
+        guard (1...64).contains(connections) else {
+            throw ValidationError("--connections must be between 1 and 64, got \(connections)")
+        }
+        guard minSplit.bytes >= 1 else { throw ValidationError("--min-split must be at least 1 byte") }
+        guard maxTries >= 0 else { throw ValidationError("--max-tries must not be negative") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        for header in headers where !header.contains(":") || header.hasPrefix(":") {
+            throw ValidationError("-H takes 'Name: value', got '\(header)'")
+        }
+    }
+
+    /// The session configuration these options describe.
+    func configuration() -> DownloadSession.Configuration {
+        var configuration = DownloadSession.Configuration()
+        configuration.connectionsPerDownload = connections
+        configuration.minimumSplitSize = minSplit.bytes
+        configuration.retryLimit = maxTries
+        configuration.timeoutIntervalForRequest = timeout
+        configuration.timeoutIntervalForConnect = timeout
+        configuration.maximumBytesPerSecond = limitRate?.bytes ?? 0
+        for header in headers {
+            let parts = header.split(separator: ":", maxSplits: 1)
+            configuration.httpAdditionalHeaders[String(parts[0]).trimmingCharacters(in: .whitespaces)] =
+                parts.count > 1 ? String(parts[1]).trimmingCharacters(in: .whitespaces) : ""
+        }
+        if let userAgent { configuration.userAgent = userAgent }
+        configuration.caCertificateFile = cacert
+        configuration.verifiesTLSCertificates = !insecure
+        configuration.proxy = proxy
+        return configuration
+    }
+}
