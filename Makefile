@@ -3,7 +3,7 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 SYSTEM_PACKAGES = libcurl4-openssl-dev libssl-dev
 BENCH_PACKAGES = nginx-light aria2 axel
 
-.PHONY: demo test build release deps bench-deps compare clean
+.PHONY: demo test build release deps bench-deps bench compare clean
 
 # Installs the system libraries Haul links (curl, OpenSSL) when they are missing.
 deps:
@@ -25,6 +25,10 @@ test: deps
 demo: deps
 	$(SWIFT) build -c release --product haul --static-swift-stdlib
 	$$($(SWIFT) build -c release --show-bin-path)/haul demo
+
+# package-benchmark suite (Benchmarks/ is its own package).
+bench: deps
+	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
 
 compare: bench-deps release
 	bash Benchmarks/compare.sh
