@@ -28,6 +28,8 @@ SCENARIOS = {
                        size=256 * MiB, location="mixed"),
     "sha256-1g": dict(title="1 GiB with SHA-256 verification", file="1g.bin", size=1024 * MiB, location="fast",
                       checksum=True),
+    "batch-200x1m": dict(title="200 files of 1 MiB each (batch)", file="batch", size=200 * MiB, location="fast",
+                         batch=200),
 }
 
 NGINX_CONF = """
@@ -57,7 +59,7 @@ http {{
 """
 
 
-def tools(haul):
+def tools(haul, urlsession):
     """Each tool with the options its documentation recommends for speed. Each entry takes the
     URL, the output path and the expected SHA-256 (verified by the tool itself in the checksum
     scenario, None elsewhere), and returns argv, or None when the tool has no part in it."""
@@ -71,6 +73,9 @@ def tools(haul):
             return ["curl", "-s", "-f", "-o", out, url]
         return ["sh", "-c", f"curl -s -f -o '{out}' '{url}' && echo '{digest}  {out}' | sha256sum -c --quiet"]
 
+    def batch(argv_for_list):
+        return argv_for_list
+
     return {
         "haul -x16": lambda url, out, digest: [haul, "get", url, "-o", out, "-q", "-x", "16"]
                                               + (["--sha256", digest] if digest else []),
@@ -79,6 +84,21 @@ def tools(haul):
         "curl": curl,
         "aria2c -x16 -s16": aria2,
         "axel -n16": lambda url, out, digest: None if digest else ["axel", "-q", "-n", "16", "-o", out, url],
+        "URLSession": lambda url, out, digest: None if digest else [urlsession, url, out],
+    }
+
+
+def batch_tools(haul):
+    """The batch scenario: each tool reads a list of URLs and fills a directory."""
+    return {
+        "haul -x16": lambda listing, out: [haul, "get", "-i", listing, "-d", out, "-j", "16", "-q", "-x", "16"],
+        "haul -x16 --no-hash": lambda listing, out: [haul, "get", "-i", listing, "-d", out, "-j", "16", "-q",
+                                                     "-x", "16", "--no-hash"],
+        "curl": lambda listing, out: ["sh", "-c", f"cd '{out}' && xargs curl -s -f --parallel --parallel-max 16 "
+                                                  f"--remote-name-all < '{listing}'"],
+        "aria2c -x16 -s16": lambda listing, out: ["aria2c", "-q", "-i", listing, "-d", out, "-j", "16", "-x16",
+                                                  "-s16", "-k1M", "--file-allocation=falloc",
+                                                  "--allow-overwrite=true"],
     }
 
 
@@ -103,6 +123,15 @@ def prepare(work, scenarios):
     digests = {}
     for key in scenarios:
         spec = SCENARIOS[key]
+        if spec.get("batch"):
+            os.makedirs(f"{work}/www/batch", exist_ok=True)
+            for index in range(spec["batch"]):
+                path = f"{work}/www/batch/f{index:03}.bin"
+                if not os.path.exists(path) or os.path.getsize(path) != MiB:
+                    with open(path, "wb") as handle:
+                        handle.write(os.urandom(MiB))
+                digests[f"batch/f{index:03}.bin"] = sha256(path)
+            continue
         path = f"{work}/www/{spec['file']}"
         if not os.path.exists(path) or os.path.getsize(path) != spec["size"]:
             with open(path, "wb") as handle:
@@ -114,7 +143,10 @@ def prepare(work, scenarios):
 
 
 def run_once(argv, out):
-    if os.path.exists(out):
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+        os.makedirs(out)
+    elif os.path.exists(out):
         os.remove(out)
     subprocess.run(["sync"], check=False)
     timing = out + ".time"
@@ -144,9 +176,49 @@ def machine_description():
     return f"{os.cpu_count()} × {cpu}, {memory} GiB RAM, Linux {platform.release()}", versions
 
 
+def write_plot(path, scenarios, names, table):
+    """Horizontal bars of median throughput, one group per scenario, as a standalone SVG."""
+    colors = ["#1f77b4", "#aec7e8", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    bar, gap, label_width, chart_width = 16, 22, 170, 520
+    rows = []
+    y = 40
+    for key in scenarios:
+        present = [n for n in names if (key, n) in table]
+        if not present:
+            continue
+        rows.append(("title", SCENARIOS[key]["title"], y))
+        y += 20
+        peak = max(table[(key, n)] for n in present)
+        for name in present:
+            rows.append(("bar", name, y, table[(key, name)], peak))
+            y += bar + 4
+        y += gap
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + chart_width + 120}" height="{y}" '
+           f'font-family="sans-serif" font-size="12">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="10" y="22" font-size="15" font-weight="bold">Median throughput (MiB/s), loopback, '
+           f'higher is better</text>']
+    for row in rows:
+        if row[0] == "title":
+            svg.append(f'<text x="10" y="{row[2] + 12}" font-weight="bold">{row[1]}</text>')
+            continue
+        _, name, top, value, peak = row
+        width = max(1, int(chart_width * value / peak)) if peak else 1
+        color = colors[names.index(name) % len(colors)]
+        svg.append(f'<text x="{label_width - 6}" y="{top + 12}" text-anchor="end">{name}</text>')
+        svg.append(f'<rect x="{label_width}" y="{top}" width="{width}" height="{bar}" fill="{color}"/>')
+        svg.append(f'<text x="{label_width + width + 6}" y="{top + 12}">{value:.0f}</text>')
+    svg.append("</svg>")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write("\n".join(svg) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--haul", default=".build/release/haul")
+    parser.add_argument("--urlsession", default=".build/urlsession-download")
+    parser.add_argument("--plot", default="docs/benchmarks.svg")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", default="/tmp/haul-compare")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -154,6 +226,7 @@ def main():
     args = parser.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
     haul = os.path.abspath(args.haul)
+    urlsession = os.path.abspath(args.urlsession)
     digests = prepare(args.work, scenarios)
 
     port = free_port()
@@ -161,8 +234,10 @@ def main():
         handle.write(NGINX_CONF.format(work=args.work, port=port))
     subprocess.run(["nginx", "-c", f"{args.work}/nginx.conf", "-p", args.work], check=True)
     time.sleep(0.3)
-    catalogue = tools(haul)
+    catalogue = tools(haul, urlsession)
+    batches = batch_tools(haul)
     names = list(catalogue)
+    names = names + [n for n in batch_tools(haul) if n not in names]
     results = {(s, t): [] for s in scenarios for t in names}
     failures = []
     try:
@@ -172,14 +247,29 @@ def main():
                 spec = SCENARIOS[key]
                 url = f"http://127.0.0.1:{port}/{spec['location']}/{spec['file']}"
                 for name in order:
-                    if name == "curl" and spec["location"] != "fast":
+                    if name in ("curl", "URLSession") and spec["location"] != "fast":
                         continue
-                    out = f"{args.work}/out/{key}.out"
-                    argv = catalogue[name](url, out, digests[spec["file"]] if spec.get("checksum") else None)
-                    if argv is None:
-                        continue
-                    run = run_once(argv, out)
-                    run["sha_ok"] = run["ok"] and sha256(out) == digests[spec["file"]]
+                    if spec.get("batch"):
+                        if name not in batches:
+                            continue
+                        out = f"{args.work}/out/{key}"
+                        os.makedirs(out, exist_ok=True)
+                        listing = f"{args.work}/batch-urls.txt"
+                        with open(listing, "w") as handle:
+                            for index in range(spec["batch"]):
+                                handle.write(f"http://127.0.0.1:{port}/fast/batch/f{index:03}.bin\n")
+                        run = run_once(batches[name](listing, out), out)
+                        run["sha_ok"] = run["ok"] and all(
+                            os.path.exists(f"{out}/f{index:03}.bin")
+                            and sha256(f"{out}/f{index:03}.bin") == digests[f"batch/f{index:03}.bin"]
+                            for index in range(spec["batch"]))
+                    else:
+                        out = f"{args.work}/out/{key}.out"
+                        argv = catalogue[name](url, out, digests[spec["file"]] if spec.get("checksum") else None)
+                        if argv is None:
+                            continue
+                        run = run_once(argv, out)
+                        run["sha_ok"] = run["ok"] and sha256(out) == digests[spec["file"]]
                     if not run["sha_ok"]:
                         failures.append(f"{name} on {key} (round {round_index + 1}): exit ok={run['ok']}, "
                                         f"checksum ok={run['sha_ok']} {run['stderr'].strip()}")
@@ -187,7 +277,10 @@ def main():
                     print(f"round {round_index + 1} {key:16} {name:18} {run['wall']:7.2f} s "
                           f"{spec['size'] / MiB / run['wall']:8.1f} MiB/s  rss {run['rss']:6.1f} MiB  "
                           f"sha {'ok' if run['sha_ok'] else 'MISMATCH'}", flush=True)
-                    os.remove(out) if os.path.exists(out) else None
+                    if os.path.isdir(out):
+                        shutil.rmtree(out)
+                    elif os.path.exists(out):
+                        os.remove(out)
     finally:
         pid = int(open(f"{args.work}/nginx.pid").read())
         os.kill(pid, signal.SIGTERM)
@@ -211,6 +304,7 @@ def main():
         "`--checksum=sha-256=…`, and axel (which has no checksum option) does not run.",
         "",
     ]
+    table = {}
     for key in scenarios:
         spec = SCENARIOS[key]
         haul_time = statistics.median(r["wall"] for r in results[(key, names[0])])
@@ -227,9 +321,12 @@ def main():
             ok = sum(r["sha_ok"] for r in runs)
             lines.append(f"| {name} | {wall:.2f} | {spec['size'] / MiB / wall:.0f} | {cpu:.2f} | {rss:.1f} | "
                          f"{ok}/{len(runs)} | {wall / haul_time:.2f} |")
+            table[(key, name)] = spec["size"] / MiB / wall
         lines.append("")
     if failures:
         lines += ["## Failures", ""] + [f"- {f}" for f in failures] + [""]
+    write_plot(args.plot, scenarios, names, table)
+    lines[4:4] = ["", f"![Throughput per tool and scenario]({os.path.basename(args.plot)})", ""]
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     with open(args.output, "w") as handle:
         handle.write("\n".join(lines))

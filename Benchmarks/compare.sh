@@ -2,4 +2,9 @@
 # Side-by-side comparison on loopback (see compare.py). Run through `make compare`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python3 Benchmarks/compare.py --haul "$(swift build -c release --show-bin-path)/haul" "$@"
+SWIFT="${SWIFT:-$(command -v swift || echo /opt/swift/usr/bin/swift)}"
+SWIFTC="$(dirname "$SWIFT")/swiftc"
+mkdir -p .build
+"$SWIFTC" -O -swift-version 5 Benchmarks/URLSessionDownload/main.swift -o .build/urlsession-download
+exec python3 Benchmarks/compare.py --haul "$("$SWIFT" build -c release --show-bin-path)/haul" \
+    --urlsession .build/urlsession-download "$@"
