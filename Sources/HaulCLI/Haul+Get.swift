@@ -31,6 +31,12 @@ extension HaulCommand {
 
         @OptionGroup var transfer: TransferOptions
 
+        @Option(help: "Another URL serving the same file (repeat for several); one download only.")
+        var mirror: [String] = []
+
+        @Flag(help: "The URLs are mirrors of one file: download it once, from all of them.")
+        var sameFile = false
+
         @Option(name: .customLong("sha256"), help: "The file's expected SHA-256 (64 hex digits; one URL only).")
         var sha256: String?
 
@@ -80,8 +86,17 @@ extension HaulCommand {
                     throw ValidationError("'\(text)' is not an http or https URL")
                 }
             }
+            for text in mirror {
+                guard let parsed = URL(string: text), let scheme = parsed.scheme?.lowercased(),
+                      scheme == "http" || scheme == "https", parsed.host != nil else {
+                    throw ValidationError("--mirror '\(text)' is not an http or https URL")
+                }
+            }
+            if !mirror.isEmpty, all.count > 1, !sameFile {
+                throw ValidationError("--mirror is for one download; use --same-file to treat several URLs as mirrors")
+            }
             if output != nil {
-                guard all.count == 1 else { throw ValidationError("-o names one file; use -d DIR for several URLs") }
+                guard all.count == 1 || sameFile else { throw ValidationError("-o names one file; use -d DIR for several URLs") }
                 guard dir == nil else { throw ValidationError("give -o or -d, not both") }
             }
             guard maxConcurrentDownloads >= 1 else { throw ValidationError("--max-concurrent-downloads must be at least 1") }
@@ -91,7 +106,7 @@ extension HaulCommand {
             guard [sha256, checksum, checksumFile].compactMap({ $0 }).count <= 1 else {
                 throw ValidationError("give one of --sha256, --checksum and --checksum-file")
             }
-            if sha256 != nil || checksum != nil, all.count > 1 {
+            if sha256 != nil || checksum != nil, all.count > 1, !sameFile {
                 throw ValidationError("--sha256 and --checksum check one file; use --checksum-file for several")
             }
             if let sha256, sha256.count != 64 || !sha256.allSatisfy(\.isHexDigit) {
@@ -130,7 +145,13 @@ extension HaulCommand {
             let sums = try checksumList(reporter)
 
             var jobs: [Job] = []
-            for text in try allURLs() {
+            var sources = try allURLs()
+            var mirrors = mirror.compactMap(URL.init(string:))
+            if sameFile {
+                mirrors = sources.dropFirst().compactMap(URL.init(string:)) + mirrors
+                sources = Array(sources.prefix(1))
+            }
+            for text in sources {
                 let url = URL(string: text)!
                 let destination: URL
                 if let output {
@@ -139,7 +160,9 @@ extension HaulCommand {
                     destination = URL(fileURLWithPath: dir ?? ".").appendingPathComponent(OutputName.from(url: url))
                         .standardizedFileURL
                 }
-                jobs.append(Job(url: url, output: destination))
+                let job = Job(url: url, output: destination)
+                job.mirrors = mirrors
+                jobs.append(job)
             }
             let runner = Runner(command: self, session: session, reporter: reporter, sums: sums)
             let status = await runner.run(jobs, concurrency: maxConcurrentDownloads)

@@ -8,6 +8,12 @@ import Glibc
 final class Job: @unchecked Sendable {
     // Unchecked: `lock` guards the vars.
     let url: URL
+    /// Other URLs of the same file.
+    var mirrors: [URL] {
+        get { lock.withLock { _mirrors } }
+        set { lock.withLock { _mirrors = newValue } }
+    }
+    private var _mirrors: [URL] = []
     private let lock = NSLock()
     private var _output: URL
     private var _task: DownloadTask?

@@ -96,6 +96,7 @@ struct Runner: Sendable {
 
     private func download(_ job: Job, task: DownloadTask, digest: String?, interruption: Interruption) async throws {
         task.expectedSHA256 = digest
+        task.mirrors = job.mirrors
         job.task = task
         if interruption.happened { task.cancel() }
         let events = task.events

@@ -43,7 +43,13 @@ final class FileHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    func channelActive(context: ChannelHandlerContext) {
+        core.connectionOpened()
+        context.fireChannelActive()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        core.connectionClosed()
         active = false
         stream = nil
         context.fireChannelInactive()

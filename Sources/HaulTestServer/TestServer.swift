@@ -64,6 +64,16 @@ public final class TestServer: Sendable {
         }
     }
 
+    /// The most connections that were open at once.
+    public var peakOpenConnections: Int {
+        core.state.withLockedValue { $0.peakOpen }
+    }
+
+    /// Body bytes sent so far, all requests together.
+    public var bytesSent: Int64 {
+        core.state.withLockedValue { $0.sent.reduce(0) { $0 + $1.count } }
+    }
+
     /// Connections accepted so far.
     public var connectionCount: Int {
         core.state.withLockedValue { $0.connections }
@@ -83,6 +93,20 @@ final class ServerCore: Sendable {
         /// Per request: first byte of its body and how many body bytes were sent.
         var sent: [(start: Int64, count: Int64)] = []
         var connections = 0
+        /// Connections open now, and the most open at once.
+        var open = 0
+        var peakOpen = 0
+    }
+
+    func connectionOpened() {
+        state.withLockedValue {
+            $0.open += 1
+            $0.peakOpen = max($0.peakOpen, $0.open)
+        }
+    }
+
+    func connectionClosed() {
+        state.withLockedValue { $0.open -= 1 }
     }
 
     func recordSent(request: Int, bytes: Int) {

@@ -49,6 +49,14 @@ extension DownloadSession {
         /// Keep a file whose SHA-256 does not match, at its temp path, for inspection (default
         /// false: it is deleted).
         public var keepsFilesFailingChecksum: Bool = false
+        /// Replace a connection running far below the median of its peers (after a grace
+        /// period) with a new one on the same remaining range, possibly to another mirror
+        /// (default true).
+        public var replacesSlowConnections: Bool = true
+        /// A connection slower than this fraction of its peers' median is slow (default 0.3).
+        public var slowConnectionRatio: Double = 0.3
+        /// How long a connection runs before its speed is judged (default 3 s).
+        public var slowConnectionGracePeriod: TimeInterval = 3
         /// A download's receive limit in bytes per second (0, the default: none), shared equally
         /// by its connections.
         public var maximumBytesPerSecond: Int64 = 0

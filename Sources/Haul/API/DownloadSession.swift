@@ -228,6 +228,9 @@ public final class DownloadSession: Sendable {
                           minimumSplit: configuration.minimumSplitSize,
                           maxRetries: configuration.retryLimit,
                           restartsOnRemoteChange: configuration.restartsWhenRemoteFileChanges))
+        settings.engine.replacesSlowConnections = configuration.replacesSlowConnections
+        settings.engine.slowRatio = configuration.slowConnectionRatio
+        settings.engine.slowGrace = .milliseconds(Int(configuration.slowConnectionGracePeriod * 1000))
         settings.syncOnFinish = configuration.syncsBeforeMove
         settings.writesJournal = configuration.writesJournal
         settings.computesSHA256 = configuration.computesSHA256

@@ -57,6 +57,7 @@ public final class DownloadTask: @unchecked Sendable {
     private var _sha256: String?
     private var _checksumSource: ChecksumSource?
     private var _connections = 0
+    private var _mirrors: [URL] = []
 
     init(session: DownloadSession, identifier: Int, request: URLRequest?, resumeData: Data?,
          destination: URL?, completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) {
@@ -96,6 +97,14 @@ public final class DownloadTask: @unchecked Sendable {
     /// The SHA-256 of the downloaded file (lowercase hex), once the task completed successfully
     /// (`nil` when `Configuration.computesSHA256` is off and nothing was expected).
     public var sha256: String? { lock.withLock { _sha256 } }
+
+    /// Other URLs serving the same file. Set before `resume()`. Segments spread over the URL and
+    /// its mirrors in proportion to each one's measured speed; a mirror that fails or serves a
+    /// different file (length, ETag, Last-Modified) is dropped for this download.
+    public var mirrors: [URL] {
+        get { lock.withLock { _mirrors } }
+        set { lock.withLock { _mirrors = newValue } }
+    }
 
     /// Connections transferring for this task now (updated with progress).
     public var activeConnections: Int { lock.withLock { _connections } }
@@ -217,6 +226,7 @@ public final class DownloadTask: @unchecked Sendable {
             guard let request = originalRequest else { throw .invalidURL("(no URL)") }
             var settings = try session.settings(for: request)
             settings.expectedSHA256 = expected
+            try applyMirrors(to: &settings)
             let files = session.files(for: destination, task: taskIdentifier)
             return (DownloadOperation(multi: session.multi, settings: settings, files: files, logger: session.logger,
                                       syscalls: session.syscalls), nil)
@@ -228,9 +238,21 @@ public final class DownloadTask: @unchecked Sendable {
         lock.withLock { _currentRequest = request }
         var settings = try session.settings(for: request)
         settings.expectedSHA256 = expected
+        try applyMirrors(to: &settings)
         let files = session.files(for: destination, task: taskIdentifier, resume: resume)
         return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
                                   logger: session.logger, syscalls: session.syscalls), resume)
+    }
+
+    private func applyMirrors(to settings: inout DownloadOperation.Settings) throws(HaulError) {
+        let mirrors = self.mirrors
+        for mirror in mirrors {
+            guard let scheme = mirror.scheme?.lowercased(), scheme == "http" || scheme == "https", mirror.host != nil else {
+                throw .invalidURL(mirror.absoluteString)
+            }
+        }
+        settings.mirrorURLs = mirrors.map(\.absoluteString)
+        settings.engine.mirrors = 1 + mirrors.count
     }
 
     /// The partial file must be there, be the same file, and be as long as recorded.

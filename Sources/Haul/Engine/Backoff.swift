@@ -22,3 +22,10 @@ enum Backoff {
         return jittered
     }
 }
+
+extension Duration {
+    /// The duration in seconds as a `Double`.
+    var secondsValue: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

@@ -16,9 +16,21 @@ struct DownloadStateMachine: Sendable {
         var restartsOnRemoteChange: Bool
         /// Restarts allowed before a server whose file keeps changing fails the download.
         var maxRestarts: Int
+        /// Sources of the same file: the URL (0) and its mirrors.
+        var mirrors: Int = 1
+        /// Replace a connection running far below its peers (after `slowGrace`) with a new one
+        /// on the same remaining range.
+        var replacesSlowConnections = true
+        /// A connection slower than this fraction of the median of its peers is slow.
+        var slowRatio = 0.3
+        /// How long a connection runs before its speed is judged.
+        var slowGrace: Duration = .seconds(3)
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
-             endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2) {
+             endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2,
+             mirrors: Int = 1, slowGrace: Duration = .seconds(3)) {
+            self.mirrors = max(1, mirrors)
+            self.slowGrace = slowGrace
             self.connections = max(1, connections)
             self.minimumSplit = max(1, minimumSplit)
             self.maxRetries = max(0, maxRetries)
@@ -45,6 +57,8 @@ struct DownloadStateMachine: Sendable {
         var through: Int64?
         /// `If-Range` validator (strong ETag, else Last-Modified).
         var ifRange: String?
+        /// Which source to ask: 0 is the URL, others are mirrors.
+        var mirror: Int = 0
 
         /// The `Range` header value (without `bytes=`), or `nil` for none.
         var rangeSpec: String? {
@@ -70,6 +84,8 @@ struct DownloadStateMachine: Sendable {
         /// The file changed on the server: everything starts over from byte 0 (the requests of the
         /// old epoch are cancelled by preceding actions).
         case restarted(reason: String)
+        /// A mirror is no longer used for this download (logged).
+        case droppedMirror(index: Int, reason: String)
         case start(Request)
         case cancel(segment: Int)
         /// Schedule `retryDue(segment)` after a backoff for this attempt (1-based).
@@ -113,12 +129,19 @@ struct DownloadStateMachine: Sendable {
     private(set) var probeSegment = 0
     private(set) var restarts = 0
     private var requests: [Int: Request] = [:]
+    /// When each running request started and where its segment's cursor was then (for speed).
+    private var started: [Int: (at: Duration, cursor: Int64)] = [:]
+    private(set) var mirrors: MirrorSet
+    /// The latest time given by `tick(now:)`.
+    private var now: Duration = .zero
     /// Failures found in a response head, applied when that transfer ends.
     private var headFailures: [Int: (HaulError, retryable: Bool, retryAfter: Int?)] = [:]
+    private var failuresByMirror: [Int: Int] = [:]
 
     init(options: Options) {
         self.options = options
         self.plan = SegmentPlan(minimumSplit: options.minimumSplit)
+        self.mirrors = MirrorSet(count: options.mirrors)
     }
 
     /// A download continuing from `resume`: no probe; the missing ranges are requested with
@@ -131,6 +154,7 @@ struct DownloadStateMachine: Sendable {
         self.etag = resume.etag
         self.lastModified = resume.lastModified
         self.probeSegment = -1
+        self.mirrors = MirrorSet(count: options.mirrors)
     }
 
     /// The validator sent with `If-Range`: a strong ETag, else Last-Modified.
@@ -184,6 +208,9 @@ struct DownloadStateMachine: Sendable {
             reject(segment, .httpStatus(head.status), retryable: true, retryAfter: head.retryAfterSeconds)
             return []
         }
+        if request.kind == .range, !mirrors.mirrors[request.mirror].validated {
+            if let actions = validateMirror(head, for: request) { return actions }
+        }
         switch request.kind {
         case .probe: return receivedProbe(head, segment: segment)
         case .range: return receivedRange(head, for: request)
@@ -193,7 +220,7 @@ struct DownloadStateMachine: Sendable {
 
     /// A transfer ended (successfully, by our abort, or by failure).
     mutating func transferEnded(_ segment: Int, _ outcome: Outcome) -> [Action] {
-        let request = requests.removeValue(forKey: segment)
+        let request = endRequest(segment)
         let headFailure = headFailures.removeValue(forKey: segment)
         guard !isFinished, request != nil, plan.segments[segment].state == .active else { return [] }
         let seg = plan.segments[segment]
@@ -214,15 +241,25 @@ struct DownloadStateMachine: Sendable {
                 failure = (.connectionClosedEarly(expected: seg.end - seg.start,
                                                   received: seg.cursor - seg.start), true, nil)
             case .failed(let error, let retry):
-                failure = (error, retry == .yes || (retry == .ifServerAnswered && probeHead != nil), nil)
+                failure = (error, retry == .yes || (retry == .ifServerAnswered && (probeHead != nil || probeSegment < 0)), nil)
+            }
+        }
+        var actions: [Action] = []
+        if let mirror = request?.mirror, mirrors.enabledCount > 1 {
+            // With other sources left, a source that failed for good, or twice, is dropped and
+            // the segment goes on from the others.
+            failuresByMirror[mirror, default: 0] += 1
+            if !failure.1 || failuresByMirror[mirror, default: 0] >= 2, mirrors.drop(mirror, reason: "\(failure.0)") {
+                actions.append(.droppedMirror(index: mirror, reason: "\(failure.0)"))
+                failure.1 = true
             }
         }
         let attempt = plan.recordFailure(segment)
         guard failure.1, attempt <= options.maxRetries else {
-            return fail(failure.0)
+            return actions + fail(failure.0)
         }
         plan.setState(segment, .waitingToRetry)
-        return [.retry(segment: segment, attempt: attempt, retryAfterSeconds: failure.2)]
+        return actions + [.retry(segment: segment, attempt: attempt, retryAfterSeconds: failure.2)]
     }
 
     /// The backoff for `segment` has passed.
@@ -233,6 +270,35 @@ struct DownloadStateMachine: Sendable {
         if rangesSupported { return [start(segment: segment, kind: .range)] }
         plan.rewind(segment)
         return [start(segment: segment, kind: .whole)]
+    }
+
+    /// Time passes (about ten times a second): measure each connection since its request
+    /// started, fold the speeds into the sources', and replace connections far slower than the
+    /// median of their peers with new ones on the same remaining range.
+    mutating func tick(now: Duration) -> [Action] {
+        self.now = now
+        guard phase == .transferring, rangesSupported else { return [] }
+        var speeds: [(segment: Int, speed: Double)] = []
+        for (segment, request) in requests.sorted(by: { $0.key < $1.key }) where plan.segments[segment].state == .active {
+            guard let begin = started[segment], now - begin.at >= options.slowGrace else { continue }
+            let elapsed = (now - begin.at).secondsValue
+            let speed = Double(plan.segments[segment].cursor - begin.cursor) / elapsed
+            speeds.append((segment, speed))
+            mirrors.measured(request.mirror, bytesPerSecond: speed)
+        }
+        guard options.replacesSlowConnections, speeds.count >= 3 else { return [] }
+        let sorted = speeds.map(\.speed).sorted()
+        let median = sorted[sorted.count / 2]
+        var actions: [Action] = []
+        for (segment, speed) in speeds where speed < options.slowRatio * median {
+            let seg = plan.segments[segment]
+            guard seg.remaining >= options.minimumSplit, seg.twin == nil, !seg.isTwin else { continue }
+            let replacement = plan.replace(segment)
+            _ = endRequest(segment)
+            actions.append(.cancel(segment: segment))
+            actions.append(start(segment: replacement, kind: .range))
+        }
+        return actions
     }
 
     /// The caller cancelled the download.
@@ -292,6 +358,7 @@ struct DownloadStateMachine: Sendable {
     }
 
     private mutating func adopt(_ head: ResponseHead) {
+        if let probe = requests[probeSegment] { mirrors.validated(probe.mirror) }
         probeHead = head
         etag = head.etag
         lastModified = head.lastModified
@@ -336,6 +403,39 @@ struct DownloadStateMachine: Sendable {
         }
     }
 
+    /// A mirror's first response must be a `206` for the same length and validators as the
+    /// download's; otherwise the mirror is dropped and the segment retried elsewhere. Returns
+    /// `nil` when the response is fine (or the mirror is the last one left).
+    private mutating func validateMirror(_ head: ResponseHead, for request: Request) -> [Action]? {
+        var problem: String?
+        if head.status != 206 {
+            problem = "it answered HTTP \(head.status) to a range request"
+        } else if let length = plan.length, head.contentRange?.completeLength != length {
+            problem = "its file is \(head.contentRange?.completeLength.map(String.init) ?? "of unknown length"), not \(length) bytes"
+        } else if let expected = etag, let other = head.etag, other != expected {
+            problem = "its ETag \(other) is not \(expected)"
+        } else if let expected = lastModified, let other = head.lastModified, other != expected {
+            problem = "its Last-Modified \(other) is not \(expected)"
+        }
+        guard let problem else {
+            mirrors.validated(request.mirror)
+            return nil
+        }
+        guard mirrors.drop(request.mirror, reason: problem) else { return nil }
+        reject(request.segment, .remoteFileChanged(reason: "mirror \(request.mirror): \(problem)"), retryable: true,
+               retryAfter: nil)
+        return [.droppedMirror(index: request.mirror, reason: problem)]
+    }
+
+    /// Forgets the request of `segment` (its connection is done or cancelled).
+    @discardableResult
+    private mutating func endRequest(_ segment: Int) -> Request? {
+        started[segment] = nil
+        guard let request = requests.removeValue(forKey: segment) else { return nil }
+        mirrors.ended(request.mirror)
+        return request
+    }
+
     /// The file on the server is not the one being downloaded: start over or fail.
     private mutating func remoteChanged(_ reason: String) -> [Action] {
         guard options.restartsOnRemoteChange, restarts < options.maxRestarts else {
@@ -348,10 +448,10 @@ struct DownloadStateMachine: Sendable {
     private mutating func restart(reason: String) -> [Action] {
         let (cancelled, probe) = plan.restart()
         var actions: [Action] = []
-        for id in cancelled where requests.removeValue(forKey: id) != nil {
+        for id in cancelled where endRequest(id) != nil {
             actions.append(.cancel(segment: id))
         }
-        requests.removeAll()
+        for id in Array(requests.keys) { endRequest(id) }
         headFailures.removeAll()
         rangesSupported = false
         probeHead = nil
@@ -385,11 +485,11 @@ struct DownloadStateMachine: Sendable {
     private mutating func segmentDone(_ segment: Int) -> [Action] {
         var actions: [Action] = []
         if let other = plan.finish(segment) {
-            requests[other] = nil
+            endRequest(other)
             actions.append(.cancel(segment: other))
         }
         if plan.isComplete {
-            for id in plan.cancelAll() where requests.removeValue(forKey: id) != nil {
+            for id in plan.cancelAll() where endRequest(id) != nil {
                 actions.append(.cancel(segment: id))
             }
             phase = .finished
@@ -407,10 +507,10 @@ struct DownloadStateMachine: Sendable {
 
     private mutating func fail(_ error: HaulError) -> [Action] {
         var actions: [Action] = []
-        for id in plan.cancelAll() where requests.removeValue(forKey: id) != nil {
+        for id in plan.cancelAll() where endRequest(id) != nil {
             actions.append(.cancel(segment: id))
         }
-        requests.removeAll()
+        for id in Array(requests.keys) { endRequest(id) }
         phase = .failed(error)
         actions.append(.fail(error))
         return actions
@@ -428,9 +528,13 @@ struct DownloadStateMachine: Sendable {
         case .whole:
             request = Request(segment: segment, kind: .whole, from: 0, through: nil, ifRange: nil)
         }
-        requests[segment] = request
+        var placed = request
+        placed.mirror = kind == .range ? mirrors.pick() : mirrors.firstEnabled
+        requests[segment] = placed
+        started[segment] = (now, seg.cursor)
+        mirrors.started(placed.mirror)
         plan.unblock(segment)
-        return .start(request)
+        return .start(placed)
     }
 
     private func describe(_ range: ContentRange?) -> String {

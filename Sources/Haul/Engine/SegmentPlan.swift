@@ -243,6 +243,15 @@ struct SegmentPlan: Equatable, Sendable {
         return id
     }
 
+    /// Ends `id` at its cursor (its bytes so far are done) and hands the rest of its range to a
+    /// new segment, for a new connection. Late writes of the old connection find no room.
+    mutating func replace(_ id: Int) -> Int {
+        let end = segments[id].end
+        segments[id].end = segments[id].cursor
+        segments[id].state = .done
+        return append(start: segments[id].cursor, end: end)
+    }
+
     /// Stops every segment that is still running or pending (cancel or failure of the download).
     /// Returns the ids that had a request out or scheduled.
     mutating func cancelAll() -> [Int] {

@@ -51,6 +51,8 @@ final class DownloadOperation: @unchecked Sendable {
         var expectedSHA256: SHA256Digest?
         /// Keep a file whose digest does not match (for inspection) instead of deleting it.
         var keepsFilesFailingChecksum = false
+        /// Mirrors of the same file; request mirror `i` (i ≥ 1) goes to `mirrorURLs[i - 1]`.
+        var mirrorURLs: [String] = []
     }
 
     /// Where a download's files live and what to keep when it stops.
@@ -96,6 +98,7 @@ final class DownloadOperation: @unchecked Sendable {
     /// The fingerprint of the first done bytes of this epoch, computed once.
     private var sample: ResumeData.Sample?
     private var hasher: StreamingHasher?
+    private let startedAt = ContinuousClock.now
     /// The digest to check and where it came from (the caller, or the server's headers).
     private var expected: (digest: SHA256Digest, source: ChecksumSource)?
     private let bootID = currentBootID()
@@ -215,6 +218,9 @@ final class DownloadOperation: @unchecked Sendable {
                 if let easy = easies.removeValue(forKey: segment) { multi.remove(easy) }
             case .retry(let segment, let attempt, let retryAfter):
                 scheduleRetry(segment: segment, attempt: attempt, retryAfter: retryAfter)
+            case .droppedMirror(let index, let reason):
+                let url = index == 0 ? settings.request.url : settings.mirrorURLs[index - 1]
+                logger.warning("dropping a source for this download", metadata: ["url": "\(url)", "reason": "\(reason)"])
             case .restarted(let reason):
                 logger.warning("restarting from byte 0", metadata: ["reason": "\(reason)"])
                 journalCursors.removeAll()
@@ -236,7 +242,11 @@ final class DownloadOperation: @unchecked Sendable {
     private func startRequest(_ request: DownloadStateMachine.Request) {
         var headers: [String] = []
         if let validator = request.ifRange { headers.append("If-Range: \(validator)") }
-        let easy = CurlEasy(options: settings.request, range: request.rangeSpec, extraHeaders: headers, multi: multi)
+        var options = settings.request
+        if request.mirror > 0, request.mirror <= settings.mirrorURLs.count {
+            options.url = settings.mirrorURLs[request.mirror - 1]
+        }
+        let easy = CurlEasy(options: options, range: request.rangeSpec, extraHeaders: headers, multi: multi)
         let segment = request.segment
         easy.onHead = { [unowned self, unowned easy] head in
             guard easies[segment] === easy else { return }
@@ -445,7 +455,6 @@ final class DownloadOperation: @unchecked Sendable {
     }
 
     private func startProgressTimer() {
-        guard hasher != nil || settings.writesJournal else { return }
         let timer = DispatchSource.makeTimerSource(queue: multi.queue)
         timer.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100), leeway: .milliseconds(20))
         timer.setEventHandler { [weak self] in self?.progressTick() }
@@ -456,6 +465,8 @@ final class DownloadOperation: @unchecked Sendable {
     /// Ten times a second: feed the hasher the done prefix; journal when a segment advanced a
     /// step; every few seconds make the bytes so far survive a power cut.
     private func progressTick() {
+        run(machine.tick(now: ContinuousClock.now - startedAt))
+        guard !machine.isFinished else { return }
         if let hasher, let first = machine.plan.doneRanges.first, first.lowerBound == 0 {
             hasher.advance(to: first.upperBound)
         }

@@ -1,0 +1,94 @@
+@testable import Haul
+import Testing
+
+private func head(_ status: Int, range: String? = nil, etag: String? = nil) -> ResponseHead {
+    var fields: [(name: String, value: String)] = []
+    if let range { fields.append(("Content-Range", range)) }
+    if let etag { fields.append(("ETag", etag)) }
+    return ResponseHead(status: status, fields: fields)
+}
+
+@Suite("Mirrors and slow connections")
+struct MirrorTests {
+    @Test("Connections spread over sources in proportion to measured speed")
+    func proportional() {
+        var set = MirrorSet(count: 2)
+        set.measured(0, bytesPerSecond: 100)
+        set.measured(1, bytesPerSecond: 300)
+        var counts = [0, 0]
+        for _ in 0..<8 {
+            let pick = set.pick()
+            set.started(pick)
+            counts[pick] += 1
+        }
+        #expect(counts == [2, 6])
+    }
+
+    @Test("Unmeasured sources get tried; the last source is never dropped")
+    func exploreAndKeepLast() {
+        var set = MirrorSet(count: 3)
+        set.measured(0, bytesPerSecond: 50)
+        #expect(set.pick() == 0 || set.pick() == 1)
+        set.started(0)
+        #expect(set.pick() == 1)
+        let dropped = [set.drop(1, reason: "x"), set.drop(0, reason: "y"), set.drop(2, reason: "z")]
+        #expect(dropped == [true, true, false])
+        #expect(set.pick() == 2 && set.firstEnabled == 2)
+    }
+
+    @Test("Range requests alternate over equal mirrors; a mirror with another ETag is dropped, its segment retried")
+    func mirrorWithOtherFile() {
+        var machine = DownloadStateMachine(options: .init(connections: 4, minimumSplit: 10, mirrors: 2))
+        _ = machine.start()
+        let actions = machine.received(head(206, range: "bytes 0-99/100", etag: "\"a\""), for: 0)
+        let mirrors = actions.compactMap { action -> Int? in
+            if case .start(let request) = action { return request.mirror } else { return nil }
+        }
+        #expect(mirrors == [1, 0, 1])
+        // Mirror 1 answers for segment 1 with another file.
+        #expect(machine.received(head(206, range: "bytes 25-49/100", etag: "\"b\""), for: 1)
+                == [.droppedMirror(index: 1, reason: "its ETag \"b\" is not \"a\"")])
+        #expect(machine.window(for: 1, available: 10).count == 0)
+        #expect(machine.transferEnded(1, .failed(.transport(code: 23, message: "w"), .no))
+                == [.retry(segment: 1, attempt: 1, retryAfterSeconds: nil)])
+        guard case .start(let retry) = machine.retryDue(1).first else { Issue.record("no retry"); return }
+        #expect(retry.mirror == 0)
+    }
+
+    @Test("A connection far below the median is replaced after the grace period")
+    func slowReplaced() {
+        var machine = DownloadStateMachine(options: .init(connections: 4, minimumSplit: 100, slowGrace: .seconds(1)))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-9999/10000", etag: "\"a\""), for: 0)
+        for segment in 1...3 { _ = machine.received(head(206, range: nil, etag: "\"a\""), for: segment) }
+        #expect(machine.tick(now: .milliseconds(500)) == [])
+        // Segments 0-2 move 1000 bytes, segment 3 only 50.
+        for segment in 0...2 { _ = machine.advance(segment, by: 1000) }
+        _ = machine.advance(3, by: 50)
+        let actions = machine.tick(now: .seconds(2))
+        #expect(actions.first == .cancel(segment: 3))
+        guard case .start(let replacement) = actions.last else { Issue.record("no replacement: \(actions)"); return }
+        #expect(replacement.from == 7550 && replacement.through == 9999)
+        // The old connection's late bytes are refused.
+        #expect(machine.window(for: 3, available: 10).count == 0)
+        #expect(machine.plan.doneRanges == [0..<1000, 2500..<3500, 5000..<6000, 7500..<7550])
+    }
+
+    @Test("No replacement when everyone is equally slow, or with replacement off")
+    func noReplacement() {
+        for replaces in [true, false] {
+            var machine = DownloadStateMachine(options: .init(connections: 4, minimumSplit: 100, slowGrace: .seconds(1)))
+            if !replaces {
+                machine = DownloadStateMachine(options: {
+                    var options = DownloadStateMachine.Options(connections: 4, minimumSplit: 100, slowGrace: .seconds(1))
+                    options.replacesSlowConnections = false
+                    return options
+                }())
+            }
+            _ = machine.start()
+            _ = machine.received(head(206, range: "bytes 0-9999/10000", etag: "\"a\""), for: 0)
+            for segment in 0...3 { _ = machine.advance(segment, by: replaces ? 300 : (segment == 3 ? 10 : 300)) }
+            #expect(machine.tick(now: .seconds(2)) == [])
+        }
+    }
+}
