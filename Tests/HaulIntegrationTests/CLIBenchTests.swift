@@ -1,4 +1,5 @@
 import Foundation
+import Haul
 import HaulTestServer
 import Testing
 
@@ -36,6 +37,26 @@ extension Integration {
             #expect(table.status == 0)
             #expect(table.stdout.contains("All mirrors agree"))
             #expect(table.stdout.split(separator: "\n").dropFirst().first?.contains(urls[1]) == true)
+            for server in servers { await server.shutdown() }
+        }
+
+        @Test("haul get --mirror and --same-file fetch one file from several servers")
+        func mirrorsFromTheCommandLine() async throws {
+            let servers = [try await TestServer.start(), try await TestServer.start(), try await TestServer.start()]
+            let content = GeneratedContent(size: 12 << 20, seed: 132)
+            for server in servers { server.serve(ServedFile(content: content, etag: "\"c\"", bytesPerSecond: 2 << 20), at: "/f") }
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let urls = servers.map { $0.url("/f").absoluteString }
+            let viaMirror = try runHaul(["get", urls[0], "--mirror", urls[1], "--mirror", urls[2], "-o", scratch.file("a").path,
+                                         "-x", "6", "-q"])
+            #expect(viaMirror.status == 0, "\(viaMirror.stderr)")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("a").path) == content.sha256)
+            #expect(servers.allSatisfy { $0.bytesSent > 0 }, "a mirror was not used")
+            let viaSameFile = try runHaul(["get", "--same-file"] + urls + ["-o", scratch.file("b").path, "-x", "6", "-q"])
+            #expect(viaSameFile.status == 0, "\(viaSameFile.stderr)")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("b").path) == content.sha256)
+            #expect(scratch.contents.sorted() == ["a", "b"])
             for server in servers { await server.shutdown() }
         }
     }
