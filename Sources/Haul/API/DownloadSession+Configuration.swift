@@ -55,8 +55,9 @@ extension DownloadSession {
         public var replacesSlowConnections: Bool = true
         /// A connection slower than this fraction of its peers' median is slow (default 0.3).
         public var slowConnectionRatio: Double = 0.3
-        /// How long a connection runs before its speed is judged (default 3 s).
-        public var slowConnectionGracePeriod: TimeInterval = 3
+        /// How long a connection runs before its speed is judged (default 1 s: long enough for a
+        /// new connection to ramp up, short enough to matter for a download of a few seconds).
+        public var slowConnectionGracePeriod: TimeInterval = 1
         /// A download's receive limit in bytes per second (0, the default: none), shared equally
         /// by its connections.
         public var maximumBytesPerSecond: Int64 = 0

@@ -24,11 +24,11 @@ struct DownloadStateMachine: Sendable {
         /// A connection slower than this fraction of the median of its peers is slow.
         var slowRatio = 0.3
         /// How long a connection runs before its speed is judged.
-        var slowGrace: Duration = .seconds(3)
+        var slowGrace: Duration = .seconds(1)
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
              endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2,
-             mirrors: Int = 1, slowGrace: Duration = .seconds(3)) {
+             mirrors: Int = 1, slowGrace: Duration = .seconds(1)) {
             self.mirrors = max(1, mirrors)
             self.slowGrace = slowGrace
             self.connections = max(1, connections)
