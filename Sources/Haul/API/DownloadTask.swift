@@ -444,13 +444,7 @@ public final class DownloadTask: @unchecked Sendable {
                 return nil
             }
             if let replay {
-                switch replay {
-                case .success(let location):
-                    continuation.yield(.finished(location: location))
-                    continuation.finish()
-                case .failure(let error):
-                    continuation.finish(throwing: error)
-                }
+                Self.end(continuation, with: replay)
                 return
             }
             continuation.onTermination = { [weak self] termination in
@@ -473,14 +467,18 @@ public final class DownloadTask: @unchecked Sendable {
             streams.removeAll()
             return all
         }
-        for continuation in continuations {
-            switch result {
-            case .success(let location):
-                continuation.yield(.finished(location: location))
-                continuation.finish()
-            case .failure(let error):
-                continuation.finish(throwing: error)
-            }
+        for continuation in continuations { Self.end(continuation, with: result) }
+    }
+
+    /// Ends an event stream: `.finished` then the end, or the error.
+    private static func end(_ continuation: AsyncThrowingStream<DownloadEvent, any Error>.Continuation,
+                            with result: Result<URL, any Error>) {
+        switch result {
+        case .success(let location):
+            continuation.yield(.finished(location: location))
+            continuation.finish()
+        case .failure(let error):
+            continuation.finish(throwing: error)
         }
     }
 }
