@@ -92,13 +92,16 @@ extension Integration {
         func perHostBound() async throws {
             let server = try await TestServer.start()
             defer { Task { await server.shutdown() } }
-            let contents = (0..<3).map { GeneratedContent(size: 4 << 20, seed: 120 + UInt64($0)) }
+            // Single-segment files (768 KiB, under twice the 512 KiB minimum split): no response is cut short, so
+            // no connection closes early and the server's count of open connections is exact.
+            let contents = (0..<6).map { GeneratedContent(size: 768 << 10, seed: 120 + UInt64($0)) }
             for (index, content) in contents.enumerated() {
-                server.serve(ServedFile(content: content, bytesPerSecond: 4 << 20), at: "/\(index)")
+                server.serve(ServedFile(content: content, bytesPerSecond: 2 << 20), at: "/\(index)")
             }
             let scratch = Scratch()
             defer { scratch.cleanup() }
             let shared = session(connections: 8, perHost: 3)
+            let started = ContinuousClock.now
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in contents.indices {
                     group.addTask { _ = try await shared.download(from: server.url("/\(index)"), to: scratch.file("\(index)")) }
@@ -109,6 +112,8 @@ extension Integration {
                 #expect(try SHA256.hex(ofFileAt: scratch.file("\(index)").path) == content.sha256)
             }
             #expect(server.peakOpenConnections <= 3, "peak \(server.peakOpenConnections) connections")
+            // Six downloads of 0.375 s each, three at a time: they waited for each other.
+            #expect(ContinuousClock.now - started >= .milliseconds(700))
         }
 
         @Test("Slow connections are replaced: the tail does not crawl")
