@@ -26,17 +26,22 @@ public protocol DownloadSessionDelegate: AnyObject, Sendable {
                          didResumeAtOffset fileOffset: Int64, expectedTotalBytes: Int64)
 }
 
+/// Default implementations: every delegate method is optional.
 extension DownloadSessionDelegate {
+    /// Does nothing.
     public func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
                                 didWriteData bytesWritten: Int64, totalBytesWritten: Int64,
                                 totalBytesExpectedToWrite: Int64) {}
 
+    /// Does nothing (the file is deleted after the call).
     public func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
                                 didFinishDownloadingTo location: URL) {}
 
+    /// Does nothing.
     public func downloadSession(_ session: DownloadSession, task: DownloadTask,
                                 didCompleteWithError error: (any Error)?) {}
 
+    /// Does nothing.
     public func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
                                 didResumeAtOffset fileOffset: Int64, expectedTotalBytes: Int64) {}
 }

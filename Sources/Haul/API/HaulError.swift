@@ -34,6 +34,7 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The download was cancelled.
     case cancelled
 
+    /// What went wrong and what to do about it, in one sentence.
     public var description: String {
         switch self {
         case .httpStatus(let code):

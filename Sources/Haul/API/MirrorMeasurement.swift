@@ -20,8 +20,9 @@ public struct MirrorMeasurement: Sendable, Equatable {
     public var supportsRanges: Bool
     /// The file's length, when the server said.
     public var length: Int64?
-    /// The server's validators.
+    /// The server's ETag, if it sent one.
     public var etag: String?
+    /// The server's Last-Modified, if it sent one.
     public var lastModified: String?
     /// Why the URL could not be measured, if it could not.
     public var error: String?

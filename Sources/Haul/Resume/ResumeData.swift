@@ -8,17 +8,24 @@ import Foundation
 public struct ResumeData: Sendable, Equatable {
     /// The temp file's identity when the blob was written, to notice a replaced file.
     public struct FileIdentity: Sendable, Equatable, Codable {
+        /// Absolute path of the partial file.
         public var path: String
+        /// `st_dev` of the file.
         public var device: UInt64
+        /// `st_ino` of the file.
         public var inode: UInt64
+        /// Its size in bytes (the full length once preallocated).
         public var size: Int64
     }
 
     /// A fingerprint of bytes already on disk: SHA-256 of `length` bytes at `offset`. An inode
     /// number can be reused by a new file; these bytes cannot change without the file changing.
     public struct Sample: Sendable, Equatable, Codable {
+        /// Where the sampled bytes start.
         public var offset: Int64
+        /// How many bytes were sampled (at most 1 MiB).
         public var length: Int64
+        /// Their SHA-256, lowercase hex.
         public var sha256: String
     }
 
@@ -31,8 +38,9 @@ public struct ResumeData: Sendable, Equatable {
     /// Request header fields to send again. Credentials are left out unless the configuration
     /// opts in (`Configuration.resumeDataIncludesCredentials`).
     public var headers: [[String]]
-    /// Validators from the server: a strong ETag and/or Last-Modified.
+    /// The server's ETag (a strong one is sent as `If-Range` when resuming).
     public var etag: String?
+    /// The server's Last-Modified (the `If-Range` validator when there is no strong ETag).
     public var lastModified: String?
     /// The file's total length.
     public var length: Int64
