@@ -37,7 +37,7 @@ enum ExitStatus: Int32, Error {
             return
         }
         switch error as? HaulError {
-        case .diskFull?, .fileSystem?: self = .diskError
+        case .diskFull?, .fileSystem?, .fileInUse?: self = .diskError
         case .checksumMismatch?: self = .checksumMismatch
         case .invalidChecksum?: self = .usage
         case .httpStatus?: self = .httpError

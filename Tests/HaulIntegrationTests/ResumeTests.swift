@@ -171,6 +171,28 @@ extension Integration {
             #expect(scratch.contents == ["out"], "left: \(scratch.contents)")
         }
 
+        @Test("A second download to the same destination fails clearly; the first one is untouched")
+        func sameDestinationTwice() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 8 << 20, seed: 80)
+            server.serve(ServedFile(content: content, etag: "\"t\"", bytesPerSecond: 2 << 20), at: "/f")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let destination = scratch.file("out")
+            let first = Task { try await session().download(from: server.url("/f"), to: destination) }
+            // Long enough for a segment to pass 1 MiB at 2 MiB/s, so the journal exists.
+            try await Task.sleep(for: .milliseconds(800))
+            let journal = DownloadSession.journalURL(for: destination)
+            #expect(FileManager.default.fileExists(atPath: journal.path))
+            await #expect(throws: HaulError.fileInUse(path: scratch.url.path + "/.out.haul-part")) {
+                try await session().download(from: server.url("/f"), to: destination)
+            }
+            #expect(FileManager.default.fileExists(atPath: journal.path), "the running download's journal was removed")
+            _ = try await first.value
+            #expect(try SHA256.hex(ofFileAt: destination.path) == content.sha256)
+        }
+
         @Test("Cancelling a download to a destination keeps its journal; download(resumeFrom:) finishes it")
         func cancelledDestinationResumes() async throws {
             let server = try await TestServer.start()

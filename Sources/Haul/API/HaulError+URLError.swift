@@ -46,7 +46,7 @@ extension HaulError {
             code = .unsupportedURL
         case .diskFull(let path, _):
             return HaulError.diskFull(path: path, resumeData: resumeData)
-        case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .fileSystem,
+        case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .fileSystem, .fileInUse,
              .unsupportedRequest, .resumeDataInvalid, .checksumMismatch, .invalidChecksum:
             return self
         }

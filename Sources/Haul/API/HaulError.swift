@@ -17,6 +17,8 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
     case connectionClosedEarly(expected: Int64, received: Int64)
     /// The disk (or quota) is full; what was written is kept, and `resumeData` continues it.
     case diskFull(path: String, resumeData: Data? = nil)
+    /// Another download (in this process or another) is writing the same partial file.
+    case fileInUse(path: String)
     /// A file-system call failed.
     case fileSystem(operation: String, path: String, errno: Int32)
     /// The URL cannot be downloaded (unsupported scheme or malformed).
@@ -53,6 +55,8 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the connection closed after \(received) of \(expected) bytes; try again"
         case .diskFull(let path, _):
             return "no space left on the device writing \(path); free some space and resume"
+        case .fileInUse(let path):
+            return "another download is writing \(path); wait for it to finish or choose another output"
         case .fileSystem(let operation, let path, let errno):
             return "\(operation) failed for \(path): \(String(cString: strerror(errno))) (errno \(errno))"
         case .invalidURL(let url):

@@ -13,13 +13,17 @@ final class DataFile: @unchecked Sendable {
     private(set) var fd: Int32
     private let calls: Syscalls
 
-    /// Creates (or truncates) the file at `path` with mode 0644.
+    /// Creates (or empties) the file at `path` with mode 0644, holding an exclusive advisory
+    /// lock so a second download to the same place fails instead of interleaving its bytes.
     init(creating path: String, calls: Syscalls = .system) throws(HaulError) {
         self.path = path
         self.calls = calls
-        let fd = retryingInterrupts { open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        let fd = retryingInterrupts { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
         guard fd >= 0 else { throw Self.error("open", path, errno) }
         self.fd = fd
+        try lock()
+        // Empty it only once it is ours.
+        guard retryingInterrupts({ calls.ftruncate(fd, 0) }) == 0 else { throw Self.error("ftruncate", path, errno) }
     }
 
     /// Opens an existing file (a resumed download's temp file) without truncating it.
@@ -29,9 +33,20 @@ final class DataFile: @unchecked Sendable {
         let fd = retryingInterrupts { open(path, O_RDWR | O_CLOEXEC) }
         guard fd >= 0 else { throw Self.error("open", path, errno) }
         self.fd = fd
+        try lock()
     }
 
     deinit { close() }
+
+    /// `flock(LOCK_EX | LOCK_NB)`: held until the descriptor closes (also when the process dies).
+    private func lock() throws(HaulError) {
+        guard retryingInterrupts({ flock(fd, LOCK_EX | LOCK_NB) }) == 0 else {
+            let code = errno
+            close()
+            if code == EWOULDBLOCK { throw .fileInUse(path: path) }
+            throw Self.error("flock", path, code)
+        }
+    }
 
     /// Device, inode and size of the open file (to tell a resumed file is the same one).
     func identity() throws(HaulError) -> ResumeData.FileIdentity {

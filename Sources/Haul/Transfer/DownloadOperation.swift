@@ -152,8 +152,9 @@ final class DownloadOperation: @unchecked Sendable {
                 if let resume = resumeFrom {
                     file = try DataFile(opening: resume.tempFile.path, calls: syscalls)
                 } else {
-                    journal.remove()
+                    // Lock the partial file first: if another download holds it, its journal stays.
                     file = try DataFile(creating: files.tempPath, calls: syscalls)
+                    journal.remove()
                 }
             } catch {
                 finish(.failure(DownloadFailure(error: error, resumeData: nil)))
@@ -376,7 +377,7 @@ final class DownloadOperation: @unchecked Sendable {
         case .cancelled:
             return produceResumeDataOnCancel || files.keepOnCancel
         case .remoteFileChanged, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch,
-             .invalidChecksum:
+             .invalidChecksum, .fileInUse:
             return false
         case .transport, .connectionClosedEarly, .httpStatus, .diskFull:
             // The public error (URLError userInfo, or HaulError.diskFull) carries the data.
