@@ -311,6 +311,50 @@ extension Integration {
             }
         }
 
+        @Test("finishTasksAndInvalidate: the running task finishes, then the delegate is let go; new tasks fail")
+        func finishAndInvalidate() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 4 << 20, seed: 69)
+            server.serve(ServedFile(content: content, bytesPerSecond: 4 << 20), at: "/f")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            var recorder: Recorder? = Recorder(moveTo: scratch.file("out"))
+            weak let released = recorder
+            let session = session(recorder)
+            let task = session.downloadTask(with: server.url("/f"))
+            task.resume()
+            session.finishTasksAndInvalidate()
+            #expect(await recorder!.waitForCompletion())
+            #expect(recorder!.recorded.last == .completed(nil))
+            #expect(try SHA256.hex(ofFileAt: scratch.file("out").path) == content.sha256)
+            recorder = nil
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(released == nil, "the session still holds its delegate")
+            #expect(session.delegate == nil)
+            let error: (any Error)? = await withCheckedContinuation { continuation in
+                session.downloadTask(with: server.url("/f")) { _, _, error in continuation.resume(returning: error) }.resume()
+            }
+            #expect(error as? HaulError == .sessionInvalidated)
+        }
+
+        @Test("invalidateAndCancel cancels running tasks")
+        func invalidateAndCancel() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            server.serve(ServedFile(content: GeneratedContent(size: 32 << 20, seed: 70), bytesPerSecond: 1 << 20), at: "/f")
+            let recorder = Recorder()
+            let session = session(recorder)
+            let task = session.downloadTask(with: server.url("/f"))
+            task.resume()
+            try await Task.sleep(for: .milliseconds(200))
+            session.invalidateAndCancel()
+            #expect(await recorder.waitForCompletion())
+            #expect((task.error as? URLError)?.code == .cancelled)
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(session.delegate == nil)
+        }
+
         @Test("Task identifiers are unique within a session; tasks start suspended")
         func identifiers() {
             let session = session(nil)

@@ -14,8 +14,9 @@ import Synchronization
 public final class DownloadSession: Sendable {
     /// The session's settings (copied at creation).
     public let configuration: Configuration
-    /// The delegate given at creation. The session keeps it, as URLSession does.
-    public let delegate: (any DownloadSessionDelegate)?
+    /// The delegate given at creation. The session keeps it, as URLSession does, until
+    /// `finishTasksAndInvalidate()` or `invalidateAndCancel()` lets it go.
+    public var delegate: (any DownloadSessionDelegate)? { lifecycle.withLock { $0.delegate } }
     /// Where delegate and completion-handler calls run (serial unless you gave a concurrent
     /// queue; calls are ordered and never overlap either way).
     public var delegateQueue: OperationQueue { delivery.queue }
@@ -26,6 +27,15 @@ public final class DownloadSession: Sendable {
     let syscalls: Syscalls
     let delivery: DelegateDelivery
     private let nextIdentifier = Atomic<Int>(1)
+
+    /// Running tasks and whether the session still takes new ones.
+    private struct Lifecycle {
+        var delegate: (any DownloadSessionDelegate)?
+        var running: [Int: DownloadTask] = [:]
+        var invalidated = false
+    }
+
+    private let lifecycle: Mutex<Lifecycle>
 
     /// A session with default settings and no delegate.
     public static let shared = DownloadSession(configuration: .default)
@@ -45,7 +55,7 @@ public final class DownloadSession: Sendable {
          delegateQueue: OperationQueue? = nil, syscalls: Syscalls) {
         self.syscalls = syscalls
         self.configuration = configuration
-        self.delegate = delegate
+        self.lifecycle = Mutex(Lifecycle(delegate: delegate))
         self.delivery = DelegateDelivery(queue: delegateQueue)
         self.logger = Logger(label: "haul")
         self.multi = CurlMulti(label: "haul.session", maxHostConnections: configuration.connectionsPerHost,
@@ -164,6 +174,47 @@ public final class DownloadSession: Sendable {
     /// cancelled or failed, so the same download can continue): its content is resume data.
     public static func journalURL(for destination: URL) -> URL {
         destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).haul-journal")
+    }
+
+    // MARK: Invalidation
+
+    /// Takes no new tasks; the running ones finish, then the session lets go of its delegate.
+    /// Tasks made afterwards fail with `HaulError.sessionInvalidated`. Ignored by `shared`.
+    public func finishTasksAndInvalidate() {
+        guard self !== DownloadSession.shared else { return }
+        lifecycle.withLock { state in
+            state.invalidated = true
+            if state.running.isEmpty { state.delegate = nil }
+        }
+    }
+
+    /// Cancels every running task and takes no new ones; the delegate is let go once they have
+    /// reported. Ignored by `shared`.
+    public func invalidateAndCancel() {
+        guard self !== DownloadSession.shared else { return }
+        let running = lifecycle.withLock { state -> [DownloadTask] in
+            state.invalidated = true
+            if state.running.isEmpty { state.delegate = nil }
+            return Array(state.running.values)
+        }
+        for task in running { task.cancel() }
+    }
+
+    /// A task starts; `false` when the session was invalidated.
+    func register(_ task: DownloadTask) -> Bool {
+        lifecycle.withLock { state in
+            guard !state.invalidated else { return false }
+            state.running[task.taskIdentifier] = task
+            return true
+        }
+    }
+
+    /// A task has delivered its last callback.
+    func unregister(_ task: DownloadTask) {
+        lifecycle.withLock { state in
+            state.running[task.taskIdentifier] = nil
+            if state.invalidated, state.running.isEmpty { state.delegate = nil }
+        }
     }
 
     // MARK: Internal

@@ -52,7 +52,9 @@ final class DelegateDelivery: @unchecked Sendable {
     // Unchecked: `lock` guards `last`.
     let queue: OperationQueue
     private let lock = NSLock()
-    private var last: Operation?
+    /// Weak: the queue holds an operation until it has run, and a finished one needs no
+    /// dependents. A strong reference would keep the last block (and its delegate) alive.
+    private weak var last: Operation?
 
     init(queue: OperationQueue?) {
         if let queue {

@@ -184,6 +184,10 @@ public final class DownloadTask: @unchecked Sendable {
     // MARK: Running
 
     private func start() {
+        guard session.register(self) else {
+            session.multi.queue.async { self.finished(.failure(DownloadFailure(error: .sessionInvalidated))) }
+            return
+        }
         let operation: DownloadOperation
         let resume: ResumeData?
         do throws(HaulError) {
@@ -357,6 +361,11 @@ public final class DownloadTask: @unchecked Sendable {
     private func finished(_ result: Result<DownloadResult, DownloadFailure>) {
         tick()
         stopTicker()
+        defer {
+            // After the last callback has been delivered, the session may let go of its delegate.
+            let session = self.session
+            session.delivery.enqueue { session.unregister(self) }
+        }
         let url = currentRequest?.url ?? originalRequest?.url
         switch result {
         case .success(let download):

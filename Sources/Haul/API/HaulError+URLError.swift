@@ -47,7 +47,7 @@ extension HaulError {
         case .diskFull(let path, _):
             return HaulError.diskFull(path: path, resumeData: resumeData)
         case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .fileSystem, .fileInUse,
-             .unsupportedRequest, .resumeDataInvalid, .checksumMismatch, .invalidChecksum:
+             .unsupportedRequest, .resumeDataInvalid, .checksumMismatch, .invalidChecksum, .sessionInvalidated:
             return self
         }
         return URLError(code, userInfo: info)

@@ -33,6 +33,8 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
     case checksumMismatch(expected: String, actual: String)
     /// An expected checksum could not be read (not 64 hex digits, `sha-256=HEX` or `sha256-BASE64`).
     case invalidChecksum(String)
+    /// The session was invalidated before this task started.
+    case sessionInvalidated
     /// The download was cancelled.
     case cancelled
 
@@ -69,6 +71,8 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
             return "SHA-256 mismatch: expected \(expected), got \(actual); the file was not kept — download it again"
         case .invalidChecksum(let text):
             return "'\(text)' is not a SHA-256 (64 hex digits, sha-256=HEX or sha256-BASE64)"
+        case .sessionInvalidated:
+            return "the session was invalidated; make a new DownloadSession for new downloads"
         case .cancelled:
             return "the download was cancelled"
         }

@@ -377,7 +377,7 @@ final class DownloadOperation: @unchecked Sendable {
         case .cancelled:
             return produceResumeDataOnCancel || files.keepOnCancel
         case .remoteFileChanged, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch,
-             .invalidChecksum, .fileInUse:
+             .invalidChecksum, .fileInUse, .sessionInvalidated:
             return false
         case .transport, .connectionClosedEarly, .httpStatus, .diskFull:
             // The public error (URLError userInfo, or HaulError.diskFull) carries the data.
