@@ -8,6 +8,12 @@ import Glibc
 final class Job: @unchecked Sendable {
     // Unchecked: `lock` guards the vars.
     let url: URL
+    /// The URL requests start from (the first given, or the fastest with --mirror-select).
+    var primary: URL {
+        get { lock.withLock { _primary ?? url } }
+        set { lock.withLock { _primary = newValue } }
+    }
+    private var _primary: URL?
     /// Other URLs of the same file.
     var mirrors: [URL] {
         get { lock.withLock { _mirrors } }

@@ -73,11 +73,11 @@ struct Runner: Sendable {
                                        digest: digest, interruption: interruption)
                 } catch HaulError.resumeDataInvalid(let reason) where !command.continueDownload {
                     reporter.note("\(job.output.lastPathComponent): cannot resume (\(reason)); starting over")
-                    try await download(job, task: session.downloadTask(with: URLRequest(url: job.url), to: job.output),
+                    try await download(job, task: session.downloadTask(with: URLRequest(url: job.primary), to: job.output),
                                        digest: digest, interruption: interruption)
                 }
             } else {
-                try await download(job, task: session.downloadTask(with: URLRequest(url: job.url), to: job.output),
+                try await download(job, task: session.downloadTask(with: URLRequest(url: job.primary), to: job.output),
                                    digest: digest, interruption: interruption)
             }
         } catch {
@@ -114,7 +114,8 @@ struct Runner: Sendable {
         }
         do {
             let resume = try ResumeData(data)
-            guard resume.url == job.url else {
+            // Any source of the file will do: with --mirror-select the primary may differ per run.
+            guard ([job.url, job.primary] + job.mirrors).contains(resume.url) else {
                 return try startOver(job, "the journal at \(path.path) is for \(resume.url.absoluteString)")
             }
             reporter.note("\(job.output.lastPathComponent): resuming: \(resume.bytesDone) of \(resume.length) bytes already downloaded")

@@ -59,5 +59,25 @@ extension Integration {
             #expect(scratch.contents.sorted() == ["a", "b"])
             for server in servers { await server.shutdown() }
         }
+
+        @Test("--mirror-select fastest starts from the fastest source")
+        func mirrorSelectFastest() async throws {
+            let servers = [try await TestServer.start(), try await TestServer.start()]
+            let content = GeneratedContent(size: 8 << 20, seed: 133)
+            servers[0].serve(ServedFile(content: content, etag: "\"c\"", bytesPerSecond: 256 << 10), at: "/f")
+            servers[1].serve(ServedFile(content: content, etag: "\"c\"", bytesPerSecond: 4 << 20), at: "/f")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let urls = servers.map { $0.url("/f").absoluteString }
+            let result = try runHaul(["get", urls[0], "--mirror", urls[1], "--mirror-select", "fastest",
+                                      "-o", scratch.file("f").path, "-x", "4"])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("fastest source: \(urls[1])"))
+            #expect(try SHA256.hex(ofFileAt: scratch.file("f").path) == content.sha256)
+            // The download's probe (Range: bytes=0- after the measuring requests) went to the fast one.
+            #expect(servers[1].requests.contains { $0.range == "bytes=0-" })
+            #expect(!servers[0].requests.contains { $0.range == "bytes=0-" })
+            for server in servers { await server.shutdown() }
+        }
     }
 }
