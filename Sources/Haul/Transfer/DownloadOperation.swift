@@ -217,6 +217,7 @@ final class DownloadOperation: @unchecked Sendable {
                 if isSuspended { deferredStarts.append(request) } else { startRequest(request) }
             case .cancel(let segment):
                 if let easy = easies.removeValue(forKey: segment) { multi.remove(easy) }
+                deferredStarts.removeAll { $0.segment == segment }
             case .retry(let segment, let attempt, let retryAfter):
                 scheduleRetry(segment: segment, attempt: attempt, retryAfter: retryAfter)
             case .droppedMirror(let index, let reason):
@@ -350,10 +351,7 @@ final class DownloadOperation: @unchecked Sendable {
             file.close()
             if let destination = files.destinationPath { try file.move(to: destination) }
         } catch {
-            file.close()
-            DataFile.remove(files.tempPath)
-            journal.remove()
-            finish(.failure(DownloadFailure(error: error, resumeData: nil)))
+            discard(DownloadFailure(error: error))
             return
         }
         journal.remove()
@@ -362,11 +360,14 @@ final class DownloadOperation: @unchecked Sendable {
                                        checksumSource: digest == nil ? nil : expected?.source)))
     }
 
-    /// Ends with `failure`, removing the partial file and journal.
+    /// Ends with `failure`, removing the partial file and journal (only if this download opened,
+    /// and so locked, the file: never another download's).
     private func discard(_ failure: DownloadFailure) {
-        file?.close()
-        DataFile.remove(file?.path ?? files.tempPath)
-        journal.remove()
+        if let file {
+            file.close()
+            DataFile.remove(file.path)
+            journal.remove()
+        }
         finish(.failure(failure))
     }
 
@@ -405,9 +406,11 @@ final class DownloadOperation: @unchecked Sendable {
         // A full disk keeps what was written even when the server makes resuming impossible.
         if case .diskFull = error { keepsBytes = true }
         if !keepsBytes {
-            file?.close()
-            DataFile.remove(file?.path ?? files.tempPath)
-            journal.remove()
+            if let file {
+                file.close()
+                DataFile.remove(file.path)
+                journal.remove()
+            }
         } else {
             if let file { _ = try? file.syncData() }
             file?.close()
