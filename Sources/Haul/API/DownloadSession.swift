@@ -118,7 +118,9 @@ public final class DownloadSession: Sendable {
     ///   - destination: where to put the file (replaced if it exists). When `nil`, the file is
     ///     left in the temporary directory and the caller owns it.
     /// - Throws: `URLError` (HTTP statuses by the seed's Table 1, transport failures) or
-    ///   `HaulError`. Cancelling the Swift task cancels the download (`URLError.cancelled`).
+    ///   `HaulError`. Cancelling the Swift task cancels the download (`URLError.cancelled`);
+    ///   with a destination, the partial file and its journal stay beside it
+    ///   (`journalURL(for:)`), and `download(resumeFrom:)` with the journal continues it.
     public func download(from url: URL, to destination: URL? = nil) async throws -> (URL, HTTPURLResponse) {
         try await download(for: URLRequest(url: url), to: destination)
     }
