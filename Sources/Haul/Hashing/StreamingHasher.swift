@@ -6,7 +6,7 @@ import Glibc
 /// SHA-256 of a file that is still being written, fed from its contiguous done prefix.
 ///
 /// On one serial queue shared by every download in the process, it `pread`s bytes that are
-/// already final (usually from the page cache) into an EVP context through one 256 KiB buffer,
+/// already final (usually from the page cache) into an EVP context through one shared 256 KiB buffer,
 /// so memory stays bounded and, when the download ends, only the tail is left to hash. A
 /// resumed download starts at byte 0 and so rehashes its prefix from disk.
 ///
@@ -23,7 +23,10 @@ final class StreamingHasher: @unchecked Sendable {
     private var hashed: Int64 = 0
     private var target: Int64 = 0
     private var failure: Int32 = 0
-    private static let bufferSize = 256 << 10
+    /// One read buffer for every download: the shared queue is serial, so only one pump uses it
+    /// at a time, and nothing is allocated per read.
+    nonisolated(unsafe) private static let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10,
+                                                                                          alignment: 64)
 
     init(path: String) {
         self.path = path
@@ -76,10 +79,7 @@ final class StreamingHasher: @unchecked Sendable {
             fd = retryingInterrupts { open(path, O_RDONLY | O_CLOEXEC) }
             guard fd >= 0 else { failure = errno; return }
         }
-        guard hashed < target else { return }
-        // The buffer exists only while there is something to read.
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 64)
-        defer { buffer.deallocate() }
+        let buffer = Self.buffer
         while hashed < target {
             let want = Int(min(Int64(buffer.count), target - hashed))
             let count = retryingInterrupts { pread(fd, buffer.baseAddress, want, off_t(hashed)) }
