@@ -140,6 +140,26 @@ extension Integration {
             #expect(after.subtracting(before).filter { $0.hasPrefix("haul-demo") }.isEmpty)
         }
 
+        @Test("-H and --user-agent reach the server on every request; --limit-rate caps the download")
+        func transferOptions() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 3 << 20, seed: 105)
+            server.serve(ServedFile(content: content), at: "/t")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let started = ContinuousClock.now
+            let result = try runHaul(["get", server.url("/t").absoluteString, "-o", scratch.file("t").path, "-x", "4",
+                                      "-H", "X-Token: abc", "--user-agent", "tester/1", "--limit-rate", "2M", "-q"])
+            let elapsed = ContinuousClock.now - started
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("t").path) == content.sha256)
+            #expect(server.requests.count >= 2)
+            #expect(server.requests.allSatisfy { $0.headers["x-token"] == "abc" && $0.headers["user-agent"] == "tester/1" })
+            // 3 MiB at 2 MiB/s over all connections: at least about a second (unlimited: a few ms).
+            #expect(elapsed >= .milliseconds(1000), "took \(elapsed)")
+        }
+
         @Test("--version and help")
         func versionAndHelp() throws {
             let version = try runHaul(["--version"])

@@ -58,8 +58,8 @@ extension DownloadSession {
         /// How long a connection runs before its speed is judged (default 1 s: long enough for a
         /// new connection to ramp up, short enough to matter for a download of a few seconds).
         public var slowConnectionGracePeriod: TimeInterval = 1
-        /// A download's receive limit in bytes per second (0, the default: none), shared equally
-        /// by its connections.
+        /// A download's receive limit in bytes per second over all its connections (0, the
+        /// default: none).
         public var maximumBytesPerSecond: Int64 = 0
         /// Receive buffer per connection in bytes (default 128 KiB; curl's own is 16 KiB). Larger
         /// means fewer callbacks, but 16 connections hold 16 buffers: on loopback 128 and 256 KiB

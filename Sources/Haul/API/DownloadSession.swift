@@ -272,9 +272,6 @@ public final class DownloadSession: Sendable {
         options.caFile = configuration.caCertificateFile
         options.verifyTLS = configuration.verifiesTLSCertificates
         options.proxy = configuration.proxy
-        if configuration.maximumBytesPerSecond > 0 {
-            options.maxBytesPerSecond = max(1, configuration.maximumBytesPerSecond / Int64(max(1, configuration.connectionsPerDownload)))
-        }
         var settings = DownloadOperation.Settings(
             request: options,
             engine: .init(connections: configuration.connectionsPerDownload,
@@ -286,6 +283,7 @@ public final class DownloadSession: Sendable {
         settings.engine.slowGrace = .milliseconds(Int(configuration.slowConnectionGracePeriod * 1000))
         settings.syncOnFinish = configuration.syncsBeforeMove
         settings.writesJournal = configuration.writesJournal
+        settings.maxBytesPerSecond = configuration.maximumBytesPerSecond
         settings.computesSHA256 = configuration.computesSHA256
         settings.keepsFilesFailingChecksum = configuration.keepsFilesFailingChecksum
         let credentials: Set<String> = ["authorization", "proxy-authorization", "cookie"]

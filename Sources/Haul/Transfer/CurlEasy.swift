@@ -11,8 +11,6 @@ struct RequestOptions: Sendable {
     /// Receive buffer per connection: larger means fewer write callbacks.
     var bufferSize: Int = 128 * 1024
     var caFile: String?
-    /// Receive limit for this connection in bytes per second (0: none).
-    var maxBytesPerSecond: Int64 = 0
     var verifyTLS: Bool = true
     var proxy: String?
 }
@@ -54,9 +52,6 @@ final class CurlEasy: @unchecked Sendable {
         ccurl_easy_setopt_string(handle, CURLOPT_USERAGENT, options.userAgent)
         ccurl_easy_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
         if let range { ccurl_easy_setopt_string(handle, CURLOPT_RANGE, range) }
-        if options.maxBytesPerSecond > 0 {
-            ccurl_easy_setopt_off_t(handle, CURLOPT_MAX_RECV_SPEED_LARGE, curl_off_t(options.maxBytesPerSecond))
-        }
         if let caFile = options.caFile { ccurl_easy_setopt_string(handle, CURLOPT_CAINFO, caFile) }
         if !options.verifyTLS {
             ccurl_easy_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 0)

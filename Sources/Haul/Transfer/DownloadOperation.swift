@@ -53,6 +53,8 @@ final class DownloadOperation: @unchecked Sendable {
         var keepsFilesFailingChecksum = false
         /// Mirrors of the same file; request mirror `i` (i ≥ 1) goes to `mirrorURLs[i - 1]`.
         var mirrorURLs: [String] = []
+        /// Receive limit for the whole download in bytes per second (0: none).
+        var maxBytesPerSecond: Int64 = 0
     }
 
     /// Where a download's files live and what to keep when it stops.
@@ -98,6 +100,12 @@ final class DownloadOperation: @unchecked Sendable {
     /// The fingerprint of the first done bytes of this epoch, computed once.
     private var sample: ResumeData.Sample?
     private var hasher: StreamingHasher?
+    /// Rate limit: a token bucket refilled by a 20 ms timer; transfers that find it empty are
+    /// paused (curl keeps their bytes) until it refills.
+    private var tokens: Int64 = 0
+    private var rateTimer: DispatchSourceTimer?
+    private var lastRefill = ContinuousClock.now
+    private var pausedForRate: Set<Int> = []
     private let startedAt = ContinuousClock.now
     /// The digest to check and where it came from (the caller, or the server's headers).
     private var expected: (digest: SHA256Digest, source: ChecksumSource)?
@@ -293,8 +301,14 @@ final class DownloadOperation: @unchecked Sendable {
     /// The hot path: `pwrite` straight from curl's buffer at the segment's cursor.
     @inline(__always)
     private func write(_ buffer: UnsafeRawBufferPointer, segment: Int) -> Int {
+        if settings.maxBytesPerSecond > 0, tokens <= 0 {
+            // Over the limit: curl holds these bytes until the bucket refills.
+            pausedForRate.insert(segment)
+            return ccurl_writefunc_pause
+        }
         let (offset, count) = machine.window(for: segment, available: buffer.count)
         guard count > 0, let file else { return 0 }
+        tokens -= Int64(count)
         do throws(HaulError) {
             try file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), at: offset)
         } catch {
@@ -426,6 +440,8 @@ final class DownloadOperation: @unchecked Sendable {
         deferredStarts.removeAll()
         progressTimer?.cancel()
         progressTimer = nil
+        rateTimer?.cancel()
+        rateTimer = nil
     }
 
     private func finish(_ result: Result<DownloadResult, DownloadFailure>) {
@@ -458,7 +474,34 @@ final class DownloadOperation: @unchecked Sendable {
             expectedSHA256: expected?.source == .caller ? expected?.digest.hex : nil)
     }
 
+    /// Refills the rate-limit bucket every 20 ms (at most a tenth of a second's worth) and lets
+    /// paused transfers go on.
+    private func startRateTimer() {
+        guard settings.maxBytesPerSecond > 0 else { return }
+        tokens = settings.maxBytesPerSecond / 10
+        lastRefill = .now
+        let timer = DispatchSource.makeTimerSource(queue: multi.queue)
+        timer.schedule(deadline: .now() + .milliseconds(20), repeating: .milliseconds(20), leeway: .milliseconds(5))
+        timer.setEventHandler { [weak self] in self?.refill() }
+        rateTimer = timer
+        timer.activate()
+    }
+
+    private func refill() {
+        let now = ContinuousClock.now
+        let rate = settings.maxBytesPerSecond
+        tokens = min(rate / 10, tokens + Int64(Double(rate) * (now - lastRefill).secondsValue))
+        lastRefill = now
+        guard tokens > 0, !isSuspended, !pausedForRate.isEmpty else { return }
+        let waiting = pausedForRate
+        pausedForRate.removeAll()
+        for segment in waiting {
+            if let easy = easies[segment] { multi.setPaused(easy, false) }
+        }
+    }
+
     private func startProgressTimer() {
+        startRateTimer()
         let timer = DispatchSource.makeTimerSource(queue: multi.queue)
         timer.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100), leeway: .milliseconds(20))
         timer.setEventHandler { [weak self] in self?.progressTick() }
