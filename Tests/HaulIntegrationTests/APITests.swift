@@ -288,16 +288,8 @@ extension Integration {
             configuration.minimumSplitSize = 256 << 10
             configuration.syncsBeforeMove = false
             let shared = DownloadSession(configuration: configuration)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for index in contents.indices {
-                    group.addTask { _ = try await shared.download(from: server.url("/\(index)"), to: scratch.file("\(index)")) }
-                }
-                try await group.waitForAll()
+            try await downloadConcurrently(contents, from: server, session: shared, into: scratch)
             }
-            for (index, content) in contents.enumerated() {
-                #expect(try SHA256.hex(ofFileAt: scratch.file("\(index)").path) == content.sha256)
-            }
-        }
 
         @Test("Resume data this version cannot use fails with a clear error, not a crash")
         func resumeDataNotYet() async throws {

@@ -81,6 +81,31 @@ extension Integration {
             }
         }
 
+        @Test("fallocate: a full disk fails at once, before the body; no support leaves a sized file that works",
+              arguments: [ENOSPC, EOPNOTSUPP])
+        func preallocation(failure: Int32) async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 8 << 20, seed: 33)
+            server.serve(ServedFile(content: content, bytesPerSecond: 8 << 20), at: "/f")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            var calls = Syscalls.system
+            calls.fallocate = { _, _ in errno = failure; return -1 }
+            let started = ContinuousClock.now
+            do {
+                _ = try await session(syscalls: calls).download(from: server.url("/f"), to: scratch.file("out"))
+                #expect(failure == EOPNOTSUPP, "a full disk was not reported")
+                #expect(try SHA256.hex(ofFileAt: scratch.file("out").path) == content.sha256)
+            } catch let error as HaulError {
+                guard case .diskFull = error else { Issue.record("wrong error: \(error)"); return }
+                #expect(failure == ENOSPC)
+                // Found before the body: the 8 MiB at 8 MiB/s per connection would take far longer to fail.
+                #expect(ContinuousClock.now - started < .milliseconds(500))
+                #expect(server.bytesSent < content.size / 2)
+            }
+        }
+
         @Test("8 downloads × 16 connections share one queue: threads stay bounded")
         func threadsStayBounded() async throws {
             let server = try await TestServer.start()
@@ -102,18 +127,8 @@ extension Integration {
                     try? await Task.sleep(for: .milliseconds(20))
                 }
             }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for index in files.indices {
-                    group.addTask {
-                        _ = try await session.download(from: server.url("/\(index)"), to: scratch.file("\(index)"))
-                    }
-                }
-                try await group.waitForAll()
-            }
+            try await downloadConcurrently(files, from: server, session: session, into: scratch)
             sampler.cancel()
-            for (index, content) in files.enumerated() {
-                #expect(try SHA256.hex(ofFileAt: scratch.file("\(index)").path) == content.sha256)
-            }
             #expect(server.connectionCount >= 8 * 16)
             let observed = peak.withLock { $0 }
             // 128 connections; a thread per connection would add over a hundred.

@@ -102,15 +102,7 @@ extension Integration {
             defer { scratch.cleanup() }
             let shared = session(connections: 8, perHost: 3)
             let started = ContinuousClock.now
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for index in contents.indices {
-                    group.addTask { _ = try await shared.download(from: server.url("/\(index)"), to: scratch.file("\(index)")) }
-                }
-                try await group.waitForAll()
-            }
-            for (index, content) in contents.enumerated() {
-                #expect(try SHA256.hex(ofFileAt: scratch.file("\(index)").path) == content.sha256)
-            }
+            try await downloadConcurrently(contents, from: server, session: shared, into: scratch)
             #expect(server.peakOpenConnections <= 3, "peak \(server.peakOpenConnections) connections")
             // Six downloads of 0.375 s each, three at a time: they waited for each other.
             #expect(ContinuousClock.now - started >= .milliseconds(700))

@@ -57,3 +57,18 @@ func downloadAndVerify(_ file: ServedFile, session: DownloadSession,
     await server.shutdown()
     return (server, response)
 }
+
+/// Downloads `/0`, `/1`, … from `server` at once into `scratch` (files `0`, `1`, …) and checks
+/// each file's SHA-256 against `contents`.
+func downloadConcurrently(_ contents: [GeneratedContent], from server: TestServer, session: DownloadSession,
+                          into scratch: Scratch, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for index in contents.indices {
+            group.addTask { _ = try await session.download(from: server.url("/\(index)"), to: scratch.file("\(index)")) }
+        }
+        try await group.waitForAll()
+    }
+    for (index, content) in contents.enumerated() {
+        #expect(try SHA256.hex(ofFileAt: scratch.file("\(index)").path) == content.sha256, sourceLocation: sourceLocation)
+    }
+}

@@ -160,16 +160,8 @@ public final class DownloadSession: Sendable {
     ///   and what `download(from:to:)` throws.
     public func download(resumeFrom resumeData: Data, to destination: URL? = nil) async throws -> (URL, HTTPURLResponse) {
         let recorded = (try? ResumeData(resumeData))?.destination.map { URL(fileURLWithPath: $0) }
-        let task = makeTask(request: nil, resumeData: resumeData, destination: destination ?? recorded,
-                            completionHandler: nil)
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                task.setFinishHook { continuation.resume(with: $0) }
-                task.resume()
-            }
-        } onCancel: {
-            task.cancel()
-        }
+        return try await run(makeTask(request: nil, resumeData: resumeData, destination: destination ?? recorded,
+                                      completionHandler: nil))
     }
 
     /// The journal a download to `destination` keeps beside it while running (and after it was
@@ -236,16 +228,16 @@ public final class DownloadSession: Sendable {
             let directory = destination.deletingLastPathComponent().path
             return .init(tempPath: resume?.tempFile.path ?? directory + "/.\(destination.lastPathComponent).haul-part",
                          journalPath: Self.journalURL(for: destination).path,
-                         destinationPath: destination.path, keepOnCancel: true)
+                         destinationPath: destination.path, isBesideDestination: true)
         }
         if let resume {
             return .init(tempPath: resume.tempFile.path, journalPath: resume.tempFile.path + ".journal",
-                         destinationPath: nil, keepOnCancel: false)
+                         destinationPath: nil, isBesideDestination: false)
         }
         let random = String(UInt64.random(in: 0...UInt64.max), radix: 36)
         let directory = (configuration.temporaryDirectory ?? FileManager.default.temporaryDirectory).path
         let temp = directory + "/haul-download-\(task)-\(random).tmp"
-        return .init(tempPath: temp, journalPath: temp + ".journal", destinationPath: nil, keepOnCancel: false)
+        return .init(tempPath: temp, journalPath: temp + ".journal", destinationPath: nil, isBesideDestination: false)
     }
 
     /// The engine settings for one request.

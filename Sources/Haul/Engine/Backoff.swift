@@ -22,10 +22,3 @@ enum Backoff {
         return jittered
     }
 }
-
-extension Duration {
-    /// The duration in seconds as a `Double`.
-    var secondsValue: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}

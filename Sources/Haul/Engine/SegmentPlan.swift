@@ -198,11 +198,6 @@ struct SegmentPlan: Equatable, Sendable {
         return segments.allSatisfy { $0.epoch != epoch || $0.isTwin || $0.state == .done }
     }
 
-    /// Segments with a request out or a retry pending.
-    var liveCount: Int {
-        segments.reduce(0) { $0 + ($1.state == .active || $1.state == .waitingToRetry ? 1 : 0) }
-    }
-
     // MARK: Stealing and endgame
 
     /// Takes the upper half of the largest remaining range if it is at least twice the minimum

@@ -75,18 +75,14 @@ final class DataFile: @unchecked Sendable {
         dup(fd)
     }
 
-    /// Reserves `length` bytes so later writes cannot fail for space and the file is not
-    /// fragmented. Falls back to `ftruncate` where the filesystem cannot allocate.
+    /// Sizes the file to `length` (cutting a longer, older version) and reserves the blocks so
+    /// later writes cannot fail for space and the file is not fragmented. Where the filesystem
+    /// cannot allocate, the sized (sparse) file is kept; a full disk is an error now.
     func preallocate(_ length: Int64) throws(HaulError) {
-        // The file may hold a longer, older version: cut it to the new length first.
         try setLength(length)
-        guard length > 0 else { return }
-        if retryingInterrupts({ calls.fallocate(fd, length) }) == 0 { return }
+        guard length > 0, retryingInterrupts({ calls.fallocate(fd, length) }) != 0 else { return }
         let reason = errno
         if reason == ENOSPC || reason == EDQUOT || reason == EFBIG { throw Self.error("fallocate", path, reason) }
-        guard retryingInterrupts({ calls.ftruncate(fd, length) }) == 0 else {
-            throw Self.error("ftruncate", path, errno)
-        }
     }
 
     /// Writes all of `buffer` at `offset`, continuing after short writes and EINTR.

@@ -112,8 +112,6 @@ final class CurlMulti: @unchecked Sendable {
         drainMessages()
     }
 
-    /// Number of transfers in the multi handle.
-    var transferCount: Int { handles.count }
 
     // MARK: Driving
 

@@ -10,8 +10,6 @@ struct DownloadResult: Sendable {
     var length: Int64
     /// The URL after redirects, if known.
     var effectiveURL: String?
-    /// Requests made over the whole download.
-    var requests: Int
     /// SHA-256 of the file (lowercase hex), unless hashing was off.
     var sha256: String?
     /// What the digest was checked against, if anything.
@@ -62,9 +60,10 @@ final class DownloadOperation: @unchecked Sendable {
         var tempPath: String
         var journalPath: String
         var destinationPath: String?
-        /// Keep the partial file and journal when cancelled (downloads to a named destination),
-        /// so running the same download again continues it.
-        var keepOnCancel: Bool
+        /// The partial file and journal sit beside a named destination, where the same download
+        /// finds them again: they are kept when it is cancelled, and after failures whose resume
+        /// data only the journal can carry.
+        var isBesideDestination: Bool
     }
 
     private let multi: CurlMulti
@@ -80,7 +79,6 @@ final class DownloadOperation: @unchecked Sendable {
     private var writeErrors: [Int: HaulError] = [:]
     private var retryTimers: [Int: DispatchWorkItem] = [:]
     private var effectiveURL: String?
-    private var requestCount = 0
     private var completion: ((Result<DownloadResult, DownloadFailure>) -> Void)?
     /// Holds the operation alive from `start()` until it finishes.
     private var running: DownloadOperation?
@@ -282,7 +280,6 @@ final class DownloadOperation: @unchecked Sendable {
             }
         }
         easies[segment] = easy
-        requestCount += 1
         multi.add(easy)
     }
 
@@ -301,14 +298,16 @@ final class DownloadOperation: @unchecked Sendable {
     /// The hot path: `pwrite` straight from curl's buffer at the segment's cursor.
     @inline(__always)
     private func write(_ buffer: UnsafeRawBufferPointer, segment: Int) -> Int {
-        if settings.maxBytesPerSecond > 0, tokens <= 0 {
-            // Over the limit: curl holds these bytes until the bucket refills.
-            pausedForRate.insert(segment)
-            return ccurl_writefunc_pause
-        }
         let (offset, count) = machine.window(for: segment, available: buffer.count)
         guard count > 0, let file else { return 0 }
-        tokens -= Int64(count)
+        if settings.maxBytesPerSecond > 0 {
+            guard tokens > 0 else {
+                // Over the limit: curl holds these bytes until the bucket refills.
+                pausedForRate.insert(segment)
+                return ccurl_writefunc_pause
+            }
+            tokens -= Int64(count)
+        }
         do throws(HaulError) {
             try file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), at: offset)
         } catch {
@@ -370,7 +369,7 @@ final class DownloadOperation: @unchecked Sendable {
         }
         journal.remove()
         finish(.success(DownloadResult(path: files.destinationPath ?? file.path, length: length,
-                                       effectiveURL: effectiveURL, requests: requestCount, sha256: digest,
+                                       effectiveURL: effectiveURL, sha256: digest,
                                        checksumSource: digest == nil ? nil : expected?.source)))
     }
 
@@ -390,7 +389,7 @@ final class DownloadOperation: @unchecked Sendable {
     private func keepsPartialFile(after error: HaulError) -> Bool {
         switch error {
         case .cancelled:
-            return produceResumeDataOnCancel || files.keepOnCancel
+            return produceResumeDataOnCancel || files.isBesideDestination
         case .remoteFileChanged, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch,
              .invalidChecksum, .fileInUse, .sessionInvalidated:
             return false
@@ -399,7 +398,7 @@ final class DownloadOperation: @unchecked Sendable {
             return true
         case .invalidContentRange, .rangeIgnored, .fileSystem:
             // Only a journal beside a destination can hand these on.
-            return files.keepOnCancel
+            return files.isBesideDestination
         }
     }
 
@@ -564,12 +563,5 @@ final class DownloadOperation: @unchecked Sendable {
                 writeJournal(durable: true)
             }
         }
-    }
-}
-
-extension Duration {
-    /// The duration as a Dispatch interval (nanoseconds).
-    var dispatchInterval: DispatchTimeInterval {
-        .nanoseconds(Int(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000))
     }
 }
