@@ -112,6 +112,8 @@ final class Reporter: @unchecked Sendable {
                                          "bytes": bytes, "seconds": (seconds * 1000).rounded() / 1000]
             object["sha256"] = task.sha256
             object["checksum_source"] = task.checksumSource?.rawValue
+            object["seams_checked"] = task.seamChecks.checked
+            object["seam_mismatches"] = task.seamChecks.mismatched
             emit(object)
         case .terminal, .plain:
             var text = "\(job.output.path): \(Format.bytes(bytes)) in \(String(format: "%.2f", seconds)) s "

@@ -13,8 +13,11 @@ struct TransferOptions: ParsableArguments {
     @Option(help: "Tries per segment after a transient failure.")
     var maxTries: Int = 5
 
-    @Option(help: "Seconds without data before a connection is dropped and retried (also the connect timeout).")
+    @Option(help: "Seconds a connection may stay under 1 KiB/s (silent or trickling) before it is dropped and retried; also the connect timeout.")
     var timeout: Double = 30
+
+    @Option(help: "Seconds the whole download may take, retries included; then it stops, resumable.")
+    var maxTime: Double?
 
     @Option(help: "Limit each download to this many bytes per second (e.g. 2M).")
     var limitRate: ByteSize?
@@ -42,6 +45,7 @@ struct TransferOptions: ParsableArguments {
         guard minSplit.bytes >= 1 else { throw ValidationError("--min-split must be at least 1 byte") }
         guard maxTries >= 0 else { throw ValidationError("--max-tries must not be negative") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if let maxTime, maxTime <= 0 { throw ValidationError("--max-time must be positive") }
         for header in headers where !header.contains(":") || header.hasPrefix(":") {
             throw ValidationError("-H takes 'Name: value', got '\(header)'")
         }
@@ -55,6 +59,7 @@ struct TransferOptions: ParsableArguments {
         configuration.retryLimit = maxTries
         configuration.timeoutIntervalForRequest = timeout
         configuration.timeoutIntervalForConnect = timeout
+        if let maxTime { configuration.timeoutIntervalForResource = maxTime }
         configuration.maximumBytesPerSecond = limitRate?.bytes ?? 0
         for header in headers {
             let parts = header.split(separator: ":", maxSplits: 1)

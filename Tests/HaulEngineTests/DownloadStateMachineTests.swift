@@ -38,7 +38,7 @@ struct DownloadStateMachineTests {
                             range(1, 25, 49, ifRange: "\"e\""), range(2, 50, 74, ifRange: "\"e\""),
                             range(3, 75, 99, ifRange: "\"e\"")])
         #expect(machine.rangesSupported)
-        #expect(machine.window(for: 0, available: 1000) == (0, 25))
+        #expect(machine.step(for: 0, available: 1000) == .write(offset: 0, count: 25))
     }
 
     @Test("200 to the probe: one stream with the length preallocated; no steal later")
@@ -56,7 +56,7 @@ struct DownloadStateMachineTests {
         var machine = Machine(options: .init(connections: 4, minimumSplit: 10))
         _ = machine.start()
         #expect(machine.received(head(200), for: 0) == [.preallocate(length: 0)])
-        #expect(machine.window(for: 0, available: 4096) == (0, 4096))
+        #expect(machine.step(for: 0, available: 4096) == .write(offset: 0, count: 4096))
         _ = machine.advance(0, by: 4096)
         _ = machine.advance(0, by: 7)
         #expect(machine.transferEnded(0, .completed) == [.finish(length: 4103)])
@@ -67,7 +67,7 @@ struct DownloadStateMachineTests {
         var machine = Machine(options: .init())
         _ = machine.start()
         #expect(machine.received(head(416, range: "bytes */0", length: 0), for: 0) == [.preallocate(length: 0)])
-        #expect(machine.window(for: 0, available: 20) == (0, 0))
+        #expect(machine.step(for: 0, available: 20) == .stop)
         #expect(machine.transferEnded(0, .completed) == [.finish(length: 0)])
     }
 
@@ -76,7 +76,7 @@ struct DownloadStateMachineTests {
         var machine = Machine(options: .init())
         _ = machine.start()
         #expect(machine.received(head(status, length: 9), for: 0) == [])
-        #expect(machine.window(for: 0, available: 9) == (0, 0))
+        #expect(machine.step(for: 0, available: 9) == .stop)
         #expect(machine.transferEnded(0, .failed(.transport(code: 23, message: "write"), .no))
                 == [.fail(.httpStatus(status))])
     }
@@ -87,7 +87,9 @@ struct DownloadStateMachineTests {
         _ = machine.start()
         #expect(machine.received(head(503, length: 6, retryAfter: 2), for: 0) == [])
         #expect(machine.transferEnded(0, .completed) == [.retry(segment: 0, attempt: 1, retryAfterSeconds: 2)])
-        #expect(machine.retryDue(0) == [probe])
+        var fresh = Request(segment: 0, kind: .probe, from: 0, through: nil, ifRange: nil)
+        fresh.fresh = true
+        #expect(machine.retryDue(0) == [.start(fresh)])
     }
 
     @Test("A refused connection before any answer fails at once; after an answer it retries")
@@ -112,7 +114,10 @@ struct DownloadStateMachineTests {
         _ = machine.advance(1, by: 20)
         let reset = Machine.Outcome.failed(.transport(code: 18, message: "partial"), .yes)
         #expect(machine.transferEnded(1, reset) == [.retry(segment: 1, attempt: 1, retryAfterSeconds: nil)])
-        #expect(machine.retryDue(1) == [range(1, 70, 99, ifRange: "\"e\"")])
+        // The retry goes out on a fresh connection (the last one may be in a bad state).
+        var retry = Request(segment: 1, kind: .range, from: 70, through: 99, ifRange: "\"e\"")
+        retry.fresh = true
+        #expect(machine.retryDue(1) == [.start(retry)])
     }
 
     @Test("Retries are bounded")
@@ -129,32 +134,81 @@ struct DownloadStateMachineTests {
         #expect(machine.transferEnded(0, reset) == [.fail(.transport(code: 18, message: "partial"))])
     }
 
-    @Test("A Content-Range that does not match the request fails the download", arguments: [
-        "bytes 51-99/100", "bytes 50-98/100", "garbage",
-    ])
+    @Test("A Content-Range that does not match the request is refused and retried; repeated, ranges are dropped",
+          arguments: ["bytes 51-99/100", "bytes 50-98/100"])
     func wrongContentRange(value: String) {
         var machine = Machine(options: .init(connections: 2, minimumSplit: 10))
         _ = machine.start()
         _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
-        #expect(machine.received(head(206, range: value), for: 1) == [])
-        #expect(machine.window(for: 1, available: 10) == (50, 0))
-        let actions = machine.transferEnded(1, .failed(.transport(code: 23, message: "write"), .no))
-        #expect(actions.first == .cancel(segment: 0))
-        guard case .fail(.invalidContentRange(let expected, _)) = actions.last else {
-            Issue.record("expected invalidContentRange, got \(actions)")
+        for attempt in 1...2 {
+            #expect(machine.received(head(206, range: value), for: 1) == [])
+            #expect(machine.step(for: 1, available: 10) == .stop)
+            let actions = machine.transferEnded(1, .failed(.transport(code: 23, message: "write"), .no))
+            #expect(actions == [.retry(segment: 1, attempt: attempt, retryAfterSeconds: nil)])
+            _ = machine.retryDue(1)
+        }
+        // The third wrong answer: ranges are not trusted; one stream without Range from byte 0.
+        let actions = machine.received(head(206, range: value), for: 1)
+        guard case .start(let request) = actions.last else { Issue.record("no new request: \(actions)"); return }
+        #expect(request.kind == .whole && request.rangeSpec == nil)
+        #expect(actions.contains(.cancel(segment: 0)))
+        #expect(machine.singleStream)
+    }
+
+    @Test("A 206 whose Content-Length differs from its Content-Range span is refused")
+    func spanMismatch() {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
+        #expect(machine.received(head(206, range: "bytes 50-99/100", length: 46), for: 1) == [])
+        #expect(machine.step(for: 1, available: 10) == .stop)
+        guard case .retry = machine.transferEnded(1, .completed).last else { Issue.record("no retry"); return }
+    }
+
+    @Test("With restarts off, a server that keeps sending wrong ranges fails with invalidContentRange")
+    func wrongContentRangeFails() {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10, restartsOnRemoteChange: false))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
+        var last: [Machine.Action] = []
+        for _ in 1...3 {
+            last = machine.received(head(206, range: "bytes 51-99/100"), for: 1)
+            if !last.isEmpty { break }
+            _ = machine.transferEnded(1, .completed)
+            _ = machine.retryDue(1)
+        }
+        guard case .fail(.invalidContentRange(let expected, let received)) = last.last else {
+            Issue.record("expected invalidContentRange, got \(last)")
             return
         }
         #expect(expected == "bytes 50-99/100")
+        #expect(received == "bytes 51-99/100")
     }
 
-    @Test("A 200 to a ranged request is refused: the whole file is never spliced in")
+    @Test("A 206 without one Content-Range (none, or multipart) falls back to one stream", arguments: [
+        head(206), ResponseHead(status: 206, fields: [("Content-Type", "multipart/byteranges; boundary=x")]),
+    ])
+    func noContentRange(answer: ResponseHead) {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10))
+        _ = machine.start()
+        let actions = machine.received(answer, for: 0)
+        guard case .start(let request) = actions.last else { Issue.record("no new request: \(actions)"); return }
+        #expect(request.kind == .whole && request.rangeSpec == nil)
+        #expect(machine.step(for: 0, available: 10) == .stop)
+        #expect(machine.received(head(200, length: 100), for: request.segment) == [.preallocate(length: 100)])
+        #expect(machine.step(for: request.segment, available: 1000) == .write(offset: 0, count: 100))
+    }
+
+    @Test("A 200 to a ranged request without If-Range: ranges are gone, one stream from byte 0")
     func rangeIgnored() {
         var machine = Machine(options: .init(connections: 2, minimumSplit: 10))
         _ = machine.start()
         _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
-        _ = machine.received(head(200, length: 100), for: 1)
-        #expect(machine.window(for: 1, available: 10) == (50, 0))
-        #expect(machine.transferEnded(1, .completed).last == .fail(.rangeIgnored(range: "50-99")))
+        let actions = machine.received(head(200, length: 100), for: 1)
+        #expect(machine.step(for: 1, available: 10) == .stop)
+        guard case .start(let request) = actions.last else { Issue.record("no new request: \(actions)"); return }
+        #expect(request.kind == .whole)
+        #expect(machine.plan.epoch == 1)
     }
 
     @Test("The file changed on the server: start over from byte 0, in a new epoch", arguments: [
@@ -172,12 +226,12 @@ struct DownloadStateMachineTests {
         #expect(machine.received(response, for: 1)
                 == [.cancel(segment: 0), .cancel(segment: 1), .restarted(reason: reason), restartProbe])
         // Old requests can no longer write, and their ends are ignored.
-        #expect(machine.window(for: 0, available: 10).count == 0)
+        #expect(machine.step(for: 0, available: 10) == .stop)
         #expect(machine.transferEnded(0, .completed) == [])
         #expect(machine.plan.doneRanges == [])
         // The new version (one segment: 15 bytes < 2 × the minimum split): old bytes never count.
         _ = machine.received(head(206, range: "bytes 0-14/15", etag: "\"b\""), for: 2)
-        #expect(machine.window(for: 2, available: 100) == (0, 15))
+        #expect(machine.step(for: 2, available: 100) == .write(offset: 0, count: 15))
         _ = machine.advance(2, by: 15)
         #expect(machine.transferEnded(2, .completed) == [.finish(length: 15)])
     }
@@ -244,7 +298,7 @@ struct DownloadStateMachineTests {
         // Segment 0 reached its end (its open-ended probe response was cut there).
         #expect(machine.transferEnded(0, .failed(.transport(code: 23, message: "write"), .no))
                 == [range(2, 75, 99)])
-        #expect(machine.window(for: 1, available: 100) == (50, 25))
+        #expect(machine.step(for: 1, available: 100) == .write(offset: 50, count: 25))
         _ = machine.received(head(206, range: "bytes 75-99/100"), for: 2)
         _ = machine.advance(2, by: 25)
         _ = machine.advance(1, by: 10)

@@ -51,7 +51,7 @@ struct MirrorTests {
         // Mirror 1 answers for segment 1 with another file.
         #expect(machine.received(head(206, range: "bytes 25-49/100", etag: "\"b\""), for: 1)
                 == [.droppedMirror(index: 1, reason: "its ETag \"b\" is not \"a\"")])
-        #expect(machine.window(for: 1, available: 10).count == 0)
+        #expect(machine.step(for: 1, available: 10) == .stop)
         #expect(machine.transferEnded(1, .failed(.transport(code: 23, message: "w"), .no))
                 == [.retry(segment: 1, attempt: 1, retryAfterSeconds: nil)])
         guard case .start(let retry) = machine.retryDue(1).first else { Issue.record("no retry"); return }
@@ -63,7 +63,10 @@ struct MirrorTests {
         var machine = DownloadStateMachine(options: .init(connections: 4, minimumSplit: 100, slowGrace: .seconds(1)))
         _ = machine.start()
         _ = machine.received(head(206, range: "bytes 0-9999/10000", etag: "\"a\""), for: 0)
-        for segment in 1...3 { _ = machine.received(head(206, range: nil, etag: "\"a\""), for: segment) }
+        for segment in 1...3 {
+            let first = Int64(segment) * 2500
+            _ = machine.received(head(206, range: "bytes \(first)-\(first + 2499)/10000", etag: "\"a\""), for: segment)
+        }
         #expect(machine.tick(now: .milliseconds(500)) == [])
         // Segments 0-2 move 1000 bytes, segment 3 only 50.
         for segment in 0...2 { _ = machine.advance(segment, by: 1000) }
@@ -73,7 +76,7 @@ struct MirrorTests {
         guard case .start(let replacement) = actions.last else { Issue.record("no replacement: \(actions)"); return }
         #expect(replacement.from == 7550 && replacement.through == 9999)
         // The old connection's late bytes are refused.
-        #expect(machine.window(for: 3, available: 10).count == 0)
+        #expect(machine.step(for: 3, available: 10) == .stop)
         #expect(machine.plan.doneRanges == [0..<1000, 2500..<3500, 5000..<6000, 7500..<7550])
     }
 

@@ -19,11 +19,11 @@ struct SegmentPlanTests {
     func windowStopsAtEnd() {
         var plan = SegmentPlan(minimumSplit: 10)
         _ = plan.split(length: 40, connections: 4)
-        #expect(plan.window(for: 0, available: 100) == (0, 10))
+        #expect(plan.step(for: 0, available: 100) == .write(offset: 0, count: 10))
         #expect(plan.advance(0, by: 6) == false)
-        #expect(plan.window(for: 0, available: 100) == (6, 4))
+        #expect(plan.step(for: 0, available: 100) == .write(offset: 6, count: 4))
         #expect(plan.advance(0, by: 4) == true)
-        #expect(plan.window(for: 0, available: 100) == (10, 0))
+        #expect(plan.step(for: 0, available: 100) == .stop)
     }
 
     @Test("Stealing takes the upper half of the largest remaining range")

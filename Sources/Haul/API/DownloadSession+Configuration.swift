@@ -14,8 +14,15 @@ extension DownloadSession {
         public var retryLimit: Int = 5
         /// Time to establish a connection (default 30 s).
         public var timeoutIntervalForConnect: TimeInterval = 30
-        /// A connection that receives nothing for this long is a stall and is retried (default 30 s).
+        /// A connection that receives less than `minimumBytesPerSecond` for this long is a stall
+        /// (silent, or trickling) and is retried (default 30 s).
         public var timeoutIntervalForRequest: TimeInterval = 30
+        /// The longest a whole download may take, retries included, before it fails with
+        /// `URLError.timedOut` keeping what it wrote (default 7 days, as URLSession's).
+        public var timeoutIntervalForResource: TimeInterval = 7 * 24 * 3600
+        /// The slowest a connection may receive for `timeoutIntervalForRequest` before it counts
+        /// as stalled (default 1 KiB/s; lowered per connection under `maximumBytesPerSecond`).
+        public var minimumBytesPerSecond: Int = 1024
         /// Where temp files go when a download has no destination (default: the system temp directory).
         public var temporaryDirectory: URL?
         /// Headers sent with every request, e.g. `["Authorization": "Bearer …"]`.
@@ -65,6 +72,11 @@ extension DownloadSession {
         /// means fewer callbacks, but 16 connections hold 16 buffers: on loopback 128 and 256 KiB
         /// ran equally fast and 128 KiB kept the 1 GiB download under 32 MiB resident.
         public var receiveBufferSize: Int = 128 * 1024
+        /// How far each range request reaches across the boundaries of its neighbours (default
+        /// 16 KiB). Where two responses meet, the bytes both delivered are compared, so a server
+        /// that sends other bytes than it claims, or two versions of the file, is caught even
+        /// without validators; 0 turns the comparison off.
+        public var seamOverlap: Int64 = 16 << 10
 
         /// The defaults.
         public init() {}

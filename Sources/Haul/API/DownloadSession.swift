@@ -260,6 +260,13 @@ public final class DownloadSession: Sendable {
         options.connectTimeoutMilliseconds = Int(configuration.timeoutIntervalForConnect * 1000)
         let stall = min(configuration.timeoutIntervalForRequest, request.timeoutInterval)
         options.stallTimeoutSeconds = max(1, Int(stall.rounded(.up)))
+        var minimumSpeed = configuration.minimumBytesPerSecond
+        if configuration.maximumBytesPerSecond > 0 {
+            // A connection's share of a rate limit may be slow by design.
+            let share = configuration.maximumBytesPerSecond / Int64(max(1, configuration.connectionsPerDownload) * 4)
+            minimumSpeed = Int(min(Int64(minimumSpeed), max(1, share)))
+        }
+        options.minimumBytesPerSecond = max(1, minimumSpeed)
         options.bufferSize = configuration.receiveBufferSize
         options.caFile = configuration.caCertificateFile
         options.verifyTLS = configuration.verifiesTLSCertificates
@@ -269,7 +276,11 @@ public final class DownloadSession: Sendable {
             engine: .init(connections: configuration.connectionsPerDownload,
                           minimumSplit: configuration.minimumSplitSize,
                           maxRetries: configuration.retryLimit,
-                          restartsOnRemoteChange: configuration.restartsWhenRemoteFileChanges))
+                          restartsOnRemoteChange: configuration.restartsWhenRemoteFileChanges,
+                          seamOverlap: configuration.seamOverlap))
+        if configuration.timeoutIntervalForResource > 0, configuration.timeoutIntervalForResource < 365 * 24 * 3600 {
+            settings.maxDuration = .milliseconds(Int64(configuration.timeoutIntervalForResource * 1000))
+        }
         settings.engine.replacesSlowConnections = configuration.replacesSlowConnections
         settings.engine.slowRatio = configuration.slowConnectionRatio
         settings.engine.slowGrace = .milliseconds(Int(configuration.slowConnectionGracePeriod * 1000))

@@ -56,6 +56,7 @@ public final class DownloadTask: @unchecked Sendable {
     private var _expectedSHA256: String?
     private var _sha256: String?
     private var _checksumSource: ChecksumSource?
+    private var _seams: (checked: Int, mismatched: Int) = (0, 0)
     private var _connections = 0
     private var _mirrors: [URL] = []
 
@@ -111,6 +112,11 @@ public final class DownloadTask: @unchecked Sendable {
 
     /// What `sha256` was checked against, or `nil` when nothing was expected.
     public var checksumSource: ChecksumSource? { lock.withLock { _checksumSource } }
+
+    /// After success: how many seams (places where the bytes of two responses meet) were
+    /// compared, and how many differed (each difference restarted the download as one stream,
+    /// so the file is still one whole version).
+    public var seamChecks: (checked: Int, mismatched: Int) { lock.withLock { _seams } }
 
     // MARK: Control
 
@@ -375,6 +381,7 @@ public final class DownloadTask: @unchecked Sendable {
                 _connections = 0
                 _sha256 = download.sha256
                 _checksumSource = download.checksumSource
+                _seams = (download.seamsChecked, download.seamMismatches)
                 _expected = download.length
                 progress.totalUnitCount = download.length
                 progress.completedUnitCount = download.length

@@ -46,7 +46,7 @@ extension HaulError {
             code = .unsupportedURL
         case .diskFull(let path, _):
             return HaulError.diskFull(path: path, resumeData: resumeData)
-        case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .fileSystem, .fileInUse,
+        case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .inconsistentContent, .fileSystem, .fileInUse,
              .unsupportedRequest, .resumeDataInvalid, .checksumMismatch, .invalidChecksum, .sessionInvalidated:
             return self
         }

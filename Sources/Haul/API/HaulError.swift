@@ -13,6 +13,9 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
     case rangeIgnored(range: String)
     /// The file on the server is not the one the download started with.
     case remoteFileChanged(reason: String)
+    /// Two responses carried different bytes for the same range (compared where their requests
+    /// overlap): the server is not serving one consistent file, even as one stream from byte 0.
+    case inconsistentContent(offset: Int64)
     /// A response ended before the bytes its headers promised.
     case connectionClosedEarly(expected: Int64, received: Int64)
     /// The disk (or quota) is full; what was written is kept, and `resumeData` continues it.
@@ -53,6 +56,9 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
                 + "it may have changed on the server, start the download again"
         case .remoteFileChanged(let reason):
             return "the file changed on the server (\(reason)); start the download again"
+        case .inconsistentContent(let offset):
+            return "the server sent different bytes for the same range (first at byte \(offset)): it is not "
+                + "serving one consistent file, so nothing was saved; try again later or use another source"
         case .connectionClosedEarly(let expected, let received):
             return "the connection closed after \(received) of \(expected) bytes; try again"
         case .diskFull(let path, _):

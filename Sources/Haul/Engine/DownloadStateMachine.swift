@@ -25,11 +25,18 @@ struct DownloadStateMachine: Sendable {
         var slowRatio = 0.3
         /// How long a connection runs before its speed is judged.
         var slowGrace: Duration = .seconds(1)
+        /// How far each range request reaches across its neighbours' boundaries, so every seam
+        /// between two responses is compared from both sides (0: no seam checks).
+        var seamOverlap: Int64 = 0
+        /// Invalid `206` answers (wrong range, wrong length) the download tolerates before it
+        /// stops trusting ranges and fetches the file as one stream.
+        var maxRangeFaults = 3
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
              endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2,
-             mirrors: Int = 1, slowGrace: Duration = .seconds(1)) {
+             mirrors: Int = 1, slowGrace: Duration = .seconds(1), seamOverlap: Int64 = 0) {
             self.mirrors = max(1, mirrors)
+            self.seamOverlap = max(0, seamOverlap)
             self.slowGrace = slowGrace
             self.connections = max(1, connections)
             self.minimumSplit = max(1, minimumSplit)
@@ -47,7 +54,8 @@ struct DownloadStateMachine: Sendable {
             case probe
             /// `Range: bytes=from-through`, expects a matching `206`.
             case range
-            /// The whole file again (a server without range support).
+            /// The whole file without `Range` (a server without range support, or one whose ranges
+            /// cannot be trusted): bytes already on disk are compared, the rest written.
             case whole
         }
         var segment: Int
@@ -59,6 +67,17 @@ struct DownloadStateMachine: Sendable {
         var ifRange: String?
         /// Which source to ask: 0 is the URL, others are mirrors.
         var mirror: Int = 0
+        /// Use a new connection and do not keep it (after a failure that may have left the
+        /// connection in a bad state: garbage after a response, a reset).
+        var fresh = false
+
+        /// One past the last byte this request asks for (`Int64.max` when open-ended).
+        var requestEnd: Int64 {
+            switch kind {
+            case .probe, .whole: return .max
+            case .range: return through.map { $0 + 1 } ?? .max
+            }
+        }
 
         /// The `Range` header value (without `bytes=`), or `nil` for none.
         var rangeSpec: String? {
@@ -86,6 +105,9 @@ struct DownloadStateMachine: Sendable {
         case restarted(reason: String)
         /// A mirror is no longer used for this download (logged).
         case droppedMirror(index: Int, reason: String)
+        /// The server gave no validator `If-Range` can use: seam checks are the only guard
+        /// against a file that changes (logged once).
+        case unverifiable
         case start(Request)
         case cancel(segment: Int)
         /// Schedule `retryDue(segment)` after a backoff for this attempt (1-based).
@@ -117,30 +139,43 @@ struct DownloadStateMachine: Sendable {
     }
 
     let options: Options
-    private(set) var plan: SegmentPlan
-    private(set) var phase: Phase = .probing
-    private(set) var rangesSupported = false
+    var plan: SegmentPlan
+    var phase: Phase = .probing
+    var rangesSupported = false
+    /// Ranges cannot be trusted (the server answered them wrongly, or bytes from two responses
+    /// differed): every request fetches the whole file as one stream.
+    var singleStream = false
     /// The probe's response head (status, length, validators); `nil` for a resumed download.
-    private(set) var probeHead: ResponseHead?
+    var probeHead: ResponseHead?
     /// The server's validators for the version being downloaded.
-    private(set) var etag: String?
-    private(set) var lastModified: String?
+    var etag: String?
+    var lastModified: String?
     /// The segment carrying the current probe request.
-    private(set) var probeSegment = 0
-    private(set) var restarts = 0
-    private var requests: [Int: Request] = [:]
+    var probeSegment = 0
+    var restarts = 0
+    /// Invalid `206` answers so far.
+    var rangeFaults = 0
+    var requests: [Int: Request] = [:]
     /// When each running request started and where its segment's cursor was then (for speed).
     private var started: [Int: (at: Duration, cursor: Int64)] = [:]
-    private(set) var mirrors: MirrorSet
+    var mirrors: MirrorSet
     /// The latest time given by `tick(now:)`.
     private var now: Duration = .zero
     /// Failures found in a response head, applied when that transfer ends.
-    private var headFailures: [Int: (HaulError, retryable: Bool, retryAfter: Int?)] = [:]
+    var headFailures: [Int: HeadFailure] = [:]
     private var failuresByMirror: [Int: Int] = [:]
+
+    /// Why a response's body was refused, applied when its transfer ends.
+    struct HeadFailure: Equatable, Sendable {
+        var error: HaulError
+        var retryable: Bool
+        var retryAfter: Int?
+    }
 
     init(options: Options) {
         self.options = options
         self.plan = SegmentPlan(minimumSplit: options.minimumSplit)
+        self.plan.seamOverlap = options.seamOverlap
         self.mirrors = MirrorSet(count: options.mirrors)
     }
 
@@ -149,6 +184,7 @@ struct DownloadStateMachine: Sendable {
     init(options: Options, resume: Resume) {
         self.options = options
         self.plan = SegmentPlan(resuming: resume.length, done: resume.done, minimumSplit: options.minimumSplit)
+        self.plan.seamOverlap = options.seamOverlap
         self.phase = .transferring
         self.rangesSupported = true
         self.etag = resume.etag
@@ -166,7 +202,7 @@ struct DownloadStateMachine: Sendable {
     /// Whether the bytes so far can be continued later: the length is known, ranges work and
     /// a validator can tell whether the file changed.
     var isResumable: Bool {
-        rangesSupported && plan.length != nil && validator != nil && !plan.isComplete
+        rangesSupported && !singleStream && plan.length != nil && validator != nil && !plan.isComplete
     }
 
     var isFinished: Bool {
@@ -201,23 +237,6 @@ struct DownloadStateMachine: Sendable {
         return actions
     }
 
-    /// A final response head arrived for `segment`'s request.
-    mutating func received(_ head: ResponseHead, for segment: Int) -> [Action] {
-        guard !isFinished, let request = requests[segment] else { return [] }
-        if [408, 425, 429, 500, 502, 503, 504].contains(head.status) {
-            reject(segment, .httpStatus(head.status), retryable: true, retryAfter: head.retryAfterSeconds)
-            return []
-        }
-        if request.kind == .range, !mirrors.mirrors[request.mirror].validated {
-            if let actions = validateMirror(head, for: request) { return actions }
-        }
-        switch request.kind {
-        case .probe: return receivedProbe(head, segment: segment)
-        case .range: return receivedRange(head, for: request)
-        case .whole: return receivedWhole(head, for: request)
-        }
-    }
-
     /// A transfer ended (successfully, by our abort, or by failure).
     mutating func transferEnded(_ segment: Int, _ outcome: Outcome) -> [Action] {
         let request = endRequest(segment)
@@ -228,9 +247,9 @@ struct DownloadStateMachine: Sendable {
         if headFailure == nil, seg.cursor >= seg.end {
             return segmentDone(segment)
         }
-        var failure: (HaulError, Bool, Int?)
+        var failure: HeadFailure
         if let headFailure {
-            failure = (headFailure.0, headFailure.retryable, headFailure.retryAfter)
+            failure = headFailure
         } else {
             switch outcome {
             case .completed:
@@ -238,10 +257,12 @@ struct DownloadStateMachine: Sendable {
                     plan.setLengthFromEOF(segment: segment)
                     return segmentDone(segment)
                 }
-                failure = (.connectionClosedEarly(expected: seg.end - seg.start,
-                                                  received: seg.cursor - seg.start), true, nil)
+                failure = HeadFailure(error: .connectionClosedEarly(expected: seg.end - seg.start,
+                                                                    received: seg.cursor - seg.start),
+                                      retryable: true)
             case .failed(let error, let retry):
-                failure = (error, retry == .yes || (retry == .ifServerAnswered && (probeHead != nil || probeSegment < 0)), nil)
+                let answered = probeHead != nil || probeSegment < 0
+                failure = HeadFailure(error: error, retryable: retry == .yes || (retry == .ifServerAnswered && answered))
             }
         }
         var actions: [Action] = []
@@ -249,35 +270,55 @@ struct DownloadStateMachine: Sendable {
             // With other sources left, a source that failed for good, or twice, is dropped and
             // the segment goes on from the others.
             failuresByMirror[mirror, default: 0] += 1
-            if !failure.1 || failuresByMirror[mirror, default: 0] >= 2, mirrors.drop(mirror, reason: "\(failure.0)") {
-                actions.append(.droppedMirror(index: mirror, reason: "\(failure.0)"))
-                failure.1 = true
+            if !failure.retryable || failuresByMirror[mirror, default: 0] >= 2,
+               mirrors.drop(mirror, reason: "\(failure.error)") {
+                actions.append(.droppedMirror(index: mirror, reason: "\(failure.error)"))
+                failure.retryable = true
             }
         }
         let attempt = plan.recordFailure(segment)
-        guard failure.1, attempt <= options.maxRetries else {
-            return actions + fail(failure.0)
+        guard failure.retryable, attempt <= options.maxRetries else {
+            return actions + fail(failure.error)
         }
         plan.setState(segment, .waitingToRetry)
-        return actions + [.retry(segment: segment, attempt: attempt, retryAfterSeconds: failure.2)]
+        return actions + [.retry(segment: segment, attempt: attempt, retryAfterSeconds: failure.retryAfter)]
     }
 
     /// The backoff for `segment` has passed.
     mutating func retryDue(_ segment: Int) -> [Action] {
         guard !isFinished, plan.segments[segment].state == .waitingToRetry else { return [] }
         plan.setState(segment, .active)
-        if phase == .probing { return [start(segment: segment, kind: .probe)] }
-        if rangesSupported { return [start(segment: segment, kind: .range)] }
-        plan.rewind(segment)
+        if phase == .probing { return [start(segment: segment, kind: singleStream ? .whole : .probe)] }
+        if rangesSupported, !singleStream { return [start(segment: segment, kind: .range)] }
+        // One stream from byte 0 again: what is on disk is compared, not rewritten.
         return [start(segment: segment, kind: .whole)]
+    }
+
+    /// Bytes that two responses delivered for the same offset differ: the server is not
+    /// serving one consistent file. Ranges are no longer trusted and the download starts over
+    /// as one stream from byte 0 (one response cannot splice two versions); when that is
+    /// already the case, or restarts are used up or off, it fails.
+    mutating func contentMismatch(at offset: Int64) -> [Action] {
+        guard phase == .transferring || phase == .finished else { return [] }
+        let reason = "two responses carried different bytes at offset \(offset)"
+        guard options.restartsOnRemoteChange, restarts < options.maxRestarts else {
+            return fail(.inconsistentContent(offset: offset))
+        }
+        restarts += 1
+        return restart(reason: reason, singleStream: true)
     }
 
     /// Time passes (about ten times a second): measure each connection since its request
     /// started, fold the speeds into the sources', and replace connections far slower than the
-    /// median of their peers with new ones on the same remaining range.
+    /// median of their peers with new ones on the same remaining range. A download whose bytes
+    /// are all written finishes even if a response comparing a seam has not ended.
     mutating func tick(now: Duration) -> [Action] {
         self.now = now
-        guard phase == .transferring, rangesSupported else { return [] }
+        guard phase == .transferring else { return [] }
+        if plan.isWrittenThrough {
+            return finishNow()
+        }
+        guard rangesSupported, !singleStream else { return [] }
         var speeds: [(segment: Int, speed: Double)] = []
         for (segment, request) in requests.sorted(by: { $0.key < $1.key }) where plan.segments[segment].state == .active {
             guard let begin = started[segment], now - begin.at >= options.slowGrace else { continue }
@@ -294,7 +335,7 @@ struct DownloadStateMachine: Sendable {
             let seg = plan.segments[segment]
             guard seg.remaining >= options.minimumSplit, seg.twin == nil, !seg.isTwin else { continue }
             let replacement = plan.replace(segment)
-            _ = endRequest(segment)
+            endRequest(segment)
             actions.append(.cancel(segment: segment))
             actions.append(start(segment: replacement, kind: .range))
         }
@@ -307,7 +348,8 @@ struct DownloadStateMachine: Sendable {
         return fail(.cancelled)
     }
 
-    /// A write failed on disk: the download stops, keeping what was written.
+    /// A write failed on disk, or the download ran out of time: it stops, keeping what was
+    /// written.
     mutating func diskFailed(_ error: HaulError) -> [Action] {
         guard !isFinished else { return [] }
         return fail(error)
@@ -316,120 +358,21 @@ struct DownloadStateMachine: Sendable {
     // MARK: Hot path
 
     @inline(__always)
-    func window(for segment: Int, available: Int) -> (offset: Int64, count: Int) {
-        plan.window(for: segment, available: available)
+    func step(for segment: Int, available: Int) -> SegmentPlan.Step {
+        plan.step(for: segment, available: available)
     }
 
     @inline(__always)
+    @discardableResult
     mutating func advance(_ segment: Int, by count: Int) -> Bool {
         plan.advance(segment, by: count)
     }
 
-    // MARK: Private
-
-    private mutating func receivedProbe(_ head: ResponseHead, segment: Int) -> [Action] {
-        switch head.status {
-        case 206:
-            guard let range = head.contentRange, range.first == 0, range.last != nil else {
-                return fail(.invalidContentRange(expected: "0-", received: describe(head.contentRange)))
-            }
-            adopt(head)
-            guard let length = range.completeLength else {
-                // Ranges work but the length is unknown: stream to the end on one connection.
-                plan.setSingleStream(length: nil, probe: segment)
-                return []
-            }
-            rangesSupported = true
-            let added = plan.split(length: length, connections: options.connections, probe: segment)
-            return [.preallocate(length: length)] + added.map { start(segment: $0, kind: .range) }
-        case 200..<300:
-            adopt(head)
-            plan.setSingleStream(length: head.contentLength, probe: segment)
-            return [.preallocate(length: head.contentLength ?? 0)]
-        case 416 where head.contentRange?.completeLength == 0:
-            // The only answer a server can give to `bytes=0-` for an empty file.
-            adopt(head)
-            plan.setSingleStream(length: 0, probe: segment)
-            return [.preallocate(length: 0)]
-        default:
-            reject(segment, .httpStatus(head.status), retryable: false, retryAfter: nil)
-            return []
-        }
-    }
-
-    private mutating func adopt(_ head: ResponseHead) {
-        if let probe = requests[probeSegment] { mirrors.validated(probe.mirror) }
-        probeHead = head
-        etag = head.etag
-        lastModified = head.lastModified
-        phase = .transferring
-    }
-
-    private mutating func receivedRange(_ head: ResponseHead, for request: Request) -> [Action] {
-        let asked = request.rangeSpec ?? ""
-        let length = plan.length
-        switch head.status {
-        case 206:
-            if let total = head.contentRange?.completeLength, let length, total != length {
-                return remoteChanged("its length \(length) became \(total)")
-            }
-            if let expected = etag, !expected.hasPrefix("W/"), let now = head.etag, now != expected {
-                return remoteChanged("ETag \(expected) became \(now)")
-            }
-            if etag == nil, let expected = lastModified, let now = head.lastModified, now != expected {
-                return remoteChanged("Last-Modified \(expected) became \(now)")
-            }
-            guard let range = head.contentRange, range.first == request.from,
-                  range.last == (request.through ?? (length.map { $0 - 1 } ?? -1)),
-                  range.completeLength == length
-            else {
-                reject(request.segment, .invalidContentRange(
-                    expected: "bytes \(asked)/\(length.map(String.init) ?? "*")",
-                    received: describe(head.contentRange)), retryable: false, retryAfter: nil)
-                return []
-            }
-            return []
-        case 200 where request.ifRange != nil:
-            // If-Range did not match: the server sends the new version whole.
-            return remoteChanged("the server answered a ranged If-Range request with the whole file")
-        case 200:
-            reject(request.segment, .rangeIgnored(range: asked), retryable: false, retryAfter: nil)
-            return []
-        case 416:
-            return remoteChanged("bytes \(asked) are no longer there (416): the file got shorter")
-        default:
-            reject(request.segment, .httpStatus(head.status), retryable: false, retryAfter: nil)
-            return []
-        }
-    }
-
-    /// A mirror's first response must be a `206` for the same length and validators as the
-    /// download's; otherwise the mirror is dropped and the segment retried elsewhere. Returns
-    /// `nil` when the response is fine (or the mirror is the last one left).
-    private mutating func validateMirror(_ head: ResponseHead, for request: Request) -> [Action]? {
-        var problem: String?
-        if head.status != 206 {
-            problem = "it answered HTTP \(head.status) to a range request"
-        } else if let length = plan.length, head.contentRange?.completeLength != length {
-            problem = "its file is \(head.contentRange?.completeLength.map(String.init) ?? "of unknown length"), not \(length) bytes"
-        } else if let expected = etag, let other = head.etag, other != expected {
-            problem = "its ETag \(other) is not \(expected)"
-        } else if let expected = lastModified, let other = head.lastModified, other != expected {
-            problem = "its Last-Modified \(other) is not \(expected)"
-        }
-        guard let problem else {
-            mirrors.validated(request.mirror)
-            return nil
-        }
-        guard mirrors.drop(request.mirror, reason: problem) else { return nil }
-        reject(request.segment, .remoteFileChanged(reason: "mirror \(request.mirror): \(problem)"), retryable: true,
-               retryAfter: nil)
-        return [.droppedMirror(index: request.mirror, reason: problem)]
-    }
+    // MARK: Shared with the response checks
 
     /// Forgets the request of `segment` (its connection is done or cancelled).
     @discardableResult
-    private mutating func endRequest(_ segment: Int) -> Request? {
+    mutating func endRequest(_ segment: Int) -> Request? {
         started[segment] = nil
         guard let request = requests.removeValue(forKey: segment) else { return nil }
         mirrors.ended(request.mirror)
@@ -437,7 +380,7 @@ struct DownloadStateMachine: Sendable {
     }
 
     /// The file on the server is not the one being downloaded: start over or fail.
-    private mutating func remoteChanged(_ reason: String) -> [Action] {
+    mutating func remoteChanged(_ reason: String) -> [Action] {
         guard options.restartsOnRemoteChange, restarts < options.maxRestarts else {
             return fail(.remoteFileChanged(reason: reason))
         }
@@ -445,7 +388,9 @@ struct DownloadStateMachine: Sendable {
         return restart(reason: reason)
     }
 
-    private mutating func restart(reason: String) -> [Action] {
+    /// Everything starts over from byte 0 in a new epoch: with a probe, or (`singleStream`)
+    /// with one request for the whole file that never uses ranges again.
+    mutating func restart(reason: String, singleStream: Bool = false) -> [Action] {
         let (cancelled, probe) = plan.restart()
         var actions: [Action] = []
         for id in cancelled where endRequest(id) != nil {
@@ -454,58 +399,24 @@ struct DownloadStateMachine: Sendable {
         for id in Array(requests.keys) { endRequest(id) }
         headFailures.removeAll()
         rangesSupported = false
+        self.singleStream = self.singleStream || singleStream
         probeHead = nil
         etag = nil
         lastModified = nil
         phase = .probing
         probeSegment = probe
         actions.append(.restarted(reason: reason))
-        actions.append(start(segment: probe, kind: .probe))
+        actions.append(start(segment: probe, kind: self.singleStream ? .whole : .probe))
         return actions
-    }
-
-    private mutating func receivedWhole(_ head: ResponseHead, for request: Request) -> [Action] {
-        guard (200..<300).contains(head.status) else {
-            reject(request.segment, .httpStatus(head.status), retryable: false, retryAfter: nil)
-            return []
-        }
-        if let expected = plan.length, let length = head.contentLength, length != expected {
-            reject(request.segment, .remoteFileChanged(reason: "length \(expected) became \(length)"),
-                   retryable: false, retryAfter: nil)
-        }
-        return []
     }
 
     /// Refuses the body of `segment`'s response; the failure applies when its transfer ends.
-    private mutating func reject(_ segment: Int, _ error: HaulError, retryable: Bool, retryAfter: Int?) {
-        headFailures[segment] = (error, retryable, retryAfter)
+    mutating func reject(_ segment: Int, _ error: HaulError, retryable: Bool, retryAfter: Int? = nil) {
+        headFailures[segment] = HeadFailure(error: error, retryable: retryable, retryAfter: retryAfter)
         plan.block(segment)
     }
 
-    private mutating func segmentDone(_ segment: Int) -> [Action] {
-        var actions: [Action] = []
-        if let other = plan.finish(segment) {
-            endRequest(other)
-            actions.append(.cancel(segment: other))
-        }
-        if plan.isComplete {
-            for id in plan.cancelAll() where endRequest(id) != nil {
-                actions.append(.cancel(segment: id))
-            }
-            phase = .finished
-            actions.append(.finish(length: plan.length ?? 0))
-            return actions
-        }
-        // The connection is free: take a pending gap, else half of the largest range, else twin
-        // the slowest tail.
-        if rangesSupported,
-           let id = plan.takePending() ?? plan.steal() ?? plan.addTwin(minimumTail: options.endgameMinimumTail) {
-            actions.append(start(segment: id, kind: .range))
-        }
-        return actions
-    }
-
-    private mutating func fail(_ error: HaulError) -> [Action] {
+    mutating func fail(_ error: HaulError) -> [Action] {
         var actions: [Action] = []
         for id in plan.cancelAll() where endRequest(id) != nil {
             actions.append(.cancel(segment: id))
@@ -516,31 +427,60 @@ struct DownloadStateMachine: Sendable {
         return actions
     }
 
-    private mutating func start(segment: Int, kind: Request.Kind) -> Action {
+    mutating func start(segment: Int, kind: Request.Kind) -> Action {
         let seg = plan.segments[segment]
-        let request: Request
+        let overlap = options.seamOverlap
+        var request: Request
         switch kind {
         case .probe:
             request = Request(segment: segment, kind: .probe, from: 0, through: nil, ifRange: nil)
         case .range:
-            request = Request(segment: segment, kind: .range, from: seg.cursor,
-                              through: seg.end == .max ? nil : seg.end - 1, ifRange: validator)
+            // Reach back across the seam behind the cursor and forward across the end, so both
+            // seams are covered by this response's bytes too.
+            let from = max(0, seg.cursor - overlap)
+            var through: Int64? = seg.end == .max ? nil : seg.end - 1
+            if let last = through, let length = plan.length { through = min(length - 1, last + overlap) }
+            request = Request(segment: segment, kind: .range, from: from, through: through, ifRange: validator)
         case .whole:
             request = Request(segment: segment, kind: .whole, from: 0, through: nil, ifRange: nil)
         }
-        var placed = request
-        placed.mirror = kind == .range ? mirrors.pick() : mirrors.firstEnabled
-        requests[segment] = placed
+        request.mirror = kind == .range ? mirrors.pick() : mirrors.firstEnabled
+        request.fresh = seg.failures > 0
+        requests[segment] = request
         started[segment] = (now, seg.cursor)
-        mirrors.started(placed.mirror)
-        plan.unblock(segment)
-        return .start(placed)
+        mirrors.started(request.mirror)
+        plan.beginRequest(segment, from: request.from, requestEnd: request.requestEnd)
+        return .start(request)
     }
 
-    private func describe(_ range: ContentRange?) -> String {
-        guard let range else { return "no Content-Range" }
-        let total = range.completeLength.map(String.init) ?? "*"
-        if let first = range.first, let last = range.last { return "bytes \(first)-\(last)/\(total)" }
-        return "bytes */\(total)"
+    // MARK: Private
+
+    private mutating func segmentDone(_ segment: Int) -> [Action] {
+        var actions: [Action] = []
+        if let other = plan.finish(segment) {
+            endRequest(other)
+            actions.append(.cancel(segment: other))
+        }
+        if plan.isComplete {
+            return actions + finishNow()
+        }
+        // The connection is free: take a pending gap, else half of the largest range, else twin
+        // the slowest tail.
+        if rangesSupported, !singleStream,
+           let id = plan.takePending() ?? plan.steal() ?? plan.addTwin(minimumTail: options.endgameMinimumTail) {
+            actions.append(start(segment: id, kind: .range))
+        }
+        return actions
+    }
+
+    /// Every byte is written: stop the requests still out and finish.
+    private mutating func finishNow() -> [Action] {
+        var actions: [Action] = []
+        for id in plan.cancelAll() where endRequest(id) != nil {
+            actions.append(.cancel(segment: id))
+        }
+        phase = .finished
+        actions.append(.finish(length: plan.length ?? 0))
+        return actions
     }
 }

@@ -34,9 +34,13 @@ public enum EngineBenchmarks {
                                     etag: "\"bench\"")
             var more = machine.received(head, for: request.segment)
             while true {
-                let window = machine.window(for: request.segment, available: chunk)
-                if window.count == 0 { break }
-                if machine.advance(request.segment, by: window.count) { break }
+                let count: Int
+                switch machine.step(for: request.segment, available: chunk) {
+                case .stop: count = 0
+                case .write(_, let n), .verify(_, let n): count = n
+                }
+                if count == 0 { break }
+                machine.advance(request.segment, by: count)
             }
             more += machine.transferEnded(request.segment, .completed)
             produced += more.count

@@ -12,6 +12,8 @@ struct ResponseHead: Equatable, Sendable {
     var retryAfterSeconds: Int?
     /// All header fields of the final response, in order, names as sent.
     var fields: [(name: String, value: String)]
+    /// `Content-Type: multipart/byteranges`: several parts, which a segment cannot place.
+    var isMultipart = false
 
     init(status: Int, contentLength: Int64? = nil, contentRange: ContentRange? = nil,
          etag: String? = nil, lastModified: String? = nil, retryAfterSeconds: Int? = nil,
@@ -35,9 +37,12 @@ struct ResponseHead: Equatable, Sendable {
             case "etag": etag = String(value.trimmingSpaces)
             case "last-modified": lastModified = String(value.trimmingSpaces)
             case "retry-after": retryAfterSeconds = Int(value.trimmingSpaces)
+            case "content-type": isMultipart = value.lowercased().hasPrefix("multipart/")
             default: break
             }
         }
+        // RFC 9112 §6.3: with Transfer-Encoding, Content-Length is ignored (chunked framing wins).
+        if fields.contains(where: { $0.name.lowercased() == "transfer-encoding" }) { contentLength = nil }
     }
 
     /// A strong ETag (not `W/`), usable with `If-Range`.
@@ -66,16 +71,20 @@ struct ResponseHeadParser: Sendable {
     var followsRedirects = true
 
     /// Feeds one header line (with or without CRLF). Returns the head when a final block ends.
-    mutating func feed(_ line: Substring) -> ResponseHead? {
+    /// `status` is curl's own reading of the status line (`CURLINFO_RESPONSE_CODE`), which wins.
+    mutating func feed(_ line: Substring, status curlStatus: Int? = nil) -> ResponseHead? {
         if line.hasPrefix("HTTP/") {
-            let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
-            status = parts.count >= 2 ? Int(parts[1]) : nil
+            // The status is the three digits after the version, however the reason phrase is
+            // glued on (`HTTP/1.1 200OK` is accepted by curl, so it must be here too).
+            let afterVersion = line.drop { $0 != " " }.drop { $0 == " " }
+            status = Int(afterVersion.prefix { $0.isASCII && $0.isNumber }.prefix(3)) ?? 0
             fields = []
             return nil
         }
         let content = line.trimmingSpaces
         if content.isEmpty {
-            guard let code = status else { return nil }
+            guard let parsed = status else { return nil }
+            let code = curlStatus.flatMap { $0 > 0 ? $0 : nil } ?? parsed
             status = nil
             if code < 200 { return nil }
             if followsRedirects, (300..<400).contains(code),

@@ -39,14 +39,43 @@ struct SegmentPlan: Equatable, Sendable {
         var acceptsBody = true
         /// The plan's epoch when the segment was made; a restart starts a new epoch.
         var epoch = 0
+        /// Offset of the next byte the current response delivers. Behind `cursor` (a request
+        /// that reaches back across a seam) or past `end` (one that reaches forward), its bytes
+        /// are compared with the file rather than written.
+        var position: Int64
+        /// One past the last byte the current request asked for (`Int64.max` when open-ended).
+        var requestEnd: Int64 = .max
+
+        init(id: Int, start: Int64, cursor: Int64, end: Int64, state: State) {
+            self.id = id
+            self.start = start
+            self.cursor = cursor
+            self.end = end
+            self.state = state
+            self.position = cursor
+        }
 
         var remaining: Int64 { end - cursor }
+    }
+
+    /// What to do with the next bytes of a segment's response.
+    enum Step: Equatable, Sendable {
+        /// Write them at `offset`: no other response has delivered these bytes.
+        case write(offset: Int64, count: Int)
+        /// Compare them with the bytes at `offset` (on disk, or once they land): another
+        /// response delivers these bytes too, so they form a seam.
+        case verify(offset: Int64, count: Int)
+        /// Take nothing more: the response is refused, or has delivered all that is wanted.
+        case stop
     }
 
     /// Total length, once known.
     private(set) var length: Int64?
     private(set) var segments: [Segment]
     let minimumSplit: Int64
+    /// How far a request reaches past its segment's end so that the seam with the next segment
+    /// is covered by bytes from both responses.
+    var seamOverlap: Int64 = 0
     /// Incremented by `restart()`: only segments of the current epoch count. Ids are never
     /// reused, so a late callback for an old request cannot touch new work.
     private(set) var epoch = 0
@@ -134,25 +163,70 @@ struct SegmentPlan: Equatable, Sendable {
 
     // MARK: Writing (hot path)
 
-    /// How many of `available` bytes segment `id` may still take, and where they go.
+    /// What the next `available` bytes of segment `id`'s response are for. Bytes in
+    /// `cursor..<end` are written once, by the first response that delivers them; every other
+    /// response that delivers the same bytes (a request reaching across a seam, an endgame twin
+    /// behind its original, a whole-file retry) has them compared instead.
     @inline(__always)
-    func window(for id: Int, available: Int) -> (offset: Int64, count: Int) {
+    func step(for id: Int, available: Int) -> Step {
         let segment = segments[id]
-        guard segment.state == .active, segment.acceptsBody else { return (segment.cursor, 0) }
-        let room = segment.end - segment.cursor
-        return (segment.cursor, room < Int64(available) ? Int(room) : available)
+        guard segment.state == .active, segment.acceptsBody, available > 0 else { return .stop }
+        let position = segment.position
+        if position == segment.cursor, position < segment.end {
+            if let twin = segment.twin, segments[twin].cursor > position {
+                // The twin already wrote these bytes: compare, never rewrite them.
+                let upTo = min(segments[twin].cursor, segment.end)
+                return .verify(offset: position, count: Self.clamp(upTo - position, available))
+            }
+            return .write(offset: position, count: Self.clamp(segment.end - position, available))
+        }
+        if position < segment.cursor {
+            return .verify(offset: position, count: Self.clamp(segment.cursor - position, available))
+        }
+        let overlapEnd = segment.end > Int64.max - seamOverlap ? Int64.max : segment.end + seamOverlap
+        let reach = min(segment.requestEnd, overlapEnd)
+        guard position >= segment.end, position < reach else { return .stop }
+        return .verify(offset: position, count: Self.clamp(reach - position, available))
     }
 
-    /// Advances the cursor after `count` bytes were written. Returns whether the end is reached.
     @inline(__always)
+    private static func clamp(_ room: Int64, _ available: Int) -> Int {
+        room < Int64(available) ? Int(room) : available
+    }
+
+    /// Moves past `count` bytes of segment `id`'s response that `step` handed out; bytes in the
+    /// write region also advance the cursor. Returns whether the segment's range is complete.
+    @inline(__always)
+    @discardableResult
     mutating func advance(_ id: Int, by count: Int) -> Bool {
-        segments[id].cursor += Int64(count)
+        if segments[id].position == segments[id].cursor, segments[id].cursor < segments[id].end {
+            segments[id].cursor += Int64(count)
+        }
+        segments[id].position += Int64(count)
         return segments[id].cursor >= segments[id].end
     }
 
-    /// Restarts a segment's cursor at its start (a server without ranges can only resend all).
-    mutating func rewind(_ id: Int) {
-        segments[id].cursor = segments[id].start
+    /// A new request for segment `id` delivers `from..<requestEnd`; its body is refused until
+    /// its head is validated (`unblock`).
+    mutating func beginRequest(_ id: Int, from: Int64, requestEnd: Int64) {
+        segments[id].position = from
+        segments[id].requestEnd = requestEnd
+        segments[id].acceptsBody = false
+    }
+
+    /// How far the bytes from `offset` on are on disk in this epoch: the end of the written run
+    /// that contains `offset`, or `offset` itself when that byte is not written yet.
+    func writtenEnd(from offset: Int64) -> Int64 {
+        for range in doneRanges where range.contains(offset) { return range.upperBound }
+        return offset
+    }
+
+    /// Whether every byte of the file is written (in flight requests may still be comparing
+    /// bytes across a seam).
+    var isWrittenThrough: Bool {
+        guard let length else { return false }
+        if length == 0 { return true }
+        return doneRanges.first == 0..<length
     }
 
     // MARK: State

@@ -104,6 +104,26 @@ final class DataFile: @unchecked Sendable {
         }
     }
 
+    /// The index of the first byte of `bytes` that differs from the file at `offset`, or `nil`
+    /// when all are the same. Reads back with `pread` (the page cache, as these bytes were just
+    /// written); used for seams, so only a few KiB per request.
+    func firstDifference(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(HaulError) -> Int? {
+        let chunk = 64 << 10
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: min(chunk, max(1, bytes.count)), alignment: 16)
+        defer { scratch.deallocate() }
+        var done = 0
+        while done < bytes.count {
+            let want = min(scratch.count, bytes.count - done)
+            let count = retryingInterrupts { pread(fd, scratch.baseAddress, want, off_t(offset) + off_t(done)) }
+            guard count > 0 else { throw Self.error("read back", path, count < 0 ? errno : EIO) }
+            if memcmp(scratch.baseAddress!, bytes.baseAddress! + done, count) != 0 {
+                for index in 0..<count where scratch[index] != bytes[done + index] { return done + index }
+            }
+            done += count
+        }
+        return nil
+    }
+
     /// SHA-256 (hex) of `count` bytes at `offset`, read with `pread`; `nil` if they cannot be
     /// read in full.
     static func sha256(path: String, offset: Int64, count: Int) -> String? {

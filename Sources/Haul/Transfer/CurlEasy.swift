@@ -6,8 +6,10 @@ struct RequestOptions: Sendable {
     var headers: [String] = []
     var userAgent: String = "haul/\(Haul.version)"
     var connectTimeoutMilliseconds: Int = 30_000
-    /// A transfer slower than 1 byte/s for this long is a stall (CURLE_OPERATION_TIMEDOUT).
+    /// A transfer slower than `minimumBytesPerSecond` for this long is a stall
+    /// (CURLE_OPERATION_TIMEDOUT): it catches silent connections and trickles alike.
     var stallTimeoutSeconds: Int = 30
+    var minimumBytesPerSecond: Int = 1024
     /// Receive buffer per connection: larger means fewer write callbacks.
     var bufferSize: Int = 128 * 1024
     var caFile: String?
@@ -30,7 +32,7 @@ final class CurlEasy: @unchecked Sendable {
     var onBody: (UnsafeRawBufferPointer) -> Int = { $0.count }
     var onDone: (CURLcode, String) -> Void = { _, _ in }
 
-    init(options: RequestOptions, range: String?, extraHeaders: [String], multi: CurlMulti) {
+    init(options: RequestOptions, range: String?, extraHeaders: [String], fresh: Bool = false, multi: CurlMulti) {
         guard let handle = curl_easy_init() else { fatalError("curl_easy_init failed (out of memory?)") }
         self.handle = handle
         errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
@@ -46,12 +48,17 @@ final class CurlEasy: @unchecked Sendable {
         ccurl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
         ccurl_easy_setopt_long(handle, CURLOPT_BUFFERSIZE, options.bufferSize)
         ccurl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeoutMilliseconds)
-        ccurl_easy_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1)
+        ccurl_easy_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, max(1, options.minimumBytesPerSecond))
         ccurl_easy_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, options.stallTimeoutSeconds)
         ccurl_easy_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
         ccurl_easy_setopt_string(handle, CURLOPT_USERAGENT, options.userAgent)
         ccurl_easy_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
         if let range { ccurl_easy_setopt_string(handle, CURLOPT_RANGE, range) }
+        if fresh {
+            // The last connection may have been left in a bad state (garbage after a response).
+            ccurl_easy_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1)
+            ccurl_easy_setopt_long(handle, CURLOPT_FORBID_REUSE, 1)
+        }
         if let caFile = options.caFile { ccurl_easy_setopt_string(handle, CURLOPT_CAINFO, caFile) }
         if !options.verifyTLS {
             ccurl_easy_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 0)
@@ -77,7 +84,7 @@ final class CurlEasy: @unchecked Sendable {
             let easy = Unmanaged<CurlEasy>.fromOpaque(context!).takeUnretainedValue()
             let bytes = UnsafeRawBufferPointer(start: buffer, count: size * count)
             let line = String(decoding: bytes, as: UTF8.self)
-            if let head = easy.headParser.feed(Substring(line)) { easy.onHead(head) }
+            if let head = easy.headParser.feed(Substring(line), status: easy.responseCode) { easy.onHead(head) }
             return size * count
         }
     }
@@ -94,6 +101,12 @@ final class CurlEasy: @unchecked Sendable {
         guard ccurl_easy_getinfo_string(handle, CURLINFO_EFFECTIVE_URL, &value) == CURLE_OK,
               let value else { return nil }
         return String(cString: value)
+    }
+
+    /// The status code of the last response head, as curl read it (0 before one).
+    var responseCode: Int {
+        var code = 0
+        return ccurl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK ? code : 0
     }
 
     /// Called by `CurlMulti` when the transfer is over.

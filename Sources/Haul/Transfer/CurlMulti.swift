@@ -107,9 +107,18 @@ final class CurlMulti: @unchecked Sendable {
         dispatchPrecondition(condition: .onQueue(queue))
         guard handles[easy.handle] != nil else { return }
         driving += 1
-        curl_easy_pause(easy.handle, paused ? ccurl_pause_all : ccurl_pause_cont)
+        let code = curl_easy_pause(easy.handle, paused ? ccurl_pause_all : ccurl_pause_cont)
         driving -= 1
-        drainMessages()
+        if code != CURLE_OK {
+            logger.warning("curl_easy_pause failed", metadata: ["code": "\(code.rawValue)"])
+        }
+        if !paused {
+            // A transfer whose last bytes were held while paused may have nothing left to read
+            // from its socket: let curl run its timers so it completes instead of waiting.
+            socketAction(ccurl_socket_timeout, 0)
+        } else {
+            drainMessages()
+        }
     }
 
 

@@ -14,6 +14,10 @@ struct DownloadResult: Sendable {
     var sha256: String?
     /// What the digest was checked against, if anything.
     var checksumSource: ChecksumSource?
+    /// Seams between responses compared, and how many differed (each difference restarted the
+    /// download as one stream).
+    var seamsChecked = 0
+    var seamMismatches = 0
 }
 
 /// Why a download ended without a file, and the resume data that continues it (when it can).
@@ -53,6 +57,8 @@ final class DownloadOperation: @unchecked Sendable {
         var mirrorURLs: [String] = []
         /// Receive limit for the whole download in bytes per second (0: none).
         var maxBytesPerSecond: Int64 = 0
+        /// The longest the whole download may take (nil: no bound).
+        var maxDuration: Duration?
     }
 
     /// Where a download's files live and what to keep when it stops.
@@ -79,6 +85,12 @@ final class DownloadOperation: @unchecked Sendable {
     private var writeErrors: [Int: HaulError] = [:]
     private var retryTimers: [Int: DispatchWorkItem] = [:]
     private var effectiveURL: String?
+    /// Where range requests to the URL go: the probe's URL after redirects, so a redirector in
+    /// front of several backends cannot send segments of one download to different ones.
+    private var segmentURL: String?
+    private var seams = SeamChecks()
+    private var warnedUnverifiable = false
+    private var deadline: DispatchWorkItem?
     private var completion: ((Result<DownloadResult, DownloadFailure>) -> Void)?
     /// Holds the operation alive from `start()` until it finishes.
     private var running: DownloadOperation?
@@ -170,6 +182,7 @@ final class DownloadOperation: @unchecked Sendable {
                 hasher = StreamingHasher(path: path)
             }
             startProgressTimer()
+            startDeadline()
             run(machine.start())
         }
     }
@@ -226,6 +239,11 @@ final class DownloadOperation: @unchecked Sendable {
                 deferredStarts.removeAll { $0.segment == segment }
             case .retry(let segment, let attempt, let retryAfter):
                 scheduleRetry(segment: segment, attempt: attempt, retryAfter: retryAfter)
+            case .unverifiable:
+                if !warnedUnverifiable {
+                    warnedUnverifiable = true
+                    logger.debug("the server gives no strong ETag or Last-Modified: only seam checks can tell if the file changes")
+                }
             case .droppedMirror(let index, let reason):
                 let url = index == 0 ? settings.request.url : settings.mirrorURLs[index - 1]
                 logger.warning("dropping a source for this download", metadata: ["url": "\(url)", "reason": "\(reason)"])
@@ -233,6 +251,8 @@ final class DownloadOperation: @unchecked Sendable {
                 logger.warning("restarting from byte 0", metadata: ["reason": "\(reason)"])
                 journalCursors.removeAll()
                 syncedRanges.removeAll()
+                seams.reset()
+                segmentURL = nil
                 sample = nil
                 hasher?.reset()
                 if expected?.source != .caller { expected = nil }
@@ -240,7 +260,12 @@ final class DownloadOperation: @unchecked Sendable {
                 journal.remove()
                 onRestart(reason)
             case .finish(let length):
-                complete(length: length)
+                // Bytes kept for seams whose other side has landed now must match first.
+                if let mismatch = resolveSeams() {
+                    run(machine.contentMismatch(at: mismatch))
+                    return
+                }
+                if machine.isFinished { complete(length: length) }
             case .fail(let error):
                 failed(error)
             }
@@ -253,14 +278,22 @@ final class DownloadOperation: @unchecked Sendable {
         var options = settings.request
         if request.mirror > 0, request.mirror <= settings.mirrorURLs.count {
             options.url = settings.mirrorURLs[request.mirror - 1]
+        } else if request.kind == .range, let segmentURL, segmentURL != options.url {
+            // Credentials go to the host the caller named, not to one a redirect chose.
+            if URL(string: segmentURL)?.host != URL(string: options.url)?.host {
+                options.headers = options.headers.filter { !Self.isCredential($0) }
+            }
+            options.url = segmentURL
         }
-        let easy = CurlEasy(options: options, range: request.rangeSpec, extraHeaders: headers, multi: multi)
+        let easy = CurlEasy(options: options, range: request.rangeSpec, extraHeaders: headers, fresh: request.fresh,
+                            multi: multi)
         let segment = request.segment
         easy.onHead = { [unowned self, unowned easy] head in
             guard easies[segment] === easy else { return }
             if !reportedResponse {
                 reportedResponse = true
                 effectiveURL = easy.effectiveURL
+                if request.mirror == 0 { segmentURL = effectiveURL }
                 if expected == nil, let server = SHA256Digest.fromServer(head.fields) {
                     expected = server
                     logger.info("verifying with the server's digest", metadata: ["header": "\(server.1.rawValue)"])
@@ -295,27 +328,68 @@ final class DownloadOperation: @unchecked Sendable {
         multi.queue.asyncAfter(deadline: .now() + delay.dispatchInterval, execute: item)
     }
 
-    /// The hot path: `pwrite` straight from curl's buffer at the segment's cursor.
+    /// The hot path: `pwrite` straight from curl's buffer at the segment's cursor. Bytes that
+    /// another response delivered too (seams, twins, a whole-file retry) are compared instead.
+    /// Returning less than offered stops the transfer; `ccurl_writefunc_pause` pauses it.
     @inline(__always)
     private func write(_ buffer: UnsafeRawBufferPointer, segment: Int) -> Int {
-        let (offset, count) = machine.window(for: segment, available: buffer.count)
-        guard count > 0, let file else { return 0 }
-        if settings.maxBytesPerSecond > 0 {
-            guard tokens > 0 else {
-                // Over the limit: curl holds these bytes until the bucket refills.
-                pausedForRate.insert(segment)
-                return ccurl_writefunc_pause
+        guard let file else { return 0 }
+        var taken = 0
+        while taken < buffer.count {
+            switch machine.step(for: segment, available: buffer.count - taken) {
+            case .stop:
+                return taken
+            case .write(let offset, let count):
+                if settings.maxBytesPerSecond > 0 {
+                    if tokens <= 0, taken == 0 {
+                        // Over the limit: curl holds these bytes until the bucket refills.
+                        pausedForRate.insert(segment)
+                        return ccurl_writefunc_pause
+                    }
+                    tokens -= Int64(count)
+                }
+                do throws(HaulError) {
+                    try file.write(UnsafeRawBufferPointer(rebasing: buffer[taken..<(taken + count)]), at: offset)
+                } catch {
+                    writeErrors[segment] = error
+                    return 0
+                }
+                machine.advance(segment, by: count)
+                taken += count
+            case .verify(let offset, let count):
+                let bytes = UnsafeRawBufferPointer(rebasing: buffer[taken..<(taken + count)])
+                let mismatch: Int64?
+                do throws(HaulError) {
+                    mismatch = try seams.verify(bytes, at: offset, segment: segment, plan: machine.plan, file: file)
+                } catch {
+                    writeErrors[segment] = error
+                    return 0
+                }
+                machine.advance(segment, by: count)
+                taken += count
+                if let mismatch {
+                    logger.warning("seam mismatch: two responses differ", metadata: ["offset": "\(mismatch)"])
+                    run(machine.contentMismatch(at: mismatch))
+                }
             }
-            tokens -= Int64(count)
         }
+        return taken
+    }
+
+    /// Compares kept seam bytes whose other side has landed. Returns a mismatch's offset.
+    private func resolveSeams() -> Int64? {
+        guard let file else { return nil }
         do throws(HaulError) {
-            try file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), at: offset)
+            return try seams.resolve(plan: machine.plan, file: file)
         } catch {
-            writeErrors[segment] = error
-            return 0
+            logger.warning("could not read back a seam", metadata: ["error": "\(error)"])
+            return nil
         }
-        _ = machine.advance(segment, by: count)
-        return count
+    }
+
+    private static func isCredential(_ header: String) -> Bool {
+        let name = header.prefix { $0 != ":" }.lowercased()
+        return name == "authorization" || name == "cookie"
     }
 
     // MARK: Ending
@@ -368,9 +442,11 @@ final class DownloadOperation: @unchecked Sendable {
             return
         }
         journal.remove()
+        logger.debug("seams", metadata: ["checked": "\(seams.checked)", "mismatched": "\(seams.mismatched)"])
         finish(.success(DownloadResult(path: files.destinationPath ?? file.path, length: length,
                                        effectiveURL: effectiveURL, sha256: digest,
-                                       checksumSource: digest == nil ? nil : expected?.source)))
+                                       checksumSource: digest == nil ? nil : expected?.source,
+                                       seamsChecked: seams.checked, seamMismatches: seams.mismatched)))
     }
 
     /// Ends with `failure`, removing the partial file and journal (only if this download opened,
@@ -390,7 +466,7 @@ final class DownloadOperation: @unchecked Sendable {
         switch error {
         case .cancelled:
             return produceResumeDataOnCancel || files.isBesideDestination
-        case .remoteFileChanged, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch,
+        case .remoteFileChanged, .inconsistentContent, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch,
              .invalidChecksum, .fileInUse, .sessionInvalidated:
             return false
         case .transport, .connectionClosedEarly, .httpStatus, .diskFull:
@@ -441,6 +517,8 @@ final class DownloadOperation: @unchecked Sendable {
         progressTimer = nil
         rateTimer?.cancel()
         rateTimer = nil
+        deadline?.cancel()
+        deadline = nil
     }
 
     private func finish(_ result: Result<DownloadResult, DownloadFailure>) {
@@ -495,8 +573,23 @@ final class DownloadOperation: @unchecked Sendable {
         let waiting = pausedForRate
         pausedForRate.removeAll()
         for segment in waiting {
-            if let easy = easies[segment] { multi.setPaused(easy, false) }
+            // A transfer that can take nothing more is not woken (it ends by itself).
+            if let easy = easies[segment], !machine.isFinished { multi.setPaused(easy, false) }
         }
+    }
+
+    /// The whole download's time bound: when it passes, the download fails as timed out and
+    /// keeps what it wrote.
+    private func startDeadline() {
+        guard let limit = settings.maxDuration else { return }
+        let item = DispatchWorkItem { [weak self] in
+            guard let self else { return }
+            let seconds = Int(limit.secondsValue.rounded(.up))
+            run(machine.diskFailed(.transport(code: Int(CURLE_OPERATION_TIMEDOUT.rawValue),
+                                              message: "the download took longer than \(seconds) s")))
+        }
+        deadline = item
+        multi.queue.asyncAfter(deadline: .now() + limit.dispatchInterval, execute: item)
     }
 
     private func startProgressTimer() {
@@ -511,6 +604,9 @@ final class DownloadOperation: @unchecked Sendable {
     /// Ten times a second: feed the hasher the done prefix; journal when a segment advanced a
     /// step; every few seconds make the bytes so far survive a power cut.
     private func progressTick() {
+        if let mismatch = resolveSeams() {
+            run(machine.contentMismatch(at: mismatch))
+        }
         run(machine.tick(now: ContinuousClock.now - startedAt))
         guard !machine.isFinished else { return }
         if let hasher, let first = machine.plan.doneRanges.first, first.lowerBound == 0 {

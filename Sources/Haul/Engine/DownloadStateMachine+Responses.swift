@@ -1,0 +1,218 @@
+/// How the download state machine judges a response head before any of its body is accepted:
+/// the status, the range, the length and every validator of the first response.
+extension DownloadStateMachine {
+    /// A final response head arrived for `segment`'s request. Its body reaches the file only if
+    /// this accepts it (`plan.unblock`).
+    mutating func received(_ head: ResponseHead, for segment: Int) -> [Action] {
+        guard !isFinished, let request = requests[segment] else { return [] }
+        if [408, 425, 429, 500, 502, 503, 504].contains(head.status) {
+            reject(segment, .httpStatus(head.status), retryable: true, retryAfter: head.retryAfterSeconds)
+            return []
+        }
+        if request.kind == .range, !mirrors.mirrors[request.mirror].validated {
+            if let actions = validateMirror(head, for: request) { return actions }
+        }
+        switch request.kind {
+        case .probe: return receivedProbe(head, segment: segment)
+        case .range: return receivedRange(head, for: request)
+        case .whole: return receivedWhole(head, for: request)
+        }
+    }
+
+    /// How `head`'s validators differ from those of the version being downloaded, or `nil`.
+    /// Every validator is compared (weak ETags with the weak comparison of RFC 9110 §8.8.3.2);
+    /// one that disappears or appears is a change.
+    func validatorChange(_ head: ResponseHead) -> String? {
+        switch (etag, head.etag) {
+        case (nil, nil): break
+        case (let expected?, nil): return "its ETag \(expected) disappeared"
+        case (nil, let now?): return "an ETag \(now) appeared"
+        case (let expected?, let now?):
+            let weak = expected.hasPrefix("W/") || now.hasPrefix("W/")
+            if weak ? Self.opaqueTag(expected) != Self.opaqueTag(now) : expected != now {
+                return "ETag \(expected) became \(now)"
+            }
+        }
+        switch (lastModified, head.lastModified) {
+        case (nil, nil): break
+        case (let expected?, nil): return "its Last-Modified \(expected) disappeared"
+        case (nil, let now?): return "a Last-Modified \(now) appeared"
+        case (let expected?, let now?):
+            if expected != now { return "Last-Modified \(expected) became \(now)" }
+        }
+        return nil
+    }
+
+    private static func opaqueTag(_ etag: String) -> Substring {
+        etag.hasPrefix("W/") ? etag.dropFirst(2) : Substring(etag)
+    }
+
+    // MARK: By request kind
+
+    private mutating func receivedProbe(_ head: ResponseHead, segment: Int) -> [Action] {
+        switch head.status {
+        case 206:
+            guard let range = head.contentRange, !head.isMultipart else {
+                // A 206 without one Content-Range cannot be placed: fetch the file as one stream.
+                return restart(reason: "the server answered a range request without one Content-Range",
+                               singleStream: true)
+            }
+            guard range.first == 0, let last = range.last, head.contentLength.map({ $0 == last + 1 }) ?? true else {
+                return rangeFault(segment, expected: "bytes 0-", received: describe(head))
+            }
+            adopt(head, segment: segment)
+            guard let length = range.completeLength else {
+                // Ranges work but the length is unknown: stream to the end on one connection.
+                plan.setSingleStream(length: nil, probe: segment)
+                return unverifiedNote()
+            }
+            rangesSupported = true
+            let added = plan.split(length: length, connections: options.connections, probe: segment)
+            return unverifiedNote() + [.preallocate(length: length)] + added.map { start(segment: $0, kind: .range) }
+        case 200..<300:
+            adopt(head, segment: segment)
+            plan.setSingleStream(length: head.contentLength, probe: segment)
+            return [.preallocate(length: head.contentLength ?? 0)]
+        case 416 where head.contentRange?.completeLength == 0:
+            // The only answer a server can give to `bytes=0-` for an empty file.
+            adopt(head, segment: segment)
+            plan.setSingleStream(length: 0, probe: segment)
+            return [.preallocate(length: 0)]
+        default:
+            reject(segment, .httpStatus(head.status), retryable: false)
+            return []
+        }
+    }
+
+    private mutating func receivedRange(_ head: ResponseHead, for request: Request) -> [Action] {
+        let length = plan.length
+        switch head.status {
+        case 206:
+            if let total = head.contentRange?.completeLength, let length, total != length {
+                return remoteChanged("its length \(length) became \(total)")
+            }
+            if request.mirror == 0, let change = validatorChange(head) {
+                return remoteChanged(change)
+            }
+            guard let range = head.contentRange, !head.isMultipart else {
+                return restart(reason: "the server answered a range request without one Content-Range",
+                               singleStream: true)
+            }
+            let last = request.through ?? (length.map { $0 - 1 } ?? -1)
+            guard range.first == request.from, range.last == last, range.completeLength == length,
+                  head.contentLength.map({ $0 == last - request.from + 1 }) ?? true
+            else {
+                let asked = "bytes \(request.rangeSpec ?? "")/\(length.map(String.init) ?? "*")"
+                return rangeFault(request.segment, expected: asked, received: describe(head))
+            }
+            plan.unblock(request.segment)
+            return []
+        case 200 where request.ifRange != nil:
+            // If-Range did not match: the server sends the new version whole.
+            return remoteChanged("the server answered a ranged If-Range request with the whole file")
+        case 200:
+            // Range support is gone (or was never real): one stream from byte 0.
+            return restart(reason: "the server stopped honouring ranges", singleStream: true)
+        case 416:
+            return remoteChanged("bytes \(request.rangeSpec ?? "") are no longer there (416): the file got shorter")
+        default:
+            reject(request.segment, .httpStatus(head.status), retryable: false)
+            return []
+        }
+    }
+
+    /// A request without `Range`: the first of a single-stream download (after a restart), or
+    /// a retry of one, whose bytes already on disk are compared as they arrive again.
+    private mutating func receivedWhole(_ head: ResponseHead, for request: Request) -> [Action] {
+        if head.status == 206 {
+            reject(request.segment, .invalidContentRange(expected: "the whole file", received: describe(head)),
+                   retryable: true)
+            return []
+        }
+        guard (200..<300).contains(head.status) else {
+            reject(request.segment, .httpStatus(head.status), retryable: false)
+            return []
+        }
+        if phase == .probing {
+            adopt(head, segment: request.segment)
+            plan.setSingleStream(length: head.contentLength, probe: request.segment)
+            return [.preallocate(length: head.contentLength ?? 0)]
+        }
+        if let expected = plan.length, let length = head.contentLength, length != expected {
+            return remoteChanged("its length \(expected) became \(length)")
+        }
+        if let change = validatorChange(head) {
+            return remoteChanged(change)
+        }
+        plan.unblock(request.segment)
+        return []
+    }
+
+    // MARK: Helpers
+
+    /// The first response of the download (or of a restart): its validators describe the
+    /// version, and its body is accepted.
+    private mutating func adopt(_ head: ResponseHead, segment: Int) {
+        if let probe = requests[probeSegment] { mirrors.validated(probe.mirror) }
+        probeHead = head
+        etag = head.etag
+        lastModified = head.lastModified
+        phase = .transferring
+        plan.unblock(segment)
+    }
+
+    /// Logs once that nothing but seam checks can tell a changed file.
+    private func unverifiedNote() -> [Action] {
+        validator == nil ? [.unverifiable] : []
+    }
+
+    /// A `206` that does not carry exactly the range asked for: the body is refused and the
+    /// segment retried; after a few such answers ranges are not trusted any more and the file is
+    /// fetched as one stream.
+    private mutating func rangeFault(_ segment: Int, expected: String, received: String) -> [Action] {
+        rangeFaults += 1
+        let error = HaulError.invalidContentRange(expected: expected, received: received)
+        if rangeFaults >= options.maxRangeFaults {
+            guard options.restartsOnRemoteChange else { return fail(error) }
+            return restart(reason: "\(error)", singleStream: true)
+        }
+        reject(segment, error, retryable: true)
+        return []
+    }
+
+    /// A mirror's first response must be a `206` for the same length and validators as the
+    /// download's; otherwise the mirror is dropped and the segment retried elsewhere. Returns
+    /// `nil` when the response is fine (or the mirror is the last one left).
+    private mutating func validateMirror(_ head: ResponseHead, for request: Request) -> [Action]? {
+        var problem: String?
+        if head.status != 206 {
+            problem = "it answered HTTP \(head.status) to a range request"
+        } else if let length = plan.length, head.contentRange?.completeLength != length {
+            problem = "its file is \(head.contentRange?.completeLength.map(String.init) ?? "of unknown length"), not \(length) bytes"
+        } else if let expected = etag, let other = head.etag, other != expected {
+            problem = "its ETag \(other) is not \(expected)"
+        } else if let expected = lastModified, let other = head.lastModified, other != expected {
+            problem = "its Last-Modified \(other) is not \(expected)"
+        }
+        guard let problem else {
+            mirrors.validated(request.mirror)
+            return nil
+        }
+        guard mirrors.drop(request.mirror, reason: problem) else { return nil }
+        reject(request.segment, .remoteFileChanged(reason: "mirror \(request.mirror): \(problem)"), retryable: true)
+        return [.droppedMirror(index: request.mirror, reason: problem)]
+    }
+
+    private func describe(_ head: ResponseHead) -> String {
+        guard let range = head.contentRange else { return "no Content-Range" }
+        let total = range.completeLength.map(String.init) ?? "*"
+        var text = "bytes */\(total)"
+        if let first = range.first, let last = range.last {
+            text = "bytes \(first)-\(last)/\(total)"
+            if let length = head.contentLength, length != last - first + 1 {
+                text += " with Content-Length \(length)"
+            }
+        }
+        return text
+    }
+}
