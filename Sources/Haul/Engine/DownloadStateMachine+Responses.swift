@@ -198,9 +198,17 @@ extension DownloadStateMachine {
             mirrors.validated(request.mirror)
             return nil
         }
-        guard mirrors.drop(request.mirror, reason: problem) else { return nil }
-        reject(request.segment, .remoteFileChanged(reason: "mirror \(request.mirror): \(problem)"), retryable: true)
-        return [.droppedMirror(index: request.mirror, reason: problem)]
+        let error = HaulError.remoteFileChanged(reason: "mirror \(request.mirror): \(problem)")
+        if mirrors.drop(request.mirror, reason: problem) {
+            reject(request.segment, error, retryable: true)
+            return [.droppedMirror(index: request.mirror, reason: problem)]
+        }
+        if !mirrors.mirrors[request.mirror].enabled {
+            // Dropped already (another request found it first): this segment goes elsewhere.
+            reject(request.segment, error, retryable: true)
+            return []
+        }
+        return nil
     }
 
     private func describe(_ head: ResponseHead) -> String {
