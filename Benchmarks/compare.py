@@ -59,7 +59,7 @@ http {{
 """
 
 
-def tools(haul, urlsession):
+def tools(haul, urlsession, seam_rows=False):
     """Each tool with the options its documentation recommends for speed. Each entry takes the
     URL, the output path and the expected SHA-256 (verified by the tool itself in the checksum
     scenario, None elsewhere), and returns argv, or None when the tool has no part in it."""
@@ -81,6 +81,8 @@ def tools(haul, urlsession):
                                               + (["--sha256", digest] if digest else []),
         "haul -x16 --no-hash": lambda url, out, digest: None if digest else
             [haul, "get", url, "-o", out, "-q", "-x", "16", "--no-hash"],
+        **({"haul -x16 --seam-overlap 0": lambda url, out, digest: None if digest else
+            [haul, "get", url, "-o", out, "-q", "-x", "16", "--seam-overlap", "0"]} if seam_rows else {}),
         "curl": curl,
         "aria2c -x16 -s16": aria2,
         "axel -n16": lambda url, out, digest: None if digest else ["axel", "-q", "-n", "16", "-o", out, url],
@@ -245,6 +247,8 @@ def main():
     parser.add_argument("--work", default="/tmp/haul-compare")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--output", default="docs/benchmarks.md")
+    parser.add_argument("--seam-rows", action="store_true",
+                        help="add a row for haul without seam checks (--seam-overlap 0), to measure their cost")
     args = parser.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
     haul = os.path.abspath(args.haul)
@@ -256,7 +260,7 @@ def main():
         handle.write(NGINX_CONF.format(work=args.work, port=port))
     subprocess.run(["nginx", "-c", f"{args.work}/nginx.conf", "-p", args.work], check=True)
     time.sleep(0.3)
-    catalogue = tools(haul, urlsession)
+    catalogue = tools(haul, urlsession, args.seam_rows)
     batches = batch_tools(haul)
     names = list(catalogue)
     names = names + [n for n in batch_tools(haul) if n not in names]

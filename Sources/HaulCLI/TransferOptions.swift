@@ -19,6 +19,9 @@ struct TransferOptions: ParsableArguments {
     @Option(help: "Seconds the whole download may take, retries included; then it stops, resumable.")
     var maxTime: Double?
 
+    @Option(help: "How far each range request reaches across its neighbours' boundaries; the bytes two responses both carry are compared (0 turns the check off).")
+    var seamOverlap: ByteSize = ByteSize(bytes: 16 << 10)
+
     @Option(help: "Limit each download to this many bytes per second (e.g. 2M).")
     var limitRate: ByteSize?
 
@@ -61,6 +64,7 @@ struct TransferOptions: ParsableArguments {
         configuration.timeoutIntervalForConnect = timeout
         if let maxTime { configuration.timeoutIntervalForResource = maxTime }
         configuration.maximumBytesPerSecond = limitRate?.bytes ?? 0
+        configuration.seamOverlap = seamOverlap.bytes
         for header in headers {
             let parts = header.split(separator: ":", maxSplits: 1)
             configuration.httpAdditionalHeaders[String(parts[0]).trimmingCharacters(in: .whitespaces)] =
