@@ -122,7 +122,13 @@ final class RawResponseHandler: ChannelInboundHandler {
                 }
                 chunk = min(chunk, limit - stream.sent)
             }
-            if let limit = response.resetAfter { chunk = min(chunk, max(0, limit - stream.sent)) }
+            if let limit = response.resetAfter {
+                if stream.sent >= limit {
+                    close(context: context)
+                    return
+                }
+                chunk = min(chunk, limit - stream.sent)
+            }
             if let rate = response.bytesPerSecond, rate > 0 {
                 chunk = min(chunk, max(1, rate / 10))
                 let due = stream.started + .nanoseconds(Int64(Double(stream.sent) / Double(rate) * 1e9))
@@ -131,15 +137,17 @@ final class RawResponseHandler: ChannelInboundHandler {
                     return
                 }
             }
-            let written = write(piece: piece, offset: stream.offset, count: chunk, chunked: response.chunked,
-                                context: context)
+            // Advance before writing: a flush can re-enter `sendNext` through a writability change.
+            let offset = stream.offset
             stream.offset += Int64(chunk)
             stream.sent += chunk
-            self.stream = stream
-            if let limit = response.resetAfter, stream.sent >= limit {
+            let resets = response.resetAfter.map { stream.sent >= $0 } ?? false
+            self.stream = resets ? nil : stream
+            if resets { closed = true }
+            let written = write(piece: piece, offset: offset, count: chunk, chunked: response.chunked,
+                                context: context)
+            if resets {
                 // Close once these bytes are on the wire, so the client sees exactly `limit`.
-                self.stream = nil
-                closed = true
                 let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
                 written.whenComplete { _ in bound.value.close(promise: nil) }
                 return
