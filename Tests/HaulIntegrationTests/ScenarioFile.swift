@@ -2,7 +2,22 @@ import Foundation
 import HaulTestServer
 
 /// One fault scenario as written in `Scenarios/<name>.json`: the server's behaviour, the
-/// client's settings and what must come out.
+/// client's settings and what must come out. A new fault is one new file:
+///
+/// ```json
+/// {
+///   "name": "consistent-liar",
+///   "description": "ranged answers past 0 carry the bytes 4096 after those asked",
+///   "server": {
+///     "versions": [{ "seed": 102, "size": 8388608, "etag": "\"c1\"" }],
+///     "rules": [{ "when": { "startAbove": 0 }, "then": { "shiftBody": 4096 } }]
+///   },
+///   "client": { "connections": 16 },
+///   "expect": { "outcome": "exactOrError", "errors": ["inconsistentContent"], "maxSeconds": 20 }
+/// }
+/// ```
+///
+/// `server` is a `ScenarioBehaviour` (see its fields, `RequestSelector` and `ResponseAction`).
 struct ScenarioFile: Decodable, Sendable {
     /// The scenario's name: the file's name without `.json`.
     var name: String

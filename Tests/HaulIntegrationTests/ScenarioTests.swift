@@ -5,7 +5,8 @@ import Testing
 
 extension Integration {
     /// Misbehaving-server scenarios, one JSON file each in `Scenarios/`, all run by one test.
-    /// `HAUL_SCENARIO=name[,name…]` runs only those.
+    /// `HAUL_SCENARIO=name[,name…]` runs only those; `HAUL_SCENARIO_VERBOSE=1` prints what the
+    /// server saw for passing scenarios too.
     @Suite("Scenarios")
     struct ScenarioTests {
         @Test("Fault scenario", arguments: ScenarioFile.names())
@@ -24,7 +25,8 @@ extension Integration {
             for problem in problems {
                 Issue.record("Scenarios/\(name).json (\(scenario.description)): \(problem)")
             }
-            if !problems.isEmpty { print("Scenarios/\(name).json: \(check.requestSummary)") }
+            let verbose = ProcessInfo.processInfo.environment["HAUL_SCENARIO_VERBOSE"] != nil
+            if !problems.isEmpty || verbose { print("Scenarios/\(name).json: \(check.requestSummary)") }
         }
     }
 }
