@@ -60,7 +60,9 @@ let package = Package(
         ),
         .testTarget(
             name: "HaulIntegrationTests",
-            dependencies: ["Haul", "HaulTestServer"]
+            dependencies: ["Haul", "HaulTestServer"],
+            // Fault scenarios as data, read at run time next to the test sources.
+            exclude: ["Scenarios"]
         ),
     ],
     swiftLanguageModes: [.v6]

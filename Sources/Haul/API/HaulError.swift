@@ -49,8 +49,8 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
         case .transport(let code, let message):
             return "transfer failed: \(message) (curl error \(code)); check the network and try again"
         case .invalidContentRange(let expected, let received):
-            return "the server sent the wrong byte range (asked for \(expected), got \(received)); "
-                + "it cannot be trusted with segmented downloads, try -x 1"
+            return "the server sent the wrong byte range (asked for \(expected), got \(received)) again and again; "
+                + "with restarts allowed it is fetched as one stream instead"
         case .rangeIgnored(let range):
             return "the server ignored the request for bytes \(range) and sent the whole file; "
                 + "it may have changed on the server, start the download again"

@@ -174,7 +174,8 @@ extension DownloadStateMachine {
         let error = HaulError.invalidContentRange(expected: expected, received: received)
         if rangeFaults >= options.maxRangeFaults {
             guard options.restartsOnRemoteChange else { return fail(error) }
-            return restart(reason: "\(error)", singleStream: true)
+            return restart(reason: "the server kept sending wrong byte ranges (asked for \(expected), got \(received))",
+                           singleStream: true)
         }
         reject(segment, error, retryable: true)
         return []

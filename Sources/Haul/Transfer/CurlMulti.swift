@@ -110,7 +110,7 @@ final class CurlMulti: @unchecked Sendable {
         let code = curl_easy_pause(easy.handle, paused ? ccurl_pause_all : ccurl_pause_cont)
         driving -= 1
         if code != CURLE_OK {
-            logger.warning("curl_easy_pause failed", metadata: ["code": "\(code.rawValue)"])
+            logger.debug("curl_easy_pause failed (the transfer ends with this code)", metadata: ["code": "\(code.rawValue)"])
         }
         if !paused {
             // A transfer whose last bytes were held while paused may have nothing left to read
