@@ -1,6 +1,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "CHaulSystem.h"
 
 int chaul_fallocate(int fd, off_t offset, off_t length) {
@@ -9,6 +12,16 @@ int chaul_fallocate(int fd, off_t offset, off_t length) {
 #else
     (void)fd; (void)offset; (void)length;
     errno = EOPNOTSUPP;
+    return -1;
+#endif
+}
+
+int chaul_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
+#if defined(__linux__) && defined(SYS_renameat2)
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, 1 /* RENAME_NOREPLACE */);
+#else
+    (void)olddirfd; (void)oldpath; (void)newdirfd; (void)newpath;
+    errno = ENOSYS;
     return -1;
 #endif
 }

@@ -37,7 +37,9 @@ enum ExitStatus: Int32, Error {
             return
         }
         switch error as? HaulError {
-        case .diskFull?, .fileSystem?, .fileInUse?: self = .diskError
+        case .diskFull?, .fileSystem?, .fileInUse?, .notARegularFile?, .destinationExists?, .insufficientSpace?:
+            self = .diskError
+        case .invalidFileName?: self = .usage
         case .checksumMismatch?: self = .checksumMismatch
         case .invalidChecksum?: self = .usage
         case .httpStatus?: self = .httpError

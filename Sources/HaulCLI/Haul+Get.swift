@@ -62,8 +62,14 @@ extension HaulCommand {
         @Flag(help: "Ignore a journal from an earlier run and start over.")
         var noResume = false
 
-        @Flag(help: "Overwrite existing files.")
+        @Flag(help: "Overwrite an existing regular file at the name you gave (-o, or the URL's name). Never a directory, link or device.")
         var force = false
+
+        @Flag(help: "Let a name the server chose (Content-Disposition) replace an existing regular file; hidden files are never replaced.")
+        var forceServerNames = false
+
+        @Flag(help: "Send -H credentials (Authorization, Cookie) to mirrors too, not only to the URL.")
+        var mirrorHeaders = false
 
         @Option(name: [.customShort("i"), .long], help: "A file of URLs, one per line (# starts a comment).")
         var inputFile: String?
@@ -150,6 +156,8 @@ extension HaulCommand {
             configuration.syncsBeforeMove = !noSync
             configuration.writesJournal = !noJournal
             configuration.computesSHA256 = !noHash
+            configuration.replacesExistingFiles = force
+            configuration.sendsCredentialsToMirrors = mirrorHeaders
             let session = DownloadSession(configuration: configuration)
             let sums = try checksumList(reporter)
 
@@ -160,15 +168,24 @@ extension HaulCommand {
                 mirrors = sources.dropFirst().compactMap(URL.init(string:)) + mirrors
                 sources = Array(sources.prefix(1))
             }
+            var reserved: Set<String> = []
             for text in sources {
                 let url = URL(string: text)!
-                let destination: URL
+                var destination: URL
                 if let output {
                     destination = URL(fileURLWithPath: output).standardizedFileURL
                 } else {
                     destination = URL(fileURLWithPath: dir ?? ".").appendingPathComponent(OutputName.from(url: url))
                         .standardizedFileURL
+                    // Names are reserved at the start: two downloads never share one.
+                    let wanted = destination
+                    destination = OutputName.distinct(destination, taken: reserved)
+                    if destination != wanted {
+                        reporter.note("\(wanted.lastPathComponent) is taken by another download of this run; "
+                            + "\(url.withoutCredentials.absoluteString) is saved as \(destination.lastPathComponent)")
+                    }
                 }
+                reserved.insert(destination.path)
                 let job = Job(url: url, output: destination)
                 job.mirrors = mirrors
                 jobs.append(job)

@@ -36,12 +36,27 @@ enum OutputName {
         return (extended ?? plain).flatMap(sanitize)
     }
 
+    /// `url` itself, or `NAME.1.EXT`, `NAME.2.EXT`, … when another download of the run took it.
+    static func distinct(_ url: URL, taken: Set<String>) -> URL {
+        guard taken.contains(url.path) else { return url }
+        let stem = url.deletingPathExtension().lastPathComponent
+        let suffix = url.pathExtension.isEmpty ? "" : "." + url.pathExtension
+        for index in 1... {
+            let candidate = url.deletingLastPathComponent().appendingPathComponent("\(stem).\(index)\(suffix)")
+            if !taken.contains(candidate.path) { return candidate }
+        }
+        return url
+    }
+
     /// A name that stays in its directory: the last component after `/` or `\`, without
-    /// control characters, not `.` or `..`, at most 255 bytes. `nil` when nothing is left.
+    /// control characters or leading dots (a server must not pick `.bashrc`), at most 255 bytes.
+    /// `nil` when nothing is left.
     static func sanitize(_ raw: String) -> String? {
         let last = raw.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last.map(String.init) ?? ""
         var name = String(last.unicodeScalars.filter { !CharacterSet.controlCharacters.contains($0) })
             .trimmingCharacters(in: .whitespaces)
+        // A server must not pick a hidden name (`.bashrc`, `.ssh`): leading dots go.
+        while name.hasPrefix(".") { name.removeFirst() }
         while name.utf8.count > 255 { name.removeLast() }
         guard !name.isEmpty, name != ".", name != ".." else { return nil }
         return name

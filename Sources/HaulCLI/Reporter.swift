@@ -29,6 +29,9 @@ final class Job: @unchecked Sendable {
     fileprivate var lastSample: (ContinuousClock.Instant, Int64)?
     fileprivate var lastJSON: ContinuousClock.Instant?
 
+    /// The URL as it may be shown or logged: without a user name or password.
+    var shownURL: String { url.withoutCredentials.absoluteString }
+
     init(url: URL, output: URL) {
         self.url = url
         self._output = output
@@ -69,7 +72,7 @@ final class Reporter: @unchecked Sendable {
     func started(_ job: Job) {
         lock.withLock { active.append(job) }
         if mode == .json {
-            emit(["event": "start", "url": job.url.absoluteString, "output": job.output.path])
+            emit(["event": "start", "url": job.shownURL, "output": job.output.path])
         }
     }
 
@@ -92,7 +95,7 @@ final class Reporter: @unchecked Sendable {
             }
             for job in due {
                 guard let task = job.task else { continue }
-                emit(["event": "progress", "url": job.url.absoluteString, "bytes": task.countOfBytesReceived,
+                emit(["event": "progress", "url": job.shownURL, "bytes": task.countOfBytesReceived,
                       "total": task.countOfBytesExpectedToReceive, "bytes_per_second": Int(job.speed),
                       "connections": task.activeConnections])
             }
@@ -108,7 +111,7 @@ final class Reporter: @unchecked Sendable {
         let bytes = task.countOfBytesExpectedToReceive
         switch mode {
         case .json:
-            var object: [String: Any] = ["event": "finish", "url": job.url.absoluteString, "output": job.output.path,
+            var object: [String: Any] = ["event": "finish", "url": job.shownURL, "output": job.output.path,
                                          "bytes": bytes, "seconds": (seconds * 1000).rounded() / 1000]
             object["sha256"] = task.sha256
             object["checksum_source"] = task.checksumSource?.rawValue
@@ -139,10 +142,10 @@ final class Reporter: @unchecked Sendable {
     func failed(_ job: Job, message: String, status: ExitStatus) {
         remove(job)
         if mode == .json {
-            emit(["event": "error", "url": job.url.absoluteString, "output": job.output.path, "message": message,
+            emit(["event": "error", "url": job.shownURL, "output": job.output.path, "message": message,
                   "exit_code": Int(status.rawValue)])
         } else {
-            printAbove("haul: \(job.url.absoluteString): \(message)", toStandardError: true)
+            printAbove("haul: \(job.shownURL): \(message)", toStandardError: true)
         }
     }
 

@@ -3,6 +3,9 @@ import Foundation
 import FoundationNetworking
 #endif
 import Haul
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs the jobs of a `haul get`: at most N at once, each resumed from its journal when it can
 /// be, reported as they go; Ctrl-C and SIGTERM cancel them all (their journals stay).
@@ -61,8 +64,8 @@ struct Runner: Sendable {
         } catch {
             return .networkError
         }
-        if resumeData == nil, !command.force, FileManager.default.fileExists(atPath: job.output.path) {
-            reporter.failed(job, message: "\(job.output.path) exists; use --force to overwrite it", status: .diskError)
+        if resumeData == nil, let problem = existingOutputProblem(job) {
+            reporter.failed(job, message: problem, status: .diskError)
             return .diskError
         }
         reporter.started(job)
@@ -104,21 +107,45 @@ struct Runner: Sendable {
         for try await _ in events {}
     }
 
+    /// Why the output cannot be written, when something is already there: anything but a
+    /// regular file is never replaced, and a regular file only with --force.
+    private func existingOutputProblem(_ job: Job) -> String? {
+        var info = stat()
+        guard lstat(job.output.path, &info) == 0 else { return nil }
+        if info.st_mode & S_IFMT != S_IFREG {
+            return "\(job.output.path) is not a regular file (a directory, link or device); haul never replaces one, choose another name"
+        }
+        return command.force ? nil : "\(job.output.path) exists; use --force to overwrite it"
+    }
+
     /// The resume data in the journal beside the job's output, if it is for the same URL.
     private func journal(for job: Job) throws -> Data? {
         let path = DownloadSession.journalURL(for: job.output)
-        guard let data = FileManager.default.contents(atPath: path.path) else { return nil }
+        guard let data = DownloadSession.journal(for: job.output) else {
+            if command.continueDownload {
+                reporter.failed(job, message: "nothing to continue: there is no journal at \(path.path) (run without -c to start)",
+                                status: .diskError)
+                throw ExitStatus.diskError
+            }
+            return nil
+        }
         if command.noResume {
-            try? FileManager.default.removeItem(at: path)
+            try? DownloadSession.removeJournal(for: job.output)
             return nil
         }
         do {
-            let resume = try ResumeData(data)
+            var resume = try ResumeData(data)
             // Any source of the file will do: with --mirror-select the primary may differ per run.
-            guard ([job.url, job.primary] + job.mirrors).contains(resume.url) else {
-                return try startOver(job, "the journal at \(path.path) is for \(resume.url.absoluteString)")
+            // A journal never holds a password: compare without, and give it back in memory.
+            let sources = [job.url, job.primary] + job.mirrors
+            guard let source = sources.first(where: { $0.withoutCredentials == resume.url.withoutCredentials }) else {
+                return try startOver(job, "the journal at \(path.path) is for \(resume.url.withoutCredentials.absoluteString)")
             }
             reporter.note("\(job.output.lastPathComponent): resuming: \(resume.bytesDone) of \(resume.length) bytes already downloaded")
+            if source.user != nil {
+                resume.url = source
+                return resume.encoded()
+            }
             return data
         } catch let error as HaulError {
             return try startOver(job, error.localizedDescription)
@@ -135,20 +162,25 @@ struct Runner: Sendable {
     }
 
     /// Without -o, a server's Content-Disposition name wins over the URL's, within the same
-    /// directory, never over an existing file unless --force.
+    /// directory. A name the server chose never replaces anything unless
+    /// --force-server-names, and then only a regular file that is not hidden (the name itself
+    /// never starts with a dot).
     private func renameFromContentDisposition(_ job: Job) {
         guard command.output == nil,
               let header = (job.task?.response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Content-Disposition"),
               let name = OutputName.from(contentDisposition: header), name != job.output.lastPathComponent else { return }
-        let target = job.output.deletingLastPathComponent().appendingPathComponent(name)
-        if FileManager.default.fileExists(atPath: target.path) {
-            guard command.force else {
-                reporter.note("kept \(job.output.lastPathComponent): \(name) (from Content-Disposition) exists; use --force")
-                return
+        do throws(HaulError) {
+            job.output = try DownloadSession.renameDownloadedFile(at: job.output, to: name,
+                                                                  replacing: command.forceServerNames)
+        } catch {
+            let reason: String
+            switch error {
+            case .destinationExists: reason = "exists; --force-server-names lets a server's name replace a file"
+            case .notARegularFile: reason = "is not a regular file and is never replaced"
+            default: reason = "cannot be used (\(error))"
             }
-            try? FileManager.default.removeItem(at: target)
+            reporter.note("kept \(job.output.lastPathComponent): \(name) (from Content-Disposition) \(reason)")
         }
-        if (try? FileManager.default.moveItem(at: job.output, to: target)) != nil { job.output = target }
     }
 }
 

@@ -62,9 +62,11 @@ extension Integration {
                 _ = try await session(syscalls: flaky).download(from: server.url("/f"), to: scratch.file("out"))
                 Issue.record("the download should have failed")
             } catch let error as HaulError {
-                guard case .diskFull(let path, let resumeData) = error else { Issue.record("wrong error: \(error)"); return }
+                guard case .diskFull(let shown, let resumeData) = error else { Issue.record("wrong error: \(error)"); return }
                 #expect(error.description.contains("no space left"))
+                #expect(shown == scratch.file("out").path, "the message names the user's path")
                 // The partial temp file is kept, with real bytes in it.
+                let path = try ResumeData(#require(resumeData)).tempFile.path
                 #expect(FileManager.default.fileExists(atPath: path))
                 let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
                 let prefix = try handle.read(upToCount: 4096) ?? Data()
@@ -98,8 +100,10 @@ extension Integration {
                 #expect(failure == EOPNOTSUPP, "a full disk was not reported")
                 #expect(try SHA256.hex(ofFileAt: scratch.file("out").path) == content.sha256)
             } catch let error as HaulError {
-                guard case .diskFull = error else { Issue.record("wrong error: \(error)"); return }
+                guard case .insufficientSpace(let path, let needed, _) = error else { Issue.record("wrong error: \(error)"); return }
+                #expect(path == scratch.file("out").path && needed == content.size)
                 #expect(failure == ENOSPC)
+                #expect(scratch.contents.isEmpty, "the space was not given back: \(scratch.contents)")
                 // Found before the body: the 8 MiB at 8 MiB/s per connection would take far longer to fail.
                 #expect(ContinuousClock.now - started < .milliseconds(500))
                 #expect(server.bytesSent < content.size / 2)

@@ -17,8 +17,11 @@ extension Integration {
                 spec.hasPrefix("bytes=") && !spec.hasPrefix("bytes=0-")
                     && (Int64(spec.dropFirst(6).split(separator: "-")[0]) ?? 0) % (1 << 20) == 100_000 - 32_768
             }
-            // Three resets, each resumed at the cursor (an endgame twin may start there too).
-            #expect(resumed.count >= 3, "expected requests resuming 100 000 bytes into a segment: \(server.requests)")
+            // Which requests the three resets hit depends on arrival order (an endgame twin of a
+            // segment that has not started repeats its request), but a reset segment resumes at
+            // its cursor, and nothing is fetched twice beyond the overlaps and twins.
+            #expect(resumed.count >= 1, "expected a request resuming 100 000 bytes into a segment: \(server.requests)")
+            #expect(server.bytesSent < file.content.size * 3 / 2, "sent \(server.bytesSent) bytes")
         }
 
         @Test("A stalled single stream is dropped after the stall timeout and retried; exact bytes")

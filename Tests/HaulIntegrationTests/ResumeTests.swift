@@ -189,7 +189,8 @@ extension Integration {
             try await Task.sleep(for: .milliseconds(800))
             let journal = DownloadSession.journalURL(for: destination)
             #expect(FileManager.default.fileExists(atPath: journal.path))
-            await #expect(throws: HaulError.fileInUse(path: scratch.url.path + "/.out.haul-part")) {
+            // The message names the user's path, not the hidden partial file.
+            await #expect(throws: HaulError.fileInUse(path: destination.path)) {
                 try await session().download(from: server.url("/f"), to: destination)
             }
             #expect(FileManager.default.fileExists(atPath: journal.path), "the running download's journal was removed")

@@ -7,4 +7,8 @@
 /// returns -1 with errno EOPNOTSUPP elsewhere.
 int chaul_fallocate(int fd, off_t offset, off_t length);
 
+/// `renameat2(olddirfd, old, newdirfd, new, RENAME_NOREPLACE)` on Linux: fails with EEXIST
+/// instead of replacing. Returns -1 with errno ENOSYS where the call does not exist.
+int chaul_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
 #endif

@@ -38,13 +38,23 @@ extension DownloadSession {
         /// Whether a completed file is flushed to disk (`fdatasync`) before it is moved into place,
         /// so it survives a power cut (default true).
         public var syncsBeforeMove: Bool = true
+        /// Whether a finished download replaces a regular file already at its destination
+        /// (default true, like a move that overwrites). Off, such a download fails at once with
+        /// `HaulError.destinationExists` and the final rename never replaces (a file that appears
+        /// meanwhile is kept). Directories, links and devices are never replaced.
+        public var replacesExistingFiles: Bool = true
         /// When the file changes on the server mid-download (or between cancel and resume), start
         /// over from byte 0 (true, the default) or fail with `HaulError.remoteFileChanged`.
         /// Bytes of two versions are never mixed either way.
         public var restartsWhenRemoteFileChanges: Bool = true
         /// Whether resume data and journals record `Authorization`, `Proxy-Authorization` and
-        /// `Cookie` headers (default false: a resumed download must be given them again).
+        /// `Cookie` headers and a password in the URL (default false: a resumed download must be
+        /// given them again).
         public var resumeDataIncludesCredentials: Bool = false
+        /// Whether mirrors receive the `Authorization` and `Cookie` headers meant for the URL
+        /// (default false: a mirror is another server, and gets no credentials unless its own URL
+        /// carries them).
+        public var sendsCredentialsToMirrors: Bool = false
         /// Whether a download keeps a journal (its resume data) beside its partial file, updated as
         /// it runs and synced to disk every few seconds, so a killed process or a power cut loses
         /// little (default true). Without it only `cancel(byProducingResumeData:)` and failures

@@ -167,7 +167,7 @@ public final class DownloadSession: Sendable {
     /// The journal a download to `destination` keeps beside it while running (and after it was
     /// cancelled or failed, so the same download can continue): its content is resume data.
     public static func journalURL(for destination: URL) -> URL {
-        destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).haul-journal")
+        destination.deletingLastPathComponent().appendingPathComponent(SideNames.journal(for: destination.lastPathComponent))
     }
 
     // MARK: Invalidation
@@ -220,24 +220,49 @@ public final class DownloadSession: Sendable {
                             destination: destination, completionHandler: completionHandler)
     }
 
-    /// Where a download's bytes and journal go: beside the destination with fixed names (so the
-    /// final rename is atomic and the same download finds its journal again), else in the
-    /// temporary directory under a fresh name.
-    func files(for destination: URL?, task: Int, resume: ResumeData? = nil) -> DownloadOperation.Files {
-        if let destination {
-            let directory = destination.deletingLastPathComponent().path
-            return .init(tempPath: resume?.tempFile.path ?? directory + "/.\(destination.lastPathComponent).haul-part",
-                         journalPath: Self.journalURL(for: destination).path,
-                         destinationPath: destination.path, isBesideDestination: true)
+    /// Where a download's bytes and journal go: beside the destination with names derived from
+    /// its name (so the final rename is atomic and the same download finds its journal again,
+    /// even if the directory was moved), else in the temporary directory under a fresh name.
+    /// Every name is resolved in the directory's `PlacementRoot`; no path is taken from resume
+    /// data beside a destination.
+    func files(for destination: URL?, task: Int, resume: ResumeData? = nil) throws(HaulError) -> DownloadOperation.Files {
+        if let destination, resume == nil || resume?.destination != nil {
+            // Beside the destination; for a resume, the partial file is found by the
+            // destination's name, never by a path in the resume data.
+            let name = destination.lastPathComponent
+            guard PlacementRoot.isValidName(name) else { throw .invalidFileName(name) }
+            let root = try PlacementRoot(directory: destination.deletingLastPathComponent().path)
+            return .init(root: root, partName: SideNames.partial(for: name), journalName: SideNames.journal(for: name),
+                         destinationRoot: root, destinationName: name, isBesideDestination: true,
+                         replacesDestination: configuration.replacesExistingFiles)
         }
         if let resume {
-            return .init(tempPath: resume.tempFile.path, journalPath: resume.tempFile.path + ".journal",
-                         destinationPath: nil, isBesideDestination: false)
+            // The caller's resume data of a download without a destination names a temp file of
+            // ours: opened in its directory, without following links, and checked to be the same
+            // inode before use.
+            let path = URL(fileURLWithPath: resume.tempFile.path)
+            let name = path.lastPathComponent
+            guard PlacementRoot.isValidName(name), name.hasPrefix("haul-download-"), name.hasSuffix(".tmp") else {
+                throw .resumeDataInvalid(reason: "its temp file is not one of Haul's")
+            }
+            let root = try PlacementRoot(directory: path.deletingLastPathComponent().path)
+            guard let destination else {
+                return .init(root: root, partName: name, journalName: name + ".journal", destinationRoot: root,
+                             destinationName: nil, isBesideDestination: false, replacesDestination: false)
+            }
+            let target = destination.lastPathComponent
+            guard PlacementRoot.isValidName(target) else { throw .invalidFileName(target) }
+            return .init(root: root, partName: name, journalName: name + ".journal",
+                         destinationRoot: try PlacementRoot(directory: destination.deletingLastPathComponent().path),
+                         destinationName: target, isBesideDestination: false,
+                         replacesDestination: configuration.replacesExistingFiles)
         }
         let random = String(UInt64.random(in: 0...UInt64.max), radix: 36)
         let directory = (configuration.temporaryDirectory ?? FileManager.default.temporaryDirectory).path
-        let temp = directory + "/haul-download-\(task)-\(random).tmp"
-        return .init(tempPath: temp, journalPath: temp + ".journal", destinationPath: nil, isBesideDestination: false)
+        let name = "haul-download-\(task)-\(random).tmp"
+        let root = try PlacementRoot(directory: directory)
+        return .init(root: root, partName: name, journalName: name + ".journal", destinationRoot: root,
+                     destinationName: nil, isBesideDestination: false, replacesDestination: false)
     }
 
     /// The engine settings for one request.
@@ -289,6 +314,8 @@ public final class DownloadSession: Sendable {
         settings.maxBytesPerSecond = configuration.maximumBytesPerSecond
         settings.computesSHA256 = configuration.computesSHA256
         settings.keepsFilesFailingChecksum = configuration.keepsFilesFailingChecksum
+        settings.recordsCredentials = configuration.resumeDataIncludesCredentials
+        settings.sendsCredentialsToMirrors = configuration.sendsCredentialsToMirrors
         let credentials: Set<String> = ["authorization", "proxy-authorization", "cookie"]
         settings.resumeHeaders = (request.allHTTPHeaderFields ?? [:])
             .filter { configuration.resumeDataIncludesCredentials || !credentials.contains($0.key.lowercased()) }

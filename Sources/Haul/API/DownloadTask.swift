@@ -237,19 +237,19 @@ public final class DownloadTask: @unchecked Sendable {
             var settings = try session.settings(for: request)
             settings.expectedSHA256 = expected
             try applyMirrors(to: &settings)
-            let files = session.files(for: destination, task: taskIdentifier)
+            let files = try session.files(for: destination, task: taskIdentifier)
             return (DownloadOperation(multi: session.multi, settings: settings, files: files, logger: session.logger,
                                       syscalls: session.syscalls), nil)
         }
         let resume = try ResumeData(resumeData)
-        try Self.checkPartialFile(of: resume)
+        let files = try session.files(for: destination, task: taskIdentifier, resume: resume)
+        try Self.checkPartialFile(of: resume, files: files)
         var request = URLRequest(url: resume.url)
         for header in resume.headers { request.addValue(header[1], forHTTPHeaderField: header[0]) }
         lock.withLock { _currentRequest = request }
         var settings = try session.settings(for: request)
         settings.expectedSHA256 = expected
         try applyMirrors(to: &settings)
-        let files = session.files(for: destination, task: taskIdentifier, resume: resume)
         return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
                                   logger: session.logger, syscalls: session.syscalls), resume)
     }
@@ -265,25 +265,21 @@ public final class DownloadTask: @unchecked Sendable {
         settings.engine.mirrors = 1 + mirrors.count
     }
 
-    /// The partial file must be there, be the same file, and be as long as recorded.
-    static func checkPartialFile(of resume: ResumeData) throws(HaulError) {
-        let path = resume.tempFile.path
-        switch DataFile.identity(at: path) {
-        case .failure(.fileSystem(_, _, let code)) where code == ENOENT:
-            throw .resumeDataInvalid(reason: "the partial file \(path) is missing")
-        case .failure(let error):
-            throw .resumeDataInvalid(reason: "the partial file cannot be read: \(error)")
-        case .success(let now):
-            guard now.device == resume.tempFile.device, now.inode == resume.tempFile.inode else {
-                throw .resumeDataInvalid(reason: "the partial file \(path) was replaced by another file")
-            }
-            guard now.size >= resume.length else {
-                throw .resumeDataInvalid(reason: "the partial file \(path) is shorter than recorded "
-                    + "(\(now.size) of \(resume.length) bytes)")
-            }
-            if let sample = resume.sample,
-               DataFile.sha256(path: path, offset: sample.offset, count: Int(sample.length)) != sample.sha256 {
-                throw .resumeDataInvalid(reason: "the partial file \(path) was replaced (its bytes are not the ones recorded)")
+    /// The partial file must be there, be the same file, and be as long as recorded; it is
+    /// opened in its directory without following links, as the download will open it.
+    static func checkPartialFile(of resume: ResumeData, files: DownloadOperation.Files) throws(HaulError) {
+        do throws(HaulError) {
+            let file = try files.root.openExisting(files.partName, displayPath: files.displayPath)
+            defer { file.close() }
+            try DownloadOperation.check(file, against: resume)
+        } catch {
+            switch error {
+            case .fileSystem(_, _, let code) where code == ENOENT:
+                throw .resumeDataInvalid(reason: "the partial file \(files.partPath) is missing")
+            case .resumeDataInvalid, .fileInUse:
+                throw error
+            default:
+                throw .resumeDataInvalid(reason: "the partial file cannot be used: \(error)")
             }
         }
     }
@@ -388,7 +384,8 @@ public final class DownloadTask: @unchecked Sendable {
                 operation = nil
                 return (_response, finishHook, eventsAttached || destination != nil || finishHook != nil)
             }
-            deliverSuccess(location: location, response: response, hook: hook, keepFile: keep)
+            deliverSuccess(location: location, response: response, hook: hook,
+                           unmoved: keep ? nil : download.handedOver)
         case .failure(let failure):
             let error = failure.error.publicError(url: url, resumeData: failure.resumeData)
             let (response, hook, resumeHandler) = lock.withLock {
@@ -415,7 +412,8 @@ public final class DownloadTask: @unchecked Sendable {
     }
 
     private func deliverSuccess(location: URL, response: URLResponse?,
-                                hook: (@Sendable (Result<(URL, HTTPURLResponse), any Error>) -> Void)?, keepFile: Bool) {
+                                hook: (@Sendable (Result<(URL, HTTPURLResponse), any Error>) -> Void)?,
+                                unmoved: (root: PlacementRoot, name: String)?) {
         if let hook {
             let http = (response as? HTTPURLResponse)
                 ?? HTTPURLResponse(url: originalRequest?.url ?? location, statusCode: 200, httpVersion: "HTTP/1.1",
@@ -433,9 +431,7 @@ public final class DownloadTask: @unchecked Sendable {
                 delegate.downloadSession(session, downloadTask: self, didFinishDownloadingTo: location)
             }
             // Valid only during the call, as in Foundation: remove what was not moved.
-            if !keepFile, FileManager.default.fileExists(atPath: location.path) {
-                try? FileManager.default.removeItem(at: location)
-            }
+            if let unmoved { unmoved.root.remove(unmoved.name) }
             if handler == nil, let delegate {
                 delegate.downloadSession(session, task: self, didCompleteWithError: nil)
             }

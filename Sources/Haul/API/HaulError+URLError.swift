@@ -47,6 +47,7 @@ extension HaulError {
         case .diskFull(let path, _):
             return HaulError.diskFull(path: path, resumeData: resumeData)
         case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .inconsistentContent, .fileSystem, .fileInUse,
+             .notARegularFile, .destinationExists, .invalidFileName, .insufficientSpace,
              .unsupportedRequest, .resumeDataInvalid, .checksumMismatch, .invalidChecksum, .sessionInvalidated:
             return self
         }

@@ -22,6 +22,15 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
     case diskFull(path: String, resumeData: Data? = nil)
     /// Another download (in this process or another) is writing the same partial file.
     case fileInUse(path: String)
+    /// Something other than a regular file is where Haul would write or replace one (a
+    /// directory, a symbolic link, a device); it is left alone.
+    case notARegularFile(path: String)
+    /// The destination exists and the download was not allowed to replace it.
+    case destinationExists(path: String)
+    /// A file name that would leave its directory or that the file system cannot hold.
+    case invalidFileName(String)
+    /// The file does not fit: the server claims `needed` bytes and only `available` are free.
+    case insufficientSpace(path: String, needed: Int64, available: Int64)
     /// A file-system call failed.
     case fileSystem(operation: String, path: String, errno: Int32)
     /// The URL cannot be downloaded (unsupported scheme or malformed).
@@ -63,6 +72,15 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the connection closed after \(received) of \(expected) bytes; try again"
         case .diskFull(let path, _):
             return "no space left on the device writing \(path); free some space and resume"
+        case .notARegularFile(let path):
+            return "\(path) is not a regular file (a directory, link or device); it was left alone, choose another name"
+        case .destinationExists(let path):
+            return "\(path) exists and was not replaced; choose another name or allow replacing it"
+        case .invalidFileName(let name):
+            return "'\(name)' cannot be used as a file name here (it is empty, leaves the directory or is too long)"
+        case .insufficientSpace(let path, let needed, let available):
+            return "\(path) does not fit: the server claims \(needed) bytes and \(available) are free there; "
+                + "free some space or download elsewhere"
         case .fileInUse(let path):
             return "another download is writing \(path); wait for it to finish or choose another output"
         case .fileSystem(let operation, let path, let errno):

@@ -18,7 +18,7 @@ final class StreamingHasher: @unchecked Sendable {
     private static let sharedQueue = DispatchQueue(label: "haul.hash")
     private var queue: DispatchQueue { Self.sharedQueue }
     private let path: String
-    private var fd: Int32 = -1
+    private var fd: Int32
     private var hash: SHA256? = SHA256()
     private var hashed: Int64 = 0
     private var target: Int64 = 0
@@ -28,7 +28,10 @@ final class StreamingHasher: @unchecked Sendable {
     nonisolated(unsafe) private static let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10,
                                                                                           alignment: 64)
 
-    init(path: String) {
+    /// Hashes through `descriptor` (a duplicate this hasher owns and closes), so what it reads
+    /// is the download's own file whatever happens to names; `path` is for messages.
+    init(descriptor: Int32, path: String) {
+        self.fd = descriptor
         self.path = path
     }
 
@@ -75,10 +78,7 @@ final class StreamingHasher: @unchecked Sendable {
 
     private func pump() {
         guard failure == 0 else { return }
-        if fd < 0 {
-            fd = retryingInterrupts { open(path, O_RDONLY | O_CLOEXEC) }
-            guard fd >= 0 else { failure = errno; return }
-        }
+        guard fd >= 0 else { failure = EBADF; return }
         let buffer = Self.buffer
         while hashed < target {
             let want = Int(min(Int64(buffer.count), target - hashed))

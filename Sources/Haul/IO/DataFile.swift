@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// The temp file a download writes into: positional writes at segment cursors, preallocation,
-/// sync and the final rename. A thin typed layer over the syscalls; errors carry the path.
+/// sync. A thin typed layer over the syscalls; errors carry the path. `PlacementRoot` opens it.
 final class DataFile: @unchecked Sendable {
     // Unchecked: `fd` is set once in init and closed once in `close()`/deinit; writes from
     // several segments go to disjoint offsets through `pwrite`, which is safe to share.
@@ -13,27 +13,20 @@ final class DataFile: @unchecked Sendable {
     private(set) var fd: Int32
     private let calls: Syscalls
 
-    /// Creates (or empties) the file at `path` with mode 0644, holding an exclusive advisory
-    /// lock so a second download to the same place fails instead of interleaving its bytes.
-    init(creating path: String, calls: Syscalls = .system) throws(HaulError) {
+    /// Takes over `descriptor` (opened by `PlacementRoot`, the only code that opens files for
+    /// writing), holding an exclusive advisory lock so a second download to the same place fails
+    /// instead of interleaving its bytes. `path` is for messages.
+    init(descriptor: Int32, path: String, calls: Syscalls = .system) throws(HaulError) {
         self.path = path
         self.calls = calls
-        let fd = retryingInterrupts { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
-        guard fd >= 0 else { throw Self.error("open", path, errno) }
-        self.fd = fd
+        self.fd = descriptor
         try lock()
-        // Empty it only once it is ours.
-        guard retryingInterrupts({ calls.ftruncate(fd, 0) }) == 0 else { throw Self.error("ftruncate", path, errno) }
     }
 
-    /// Opens an existing file (a resumed download's temp file) without truncating it.
-    init(opening path: String, calls: Syscalls = .system) throws(HaulError) {
-        self.path = path
-        self.calls = calls
-        let fd = retryingInterrupts { open(path, O_RDWR | O_CLOEXEC) }
-        guard fd >= 0 else { throw Self.error("open", path, errno) }
-        self.fd = fd
-        try lock()
+    /// Empties the file (an earlier download's leftover, now ours) and makes it private.
+    func truncate() throws(HaulError) {
+        guard retryingInterrupts({ calls.ftruncate(fd, 0) }) == 0 else { throw Self.error("ftruncate", path, errno) }
+        _ = fchmod(fd, 0o600)
     }
 
     deinit { close() }
@@ -54,14 +47,6 @@ final class DataFile: @unchecked Sendable {
         guard fstat(fd, &info) == 0 else { throw Self.error("fstat", path, errno) }
         return ResumeData.FileIdentity(path: path, device: UInt64(info.st_dev), inode: UInt64(info.st_ino),
                                        size: Int64(info.st_size))
-    }
-
-    /// Device, inode and size of the file at `path` (`fileSystem` error with the errno of `stat`).
-    static func identity(at path: String) -> Result<ResumeData.FileIdentity, HaulError> {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return .failure(.fileSystem(operation: "stat", path: path, errno: errno)) }
-        return .success(ResumeData.FileIdentity(path: path, device: UInt64(info.st_dev), inode: UInt64(info.st_ino),
-                                                size: Int64(info.st_size)))
     }
 
     /// Sets the file's size to exactly `length` (cutting a longer file from an older version).
@@ -126,10 +111,7 @@ final class DataFile: @unchecked Sendable {
 
     /// SHA-256 (hex) of `count` bytes at `offset`, read with `pread`; `nil` if they cannot be
     /// read in full.
-    static func sha256(path: String, offset: Int64, count: Int) -> String? {
-        let fd = retryingInterrupts { open(path, O_RDONLY | O_CLOEXEC) }
-        guard fd >= 0 else { return nil }
-        defer { _ = systemClose(fd) }
+    func sha256(offset: Int64, count: Int) -> String? {
         var buffer = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
@@ -145,6 +127,12 @@ final class DataFile: @unchecked Sendable {
         return hash.finalizeHex()
     }
 
+    /// A new read-only descriptor for this same file (its own open file description, so it
+    /// holds no lock), opened through `/proc/self/fd` and so never through a name; -1 on failure.
+    func reopenForReading() -> Int32 {
+        retryingInterrupts { open("/proc/self/fd/\(fd)", O_RDONLY | O_CLOEXEC) }
+    }
+
     /// Flushes the data (not necessarily the metadata) to the device.
     func syncData() throws(HaulError) {
         guard retryingInterrupts({ fdatasync(fd) }) == 0 else { throw Self.error("fdatasync", path, errno) }
@@ -156,16 +144,6 @@ final class DataFile: @unchecked Sendable {
             _ = systemClose(fd)
             fd = -1
         }
-    }
-
-    /// Renames `path` to `destination`, replacing it atomically.
-    func move(to destination: String) throws(HaulError) {
-        guard rename(path, destination) == 0 else { throw Self.error("rename to \(destination)", path, errno) }
-    }
-
-    /// Removes the file from disk (used when a download's bytes must not be kept).
-    static func remove(_ path: String) {
-        _ = unlink(path)
     }
 
     static func error(_ operation: String, _ path: String, _ code: Int32) -> HaulError {

@@ -1,62 +1,27 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// The resume blob kept beside a temp file, replaced atomically: written to a side name, then
-/// renamed over the journal, so a reader sees the old blob or the new one, never half of one.
+/// The resume blob kept beside a partial file, replaced atomically through the download's
+/// `PlacementRoot`: a reader sees the old blob or the new one, never half of one. It is a hint
+/// about what is on disk, never an authority over paths: the partial file's name comes from
+/// the destination's, and its identity and content are checked before any byte of it is trusted.
 struct Journal: Sendable {
-    let path: String
+    let root: PlacementRoot
+    let name: String
 
-    /// Replaces the journal with `data`. When `durable`, the data and the rename reach the disk
-    /// (`fsync` of the file, then of its directory) before this returns.
+    /// Replaces the journal with `data` (mode 0600). When `durable`, the data and the rename
+    /// reach the disk before this returns.
     func write(_ data: Data, durable: Bool) throws(HaulError) {
-        let side = path + ".new"
-        let fd = retryingInterrupts { open(side, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-        guard fd >= 0 else { throw DataFile.error("open", side, errno) }
-        var failure: Int32 = 0
-        data.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let written = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
-                }
-                offset += written
-            }
-        }
-        if failure == 0, durable, retryingInterrupts({ fsync(fd) }) != 0 { failure = errno }
-        _ = close(fd)
-        guard failure == 0 else {
-            _ = unlink(side)
-            throw DataFile.error("write", side, failure)
-        }
-        guard rename(side, path) == 0 else {
-            let code = errno
-            _ = unlink(side)
-            throw DataFile.error("rename", path, code)
-        }
-        if durable { Self.syncDirectory(of: path) }
+        try root.writeAtomically(name, data: data, durable: durable)
     }
 
-    /// The journal's bytes, or `nil` when there is none.
+    /// The journal's bytes, or `nil` when there is none (or something other than a regular
+    /// file of ours is there).
     func read() -> Data? {
-        FileManager.default.contents(atPath: path)
+        root.read(name)
     }
 
     func remove() {
-        _ = unlink(path)
-        _ = unlink(path + ".new")
-    }
-
-    /// `fsync` of the directory holding `path`, so a rename in it is durable.
-    static func syncDirectory(of path: String) {
-        let directory = (path as NSString).deletingLastPathComponent
-        let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        _ = close(fd)
+        root.remove(name)
+        root.remove(name + ".new")
     }
 }

@@ -18,6 +18,9 @@ struct DownloadResult: Sendable {
     /// download as one stream).
     var seamsChecked = 0
     var seamMismatches = 0
+    /// When the partial file itself is handed over (no destination): where it is, so what the
+    /// caller did not move can be removed through the same owner.
+    var handedOver: (root: PlacementRoot, name: String)?
 }
 
 /// Why a download ended without a file, and the resume data that continues it (when it can).
@@ -41,6 +44,10 @@ final class DownloadOperation: @unchecked Sendable {
         var syncOnFinish = true
         /// Header fields recorded in resume data (credentials already left out or not).
         var resumeHeaders: [[String]] = []
+        /// Whether resume data keeps a user name and password in the URL.
+        var recordsCredentials = false
+        /// Whether mirrors get the credential headers (`Authorization`, `Cookie`) sent to the URL.
+        var sendsCredentialsToMirrors = false
         /// How often the data file is synced for power-loss safety (nil: never).
         var durabilityInterval: Duration? = .seconds(3)
         /// Journal after a segment advanced this much.
@@ -61,15 +68,29 @@ final class DownloadOperation: @unchecked Sendable {
         var maxDuration: Duration?
     }
 
-    /// Where a download's files live and what to keep when it stops.
+    /// Where a download's files live and what to keep when it stops. Every name is resolved
+    /// in `root`, the one owner of file placement.
     struct Files: Sendable {
-        var tempPath: String
-        var journalPath: String
-        var destinationPath: String?
+        /// The directory of the partial file and journal.
+        let root: PlacementRoot
+        let partName: String
+        let journalName: String
+        /// The directory of the destination (usually `root`).
+        let destinationRoot: PlacementRoot
+        /// The finished file's name in `destinationRoot`; `nil` when the partial file itself is
+        /// handed over.
+        let destinationName: String?
         /// The partial file and journal sit beside a named destination, where the same download
         /// finds them again: they are kept when it is cancelled, and after failures whose resume
         /// data only the journal can carry.
-        var isBesideDestination: Bool
+        let isBesideDestination: Bool
+        /// Replace a regular file already at the destination (never anything else).
+        let replacesDestination: Bool
+
+        var partPath: String { root.location(of: partName) }
+        var destinationPath: String? { destinationName.map(destinationRoot.location(of:)) }
+        /// The path a person knows this download by, for messages.
+        var displayPath: String { destinationPath ?? partPath }
     }
 
     private let multi: CurlMulti
@@ -133,7 +154,7 @@ final class DownloadOperation: @unchecked Sendable {
         self.multi = multi
         self.settings = settings
         self.files = files
-        self.journal = Journal(path: files.journalPath)
+        self.journal = Journal(root: files.root, name: files.journalName)
         self.logger = logger
         self.syscalls = syscalls
         self.resumeFrom = resume
@@ -167,19 +188,30 @@ final class DownloadOperation: @unchecked Sendable {
             guard completion != nil, !machine.isFinished else { return }
             running = self
             do throws(HaulError) {
+                if let destination = files.destinationName, let existing = try files.destinationRoot.status(of: destination) {
+                    // Refuse before downloading anything, not after.
+                    guard existing.st_mode & S_IFMT == S_IFREG else {
+                        throw HaulError.notARegularFile(path: files.destinationRoot.location(of: destination))
+                    }
+                    guard files.replacesDestination else {
+                        throw HaulError.destinationExists(path: files.destinationRoot.location(of: destination))
+                    }
+                }
                 if let resume = resumeFrom {
-                    file = try DataFile(opening: resume.tempFile.path, calls: syscalls)
+                    let opened = try files.root.openExisting(files.partName, displayPath: files.displayPath, calls: syscalls)
+                    file = opened
+                    try Self.check(opened, against: resume)
                 } else {
                     // Lock the partial file first: if another download holds it, its journal stays.
-                    file = try DataFile(creating: files.tempPath, calls: syscalls)
+                    file = try files.root.createFile(files.partName, displayPath: files.displayPath, calls: syscalls)
                     journal.remove()
                 }
             } catch {
                 finish(.failure(DownloadFailure(error: error, resumeData: nil)))
                 return
             }
-            if settings.computesSHA256 || expected != nil, let path = file?.path {
-                hasher = StreamingHasher(path: path)
+            if settings.computesSHA256 || expected != nil, let file {
+                hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path)
             }
             startProgressTimer()
             startDeadline()
@@ -227,7 +259,7 @@ final class DownloadOperation: @unchecked Sendable {
             switch action {
             case .preallocate(let length):
                 do throws(HaulError) {
-                    try file?.preallocate(length)
+                    try preallocate(length)
                 } catch {
                     run(machine.diskFailed(error))
                     return
@@ -246,7 +278,8 @@ final class DownloadOperation: @unchecked Sendable {
                 }
             case .droppedMirror(let index, let reason):
                 let url = index == 0 ? settings.request.url : settings.mirrorURLs[index - 1]
-                logger.warning("dropping a source for this download", metadata: ["url": "\(url)", "reason": "\(reason)"])
+                let shown = URL(string: url)?.withoutCredentials.absoluteString ?? "(source \(index))"
+                logger.warning("dropping a source for this download", metadata: ["url": "\(shown)", "reason": "\(reason)"])
             case .restarted(let reason):
                 logger.warning("restarting from byte 0", metadata: ["reason": "\(reason)"])
                 journalCursors.removeAll()
@@ -272,12 +305,47 @@ final class DownloadOperation: @unchecked Sendable {
         }
     }
 
+    /// Room for `length` bytes: refused at once when the file system does not have it (the
+    /// server's claim is not believed into a full disk), then allocated.
+    private func preallocate(_ length: Int64) throws(HaulError) {
+        guard let file else { return }
+        let held = (try? file.identity().size) ?? 0
+        if let free = files.root.freeBytes(), length - held > free {
+            throw .insufficientSpace(path: files.displayPath, needed: length, available: free)
+        }
+        do throws(HaulError) {
+            try file.preallocate(length)
+        } catch {
+            guard case .diskFull = error else { throw error }
+            // Nothing of this length was written yet: give the space back and say why.
+            try? file.setLength(held)
+            throw .insufficientSpace(path: files.displayPath, needed: length, available: files.root.freeBytes() ?? 0)
+        }
+    }
+
+    /// A resumed partial file must be the one the resume data describes: the same inode, at
+    /// least as long, and with the recorded bytes still there.
+    static func check(_ file: DataFile, against resume: ResumeData) throws(HaulError) {
+        let now = try file.identity()
+        guard now.device == resume.tempFile.device, now.inode == resume.tempFile.inode else {
+            throw .resumeDataInvalid(reason: "the partial file \(file.path) was replaced by another file")
+        }
+        guard now.size >= resume.length else {
+            throw .resumeDataInvalid(reason: "the partial file \(file.path) is shorter than recorded "
+                + "(\(now.size) of \(resume.length) bytes)")
+        }
+        if let sample = resume.sample, file.sha256(offset: sample.offset, count: Int(sample.length)) != sample.sha256 {
+            throw .resumeDataInvalid(reason: "the partial file \(file.path) was replaced (its bytes are not the ones recorded)")
+        }
+    }
+
     private func startRequest(_ request: DownloadStateMachine.Request) {
         var headers: [String] = []
         if let validator = request.ifRange { headers.append("If-Range: \(validator)") }
         var options = settings.request
         if request.mirror > 0, request.mirror <= settings.mirrorURLs.count {
             options.url = settings.mirrorURLs[request.mirror - 1]
+            if !settings.sendsCredentialsToMirrors { options.headers = options.headers.filter { !Self.isCredential($0) } }
         } else if request.kind == .range, let segmentURL, segmentURL != options.url {
             // Credentials go to the host the caller named, not to one a redirect chose.
             if URL(string: segmentURL)?.host != URL(string: options.url)?.host {
@@ -436,17 +504,22 @@ final class DownloadOperation: @unchecked Sendable {
         do throws(HaulError) {
             if settings.syncOnFinish { try file.syncData() }
             file.close()
-            if let destination = files.destinationPath { try file.move(to: destination) }
+            if let destination = files.destinationName {
+                try files.root.publish(files.partName, to: destination, in: files.destinationRoot,
+                                       replacing: files.replacesDestination)
+                if settings.syncOnFinish { files.destinationRoot.sync() }
+            }
         } catch {
             discard(DownloadFailure(error: error))
             return
         }
         journal.remove()
         logger.debug("seams", metadata: ["checked": "\(seams.checked)", "mismatched": "\(seams.mismatched)"])
-        finish(.success(DownloadResult(path: files.destinationPath ?? file.path, length: length,
+        finish(.success(DownloadResult(path: files.destinationPath ?? files.partPath, length: length,
                                        effectiveURL: effectiveURL, sha256: digest,
                                        checksumSource: digest == nil ? nil : expected?.source,
-                                       seamsChecked: seams.checked, seamMismatches: seams.mismatched)))
+                                       seamsChecked: seams.checked, seamMismatches: seams.mismatched,
+                                       handedOver: files.destinationName == nil ? (files.root, files.partName) : nil)))
     }
 
     /// Ends with `failure`, removing the partial file and journal (only if this download opened,
@@ -454,7 +527,7 @@ final class DownloadOperation: @unchecked Sendable {
     private func discard(_ failure: DownloadFailure) {
         if let file {
             file.close()
-            DataFile.remove(file.path)
+            files.root.remove(files.partName)
             journal.remove()
         }
         finish(.failure(failure))
@@ -467,7 +540,8 @@ final class DownloadOperation: @unchecked Sendable {
         case .cancelled:
             return produceResumeDataOnCancel || files.isBesideDestination
         case .remoteFileChanged, .inconsistentContent, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch,
-             .invalidChecksum, .fileInUse, .sessionInvalidated:
+             .invalidChecksum, .fileInUse, .sessionInvalidated, .notARegularFile, .destinationExists,
+             .invalidFileName, .insufficientSpace:
             return false
         case .transport, .connectionClosedEarly, .httpStatus, .diskFull:
             // The public error (URLError userInfo, or HaulError.diskFull) carries the data.
@@ -497,7 +571,7 @@ final class DownloadOperation: @unchecked Sendable {
         if !keepsBytes {
             if let file {
                 file.close()
-                DataFile.remove(file.path)
+                files.root.remove(files.partName)
                 journal.remove()
             }
         } else {
@@ -535,16 +609,19 @@ final class DownloadOperation: @unchecked Sendable {
     /// The resume blob for the bytes on disk now; `nil` when the download cannot be resumed.
     func makeResumeData() -> ResumeData? {
         guard machine.isResumable, let length = machine.plan.length, let file,
-              let identity = try? file.identity(), let url = URL(string: settings.request.url) else { return nil }
+              var identity = try? file.identity(), let url = URL(string: settings.request.url) else { return nil }
+        identity.path = files.partPath
         let done = machine.plan.doneRanges
         if sample == nil, let first = done.first {
             let count = Int(min(first.count64, 64 << 10))
-            if let digest = DataFile.sha256(path: file.path, offset: first.lowerBound, count: count) {
+            if let digest = file.sha256(offset: first.lowerBound, count: count) {
                 sample = ResumeData.Sample(offset: first.lowerBound, length: Int64(count), sha256: digest)
             }
         }
+        // A password in the URL stays in memory unless the caller opts in, as header credentials do.
+        let recorded = settings.recordsCredentials ? url : url.withoutCredentials
         return ResumeData(
-            url: url, finalURL: effectiveURL.flatMap(URL.init(string:)).flatMap { $0 == url ? nil : $0 },
+            url: recorded, finalURL: effectiveURL.flatMap(URL.init(string:)).flatMap { $0 == url ? nil : $0.withoutCredentials },
             headers: settings.resumeHeaders, etag: machine.etag, lastModified: machine.lastModified,
             length: length, tempFile: identity, sample: sample, doneRanges: done,
             syncedRanges: syncedRanges, bootID: bootID, destination: files.destinationPath,

@@ -1,0 +1,31 @@
+import Foundation
+
+extension DownloadSession {
+    /// Gives a finished download at `file` the name `name` in the same directory, by the rules
+    /// every download follows: `name` must be one path component; without `replacing` an
+    /// existing entry is never touched (`HaulError.destinationExists`); with it only a regular
+    /// file is replaced (`HaulError.notARegularFile` otherwise). Returns the new location.
+    ///
+    /// For callers that learn a better name once the file is there (a server's
+    /// `Content-Disposition`), so the rename is as safe as the download's own.
+    public static func renameDownloadedFile(at file: URL, to name: String, replacing: Bool) throws(HaulError) -> URL {
+        guard PlacementRoot.isValidName(name) else { throw .invalidFileName(name) }
+        let root = try PlacementRoot(directory: file.deletingLastPathComponent().path)
+        try root.publish(file.lastPathComponent, to: name, replacing: replacing)
+        return file.deletingLastPathComponent().appendingPathComponent(name)
+    }
+
+    /// Removes the journal a download to `destination` left (to start over rather than
+    /// resume); the partial file is emptied when the next download to `destination` starts.
+    public static func removeJournal(for destination: URL) throws(HaulError) {
+        let root = try PlacementRoot(directory: destination.deletingLastPathComponent().path)
+        Journal(root: root, name: SideNames.journal(for: destination.lastPathComponent)).remove()
+    }
+
+    /// The journal a download to `destination` left, if one is there (a regular file of this
+    /// user's, read without following links).
+    public static func journal(for destination: URL) -> Data? {
+        guard let root = try? PlacementRoot(directory: destination.deletingLastPathComponent().path) else { return nil }
+        return Journal(root: root, name: SideNames.journal(for: destination.lastPathComponent)).read()
+    }
+}

@@ -1,0 +1,220 @@
+import CHaulSystem
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one owner of where bytes land: a directory held open as a descriptor, and every name
+/// resolved inside it.
+///
+/// Only this type creates, opens for writing, renames or removes files. Names are single path
+/// components (never `..`, never containing `/`); nothing is opened through a symbolic link
+/// (`O_NOFOLLOW`); only regular files owned by this user with one link are reused or replaced;
+/// the final rename never replaces anything unless asked to, and then only a regular file. The
+/// root keeps referring to the same directory if it is moved or renamed, as it holds a
+/// descriptor, not a path; `path` is only for messages.
+final class PlacementRoot: @unchecked Sendable {
+    // Unchecked: `fd` is set once in init and closed in deinit; every call is a syscall on it.
+    /// The directory as the caller named it (for messages only).
+    let path: String
+    private let fd: Int32
+
+    /// Opens `directory` (the caller's own choice of place, so a symbolic link in it is followed).
+    init(directory: String) throws(HaulError) {
+        let named = directory.isEmpty ? "." : directory
+        path = named
+        let opened = retryingInterrupts { open(named, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        guard opened >= 0 else {
+            let code = errno
+            if code == ENOTDIR { throw .fileSystem(operation: "open the directory (it is a file)", path: named, errno: code) }
+            throw DataFile.error("open the directory", named, code)
+        }
+        fd = opened
+    }
+
+    deinit { _ = Glibc.close(fd) }
+
+    /// Whether `name` is one path component that stays in the directory.
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && !name.contains("/") && !name.utf8.contains(0)
+            && name.utf8.count <= Int(NAME_MAX)
+    }
+
+    /// Where `name` is, for messages and for handing a finished file to the caller.
+    func location(of name: String) -> String {
+        path.hasSuffix("/") ? path + name : path + "/" + name
+    }
+
+    // MARK: Looking
+
+    /// What is at `name` now, without following a symbolic link; `nil` when nothing is.
+    func status(of name: String) throws(HaulError) -> stat? {
+        try checked(name)
+        var info = stat()
+        guard fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            if errno == ENOENT { return nil }
+            throw DataFile.error("stat", location(of: name), errno)
+        }
+        return info
+    }
+
+    /// Bytes the current user may still allocate in the directory's file system.
+    func freeBytes() -> Int64? {
+        var info = statvfs()
+        guard fstatvfs(fd, &info) == 0 else { return nil }
+        return Int64(info.f_bavail) * Int64(info.f_frsize)
+    }
+
+    // MARK: Files
+
+    /// A partial file at `name`, empty and ours alone: an earlier download's leftover (a
+    /// regular file of ours with one link) is reused once no one holds its lock; anything
+    /// else there (a symbolic link, another user's file, a hard link) is unlinked, never
+    /// followed or written through. Mode 0600.
+    /// `displayPath` is what messages about the file call it (the destination a person chose).
+    func createFile(_ name: String, displayPath: String? = nil, calls: Syscalls = .system) throws(HaulError) -> DataFile {
+        if let existing = try status(of: name) {
+            if Self.isOwnRegularFile(existing) {
+                let file = try openExisting(name, displayPath: displayPath, calls: calls)
+                try file.truncate()
+                return file
+            }
+            if existing.st_mode & S_IFMT == S_IFDIR {
+                throw .notARegularFile(path: location(of: name))
+            }
+            remove(name)
+        }
+        let opened = retryingInterrupts {
+            openat(fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        }
+        guard opened >= 0 else { throw DataFile.error("create", location(of: name), errno) }
+        return try DataFile(descriptor: opened, path: displayPath ?? location(of: name), calls: calls)
+    }
+
+    /// The partial file at `name` as an earlier run left it: a regular file of ours with one
+    /// link, opened without following a symbolic link, and locked.
+    func openExisting(_ name: String, displayPath: String? = nil, calls: Syscalls = .system) throws(HaulError) -> DataFile {
+        try checked(name)
+        let opened = retryingInterrupts { openat(fd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC) }
+        guard opened >= 0 else {
+            let code = errno
+            if code == ELOOP { throw .notARegularFile(path: location(of: name)) }
+            throw DataFile.error("open", location(of: name), code)
+        }
+        var info = stat()
+        guard fstat(opened, &info) == 0, Self.isOwnRegularFile(info) else {
+            _ = Glibc.close(opened)
+            throw .notARegularFile(path: location(of: name))
+        }
+        return try DataFile(descriptor: opened, path: displayPath ?? location(of: name), calls: calls)
+    }
+
+    /// Moves the file at `from` to `to` in `target` (this directory by default). Without
+    /// `replacing`, an existing `to` is never touched (`renameat2(RENAME_NOREPLACE)`); with it,
+    /// only a regular file is replaced, never a directory, a link or a device.
+    func publish(_ from: String, to: String, in target: PlacementRoot? = nil, replacing: Bool) throws(HaulError) {
+        try checked(from)
+        let target = target ?? self
+        let destination = target.location(of: to)
+        if let existing = try target.status(of: to) {
+            guard existing.st_mode & S_IFMT == S_IFREG else { throw .notARegularFile(path: destination) }
+            guard replacing else { throw .destinationExists(path: destination) }
+            guard renameat(fd, from, target.fd, to) == 0 else { throw DataFile.error("rename into place", destination, errno) }
+            return
+        }
+        if chaul_renameat_noreplace(fd, from, target.fd, to) == 0 { return }
+        let code = errno
+        if code == EEXIST { throw .destinationExists(path: destination) }
+        guard code == ENOSYS || code == EINVAL else { throw DataFile.error("rename into place", destination, code) }
+        // No renameat2 here: link + unlink never replaces either.
+        guard linkat(fd, from, target.fd, to, 0) == 0 else {
+            let code = errno
+            if code == EEXIST { throw .destinationExists(path: destination) }
+            throw DataFile.error("rename into place", destination, code)
+        }
+        _ = unlinkat(fd, from, 0)
+    }
+
+    /// Removes the entry `name` (a symbolic link is removed itself, never its target; a
+    /// directory is left alone).
+    func remove(_ name: String) {
+        guard Self.isValidName(name) else { return }
+        _ = unlinkat(fd, name, 0)
+    }
+
+    /// Flushes the directory's entries (after a rename that must survive a power cut).
+    func sync() {
+        _ = fsync(fd)
+    }
+
+    // MARK: Small files (journals)
+
+    /// Replaces `name` with `data` atomically: written to a side name created afresh (0600,
+    /// never through a link), then renamed over `name`. When `durable`, the bytes and the
+    /// rename reach the disk before this returns.
+    func writeAtomically(_ name: String, data: Data, durable: Bool) throws(HaulError) {
+        let side = name.utf8.count + 4 <= Int(NAME_MAX) ? name + ".new" : String(name.dropLast(4)) + ".new"
+        try checked(side)
+        remove(side)
+        let opened = retryingInterrupts { openat(fd, side, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        guard opened >= 0 else { throw DataFile.error("create", location(of: side), errno) }
+        var failure: Int32 = 0
+        data.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Glibc.write(opened, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                offset += written
+            }
+        }
+        if failure == 0, durable, retryingInterrupts({ fsync(opened) }) != 0 { failure = errno }
+        _ = Glibc.close(opened)
+        guard failure == 0 else {
+            remove(side)
+            throw DataFile.error("write", location(of: side), failure)
+        }
+        guard renameat(fd, side, fd, name) == 0 else {
+            let code = errno
+            remove(side)
+            throw DataFile.error("rename", location(of: name), code)
+        }
+        if durable { sync() }
+    }
+
+    /// The bytes of `name` if it is a regular file of ours (never through a link), at most
+    /// `limit` bytes; `nil` otherwise.
+    func read(_ name: String, limit: Int = 4 << 20) -> Data? {
+        guard Self.isValidName(name) else { return nil }
+        let opened = retryingInterrupts { openat(fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        guard opened >= 0 else { return nil }
+        defer { _ = Glibc.close(opened) }
+        var info = stat()
+        guard fstat(opened, &info) == 0, Self.isOwnRegularFile(info, links: nil), info.st_size <= limit else { return nil }
+        var data = Data(count: Int(info.st_size))
+        var done = 0
+        let ok = data.withUnsafeMutableBytes { buffer -> Bool in
+            while done < buffer.count {
+                let count = retryingInterrupts { Glibc.read(opened, buffer.baseAddress! + done, buffer.count - done) }
+                guard count > 0 else { return count == 0 }
+                done += count
+            }
+            return true
+        }
+        return ok ? data.prefix(done) : nil
+    }
+
+    // MARK: Private
+
+    private func checked(_ name: String) throws(HaulError) {
+        guard Self.isValidName(name) else { throw .invalidFileName(name) }
+    }
+
+    /// A regular file owned by this user, with `links` hard links (any number for `nil`).
+    private static func isOwnRegularFile(_ info: stat, links: Int? = 1) -> Bool {
+        info.st_mode & S_IFMT == S_IFREG && info.st_uid == geteuid() && links.map { Int(info.st_nlink) == $0 } ?? true
+    }
+}

@@ -1,0 +1,27 @@
+/// The names of a download's partial file and journal beside its destination: hidden, derived
+/// from the destination's name alone (never from a journal or a server), and short enough for
+/// `NAME_MAX` even with a side suffix, so any name the file system takes works.
+enum SideNames {
+    /// `.NAME.haul-part`
+    static func partial(for name: String) -> String { side(of: name, suffix: ".haul-part") }
+
+    /// `.NAME.haul-journal`
+    static func journal(for name: String) -> String { side(of: name, suffix: ".haul-journal") }
+
+    /// Room kept for `.new`, the journal's side name while it is replaced.
+    private static let reserve = 4
+
+    private static func side(of name: String, suffix: String) -> String {
+        let limit = 255 - reserve - 1 - suffix.utf8.count
+        guard name.utf8.count > limit else { return "." + name + suffix }
+        // Shorten at a character boundary and tell names apart by a digest of the whole.
+        var hash = SHA256()
+        hash.update(Array(name.utf8))
+        let tag = "~" + hash.finalizeHex().prefix(12)
+        var kept = ""
+        for character in name where kept.utf8.count + character.utf8.count + tag.utf8.count <= limit {
+            kept.append(character)
+        }
+        return "." + kept + tag + suffix
+    }
+}
