@@ -26,7 +26,7 @@ extension Integration {
             let interrupted = await first.finish()
             #expect(interrupted.status == 130, "stderr: \(interrupted.stderr)")
             #expect(interrupted.stderr.contains("run the same command again to resume"))
-            let journal = try ResumeData(try Data(contentsOf: DownloadSession.journalURL(for: scratch.file("f.bin"))))
+            let journal = try ResumeData(#require(DownloadSession.journal(for: scratch.file("f.bin"))))
             #expect(journal.bytesDone > 0)
             let before = server.requests.count
             let second = try RunningHaul(arguments)

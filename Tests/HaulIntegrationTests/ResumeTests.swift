@@ -164,10 +164,9 @@ extension Integration {
             let scratch = Scratch()
             defer { scratch.cleanup() }
             let destination = scratch.file("out")
-            let journal = DownloadSession.journalURL(for: destination)
             let download = Task { try await session().download(from: server.url("/f"), to: destination) }
             try await Task.sleep(for: .milliseconds(700))
-            let snapshot = try ResumeData(try Data(contentsOf: journal))
+            let snapshot = try ResumeData(#require(DownloadSession.journal(for: destination)))
             #expect(snapshot.bytesDone >= 1 << 20, "journal lags: \(snapshot.bytesDone) bytes")
             #expect(snapshot.destination == destination.path)
             _ = try await download.value
@@ -212,7 +211,7 @@ extension Integration {
             try await Task.sleep(for: .milliseconds(500))
             download.cancel()
             _ = try? await download.value
-            let journal = try Data(contentsOf: DownloadSession.journalURL(for: destination))
+            let journal = try #require(DownloadSession.journal(for: destination))
             let recorded = try ResumeData(journal)
             #expect(recorded.lastModified == "Wed, 01 Jan 2031 00:00:00 GMT")
             let before = server.requests.count

@@ -19,7 +19,7 @@ private func interrupted(_ server: TestServer, path: String, to destination: URL
     try await Task.sleep(for: .milliseconds(700))
     download.cancel()
     _ = try? await download.value
-    return try Data(contentsOf: DownloadSession.journalURL(for: destination))
+    return try #require(DownloadSession.journal(for: destination))
 }
 
 private func mode(_ path: String) -> Int {
@@ -48,6 +48,25 @@ extension Integration {
             let result = try runHaul(["get", server.url("/f").absoluteString, "-o", destination.path, "-q"])
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try String(contentsOf: victim, encoding: .utf8) == "precious")
+            #expect(try SHA256.hex(ofFileAt: destination.path) == Self.slow.content.sha256)
+        }
+
+        @Test("A journal edited to claim bytes that were never written costs a restart, not wrong bytes")
+        func editedJournal() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            server.serve(Self.slow, at: "/f")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let destination = scratch.file("out")
+            var forged = try ResumeData(try await interrupted(server, path: "/f", to: destination))
+            forged.doneRanges = [0..<forged.length]
+            forged.syncedRanges = forged.doneRanges
+            // Its own checksum line is easy to recompute; the signature is not.
+            try forged.encoded().write(to: DownloadSession.journalURL(for: destination))
+            #expect(DownloadSession.journal(for: destination) == nil)
+            let result = try runHaul(["get", server.url("/f").absoluteString, "-o", destination.path, "-q"])
+            #expect(result.status == 0, "\(result.stderr)")
             #expect(try SHA256.hex(ofFileAt: destination.path) == Self.slow.content.sha256)
         }
 
@@ -100,6 +119,7 @@ extension Integration {
             _ = try? await download.value
             let journal = try Data(contentsOf: DownloadSession.journalURL(for: destination))
             #expect(!String(decoding: journal, as: UTF8.self).contains("PASSWORD"))
+            #expect(!String(decoding: journal, as: UTF8.self).contains(Data("user:PASSWORD".utf8).base64EncodedString()))
             #expect(server.requests.first?.headers["authorization"] == "Basic " + Data("user:PASSWORD".utf8).base64EncodedString())
             // The command line resumes with the password it was given, and prints none.
             let result = try runHaul(["get", url.absoluteString, "-o", destination.path, "--json"])

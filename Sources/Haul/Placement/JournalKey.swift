@@ -1,0 +1,60 @@
+import COpenSSL
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The per-user secret that signs journals (HMAC-SHA-256), so a journal edited by someone who
+/// can write the download directory, but cannot read this user's state directory, is not
+/// believed: its done ranges could otherwise claim bytes that were never written.
+///
+/// Kept at `$XDG_STATE_HOME/haul/journal.key` (else `~/.local/state/haul/journal.key`), 32
+/// random bytes, mode 0600 in a 0700 directory, made once and never replaced.
+enum JournalKey {
+    /// The key, or `nil` when no state directory can be used (journals are then unsigned).
+    static let current: [UInt8]? = load()
+
+    /// `hmac-sha256 HEX` of `data` under `key`.
+    static func signature(of data: Data, key: [UInt8]) -> String {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        data.withUnsafeBytes { bytes in
+            _ = HMAC(EVP_sha256(), key, Int32(key.count), bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count,
+                     &out, &length)
+        }
+        return "hmac-sha256 " + out.prefix(Int(length)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    private static func load() -> [UInt8]? {
+        let environment = ProcessInfo.processInfo.environment
+        let base: String
+        if let state = environment["XDG_STATE_HOME"], state.hasPrefix("/") {
+            base = state
+        } else if let home = environment["HOME"], home.hasPrefix("/") {
+            base = home + "/.local/state"
+        } else {
+            return nil
+        }
+        let directory = base + "/haul"
+        // Each missing level made private to this user.
+        var path = ""
+        for part in directory.split(separator: "/") {
+            path += "/" + part
+            if mkdir(path, 0o700) != 0, errno != EEXIST { return nil }
+        }
+        guard let root = try? PlacementRoot(directory: directory) else { return nil }
+        if let key = root.read("journal.key"), key.count == 32 { return Array(key) }
+        var fresh = [UInt8](repeating: 0, count: 32)
+        guard RAND_bytes(&fresh, 32) == 1 else { return nil }
+        // Written under a side name, then linked into place without replacing: two processes
+        // starting at once agree on whichever key landed first.
+        let side = "journal.key.\(getpid())"
+        guard (try? root.writeAtomically(side, data: Data(fresh), durable: true)) != nil else { return nil }
+        defer { root.remove(side) }
+        if (try? root.publish(side, to: "journal.key", replacing: false)) == nil,
+           let key = root.read("journal.key"), key.count == 32 {
+            return Array(key)
+        }
+        return fresh
+    }
+}
