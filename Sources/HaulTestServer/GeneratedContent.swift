@@ -5,14 +5,40 @@ import Haul
 public struct GeneratedContent: Sendable, Equatable {
     public var size: Int64
     public var seed: UInt64
+    /// Ranges whose bytes come from another seed (a version that differs from another only there).
+    public var patches: [Patch] = []
 
-    public init(size: Int64, seed: UInt64 = 1) {
+    /// Bytes `from..<to` generated from `seed` instead of the content's own seed.
+    public struct Patch: Sendable, Equatable, Decodable {
+        public var from: Int64
+        public var to: Int64
+        public var seed: UInt64
+        public init(from: Int64, to: Int64, seed: UInt64) {
+            self.from = from
+            self.to = to
+            self.seed = seed
+        }
+    }
+
+    public init(size: Int64, seed: UInt64 = 1, patches: [Patch] = []) {
         self.size = size
         self.seed = seed
+        self.patches = patches
     }
 
     /// Fills `buffer` with the bytes starting at `offset` (the buffer must fit inside `size`).
     public func fill(_ buffer: UnsafeMutableRawBufferPointer, from offset: Int64) {
+        fillBase(buffer, from: offset)
+        let end = offset + Int64(buffer.count)
+        for patch in patches where patch.from < end && patch.to > offset {
+            let lower = max(patch.from, offset)
+            let upper = min(patch.to, end)
+            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[Int(lower - offset)..<Int(upper - offset)])
+            GeneratedContent(size: size, seed: patch.seed).fillBase(slice, from: lower)
+        }
+    }
+
+    private func fillBase(_ buffer: UnsafeMutableRawBufferPointer, from offset: Int64) {
         var position = offset
         var index = 0
         while index < buffer.count {

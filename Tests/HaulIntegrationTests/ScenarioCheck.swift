@@ -96,8 +96,14 @@ struct ScenarioCheck {
     var requestSummary: String {
         let requests = outcome.requests
         let connections = Set(requests.map(\.connection)).count
-        let first = requests.prefix(6).map { "#\($0.index)@\($0.connection) \($0.path) \($0.range ?? "-")" }
-        return "\(requests.count) requests on \(connections) connections; first: \(first.joined(separator: ", "))"
+        let all = ProcessInfo.processInfo.environment["HAUL_SCENARIO_VERBOSE"] == "2"
+        let first = requests.prefix(all ? requests.count : 6).map {
+            "#\($0.index)@\($0.connection) \($0.path) \($0.range ?? "-")\($0.ifRange.map { " if-range \($0)" } ?? "")"
+        }
+        let ended = outcome.error.map { "failed: \(String(describing: $0).prefix(300))" } ?? "succeeded: \(describeFile())"
+        let seconds = Double(outcome.elapsed.components.seconds) + Double(outcome.elapsed.components.attoseconds) / 1e18
+        return "\(ended) after \(String(format: "%.2f", seconds)) s; \(requests.count) requests on \(connections) connections; "
+            + "\(all ? "all" : "first"): \(first.joined(separator: ", "))"
     }
 
     private func requestProblems() -> [String] {

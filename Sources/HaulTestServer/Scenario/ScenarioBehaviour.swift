@@ -45,6 +45,8 @@ public struct ScenarioVersion: Decodable, Sendable, Equatable {
     /// The `Last-Modified` sent with this version; `"now"` sends the response's `Date` (a weak
     /// validator, RFC 9110 §8.8.2.2); none when absent.
     public var lastModified: String?
+    /// Ranges whose bytes come from other seeds: versions that differ only there.
+    public var patches: [GeneratedContent.Patch]?
 
     /// A version of `size` bytes from `seed`.
     public init(seed: UInt64, size: Int64, etag: String? = nil, lastModified: String? = nil) {
@@ -55,7 +57,7 @@ public struct ScenarioVersion: Decodable, Sendable, Equatable {
     }
 
     /// The bytes of this version.
-    public var content: GeneratedContent { GeneratedContent(size: size, seed: seed) }
+    public var content: GeneratedContent { GeneratedContent(size: size, seed: seed, patches: patches ?? []) }
 }
 
 /// Which version answers request `index` on connection `connection` by default.
