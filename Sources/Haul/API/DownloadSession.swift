@@ -293,6 +293,11 @@ public final class DownloadSession: Sendable {
         }
         options.minimumBytesPerSecond = max(1, minimumSpeed)
         options.bufferSize = configuration.receiveBufferSize
+        if configuration.maximumBytesPerSecond > 0 {
+            // Callbacks of at most 1/20 s of the limit, so the bucket moves in small steps.
+            let step = Int(min(Int64(configuration.receiveBufferSize), configuration.maximumBytesPerSecond / 20))
+            options.bufferSize = max(1024, step)
+        }
         options.caFile = configuration.caCertificateFile
         options.verifyTLS = configuration.verifiesTLSCertificates
         options.proxy = configuration.proxy
@@ -312,6 +317,7 @@ public final class DownloadSession: Sendable {
         settings.syncOnFinish = configuration.syncsBeforeMove
         settings.writesJournal = configuration.writesJournal
         settings.maxBytesPerSecond = configuration.maximumBytesPerSecond
+        settings.engine.rateLimited = configuration.maximumBytesPerSecond > 0
         settings.computesSHA256 = configuration.computesSHA256
         settings.keepsFilesFailingChecksum = configuration.keepsFilesFailingChecksum
         settings.recordsCredentials = configuration.resumeDataIncludesCredentials

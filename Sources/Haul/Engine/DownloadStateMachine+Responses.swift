@@ -43,6 +43,9 @@ extension DownloadStateMachine {
         return nil
     }
 
+    /// No file is this long (4 EiB); larger totals are lies that would overflow offsets.
+    static let largestLength: Int64 = 1 << 62
+
     private static func opaqueTag(_ etag: String) -> Substring {
         etag.hasPrefix("W/") ? etag.dropFirst(2) : Substring(etag)
     }
@@ -59,6 +62,9 @@ extension DownloadStateMachine {
             }
             guard range.first == 0, let last = range.last, head.contentLength.map({ $0 == last + 1 }) ?? true else {
                 return rangeFault(segment, expected: "bytes 0-", received: describe(head))
+            }
+            if let length = range.completeLength, length > Self.largestLength {
+                return rangeFault(segment, expected: "a length under 2^62 bytes", received: describe(head))
             }
             adopt(head, segment: segment)
             guard let length = range.completeLength else {
@@ -108,8 +114,13 @@ extension DownloadStateMachine {
             plan.unblock(request.segment)
             return []
         case 200 where request.ifRange != nil:
-            // If-Range did not match: the server sends the new version whole.
-            return remoteChanged("the server answered a ranged If-Range request with the whole file")
+            // If-Range did not match, so the server sends a new version whole; unless its
+            // validators are the same, when it only ignored Range: then one stream from byte 0.
+            if let change = validatorChange(head) { return remoteChanged(change) }
+            if let expected = length, let now = head.contentLength, now != expected {
+                return remoteChanged("its length \(expected) became \(now)")
+            }
+            return restart(reason: "the server answered a range request with the whole file", singleStream: true)
         case 200:
             // Range support is gone (or was never real): one stream from byte 0.
             return restart(reason: "the server stopped honouring ranges", singleStream: true)

@@ -28,6 +28,9 @@ struct DownloadStateMachine: Sendable {
         /// How far each range request reaches across its neighbours' boundaries, so every seam
         /// between two responses is compared from both sides (0: no seam checks).
         var seamOverlap: Int64 = 0
+        /// Transfers are paused for a rate limit: a segment that does not move is waiting its
+        /// turn, not stalled or slow, so it gets no twin and no replacement.
+        var rateLimited = false
         /// Invalid `206` answers (wrong range, wrong length) the download tolerates before it
         /// stops trusting ranges and fetches the file as one stream.
         var maxRangeFaults = 3
@@ -158,6 +161,8 @@ struct DownloadStateMachine: Sendable {
     var requests: [Int: Request] = [:]
     /// When each running request started and where its segment's cursor was then (for speed).
     private var started: [Int: (at: Duration, cursor: Int64)] = [:]
+    /// When each running segment's cursor last moved, as seen by `tick`.
+    private var lastMoved: [Int: (at: Duration, cursor: Int64)] = [:]
     var mirrors: MirrorSet
     /// The latest time given by `tick(now:)`.
     private var now: Duration = .zero
@@ -239,6 +244,7 @@ struct DownloadStateMachine: Sendable {
 
     /// A transfer ended (successfully, by our abort, or by failure).
     mutating func transferEnded(_ segment: Int, _ outcome: Outcome) -> [Action] {
+        let startCursor = started[segment]?.cursor
         let request = endRequest(segment)
         let headFailure = headFailures.removeValue(forKey: segment)
         guard !isFinished, request != nil, plan.segments[segment].state == .active else { return [] }
@@ -276,13 +282,33 @@ struct DownloadStateMachine: Sendable {
                 failure.retryable = true
             }
         }
+        // An attempt that moved the cursor a fair way was progress: the count starts over, so
+        // a server that cuts every response still finishes a large file. Range requests that
+        // keep failing without progress while the server answers (cut, stalled) are given up
+        // for one stream from byte 0, which such servers often serve fine.
+        let moved = headFailure == nil ? (startCursor.map { seg.cursor - $0 } ?? 0) : nil
+        let stalled = plan.recordProgress(segment, moved: moved, enough: Self.progressWorthResetting)
+        if stalled >= Self.stalledAttemptsBeforeOneStream, failure.retryable, rangesSupported, !singleStream {
+            return actions + restart(reason: "range requests keep failing without progress (\(failure.error))",
+                                     singleStream: true)
+        }
         let attempt = plan.recordFailure(segment)
         guard failure.retryable, attempt <= options.maxRetries else {
             return actions + fail(failure.error)
         }
         plan.setState(segment, .waitingToRetry)
+        plan.setRetryAfter(segment, failure.retryAfter)
         return actions + [.retry(segment: segment, attempt: attempt, retryAfterSeconds: failure.retryAfter)]
     }
+
+    /// Bytes an attempt must have added for its failure to reset the segment's retry count.
+    static let progressWorthResetting: Int64 = 64 << 10
+    /// A `Retry-After` up to this many seconds is waited out even with connections idle; a
+    /// longer one (a server may say a day) lets an idle connection take the segment at once.
+    static let longestRetryAfterHonouredWhileIdle = 10
+
+    /// Failed range attempts in a row without that much progress before one stream is tried.
+    static let stalledAttemptsBeforeOneStream = 3
 
     /// The backoff for `segment` has passed.
     mutating func retryDue(_ segment: Int) -> [Action] {
@@ -319,6 +345,7 @@ struct DownloadStateMachine: Sendable {
             return finishNow()
         }
         guard rangesSupported, !singleStream else { return [] }
+        var actions = options.rateLimited ? [] : twinStalled(now: now)
         var speeds: [(segment: Int, speed: Double)] = []
         for (segment, request) in requests.sorted(by: { $0.key < $1.key }) where plan.segments[segment].state == .active {
             guard let begin = started[segment], now - begin.at >= options.slowGrace else { continue }
@@ -327,10 +354,10 @@ struct DownloadStateMachine: Sendable {
             speeds.append((segment, speed))
             mirrors.measured(request.mirror, bytesPerSecond: speed)
         }
-        guard options.replacesSlowConnections, speeds.count >= 3 else { return [] }
+        // Under a rate limit connections take turns: a slow one is waiting, not slow.
+        guard options.replacesSlowConnections, !options.rateLimited, speeds.count >= 3 else { return actions }
         let sorted = speeds.map(\.speed).sorted()
         let median = sorted[sorted.count / 2]
-        var actions: [Action] = []
         for (segment, speed) in speeds where speed < options.slowRatio * median {
             let seg = plan.segments[segment]
             guard seg.remaining >= options.minimumSplit, seg.twin == nil, !seg.isTwin else { continue }
@@ -338,6 +365,25 @@ struct DownloadStateMachine: Sendable {
             endRequest(segment)
             actions.append(.cancel(segment: segment))
             actions.append(start(segment: replacement, kind: .range))
+        }
+        return actions
+    }
+
+    /// A segment whose cursor has not moved for two grace periods, while a connection is free,
+    /// gets an endgame twin whatever its size: a silent response must not hold the end of a
+    /// download for the whole stall timeout.
+    private mutating func twinStalled(now: Duration) -> [Action] {
+        var actions: [Action] = []
+        for segment in requests.keys.sorted() where plan.segments[segment].state == .active {
+            let cursor = plan.segments[segment].cursor
+            guard let seen = lastMoved[segment], seen.cursor == cursor else {
+                lastMoved[segment] = (now, cursor)
+                continue
+            }
+            let seg = plan.segments[segment]
+            guard now - seen.at >= options.slowGrace * 2, requests.count < options.connections,
+                  seg.twin == nil, !seg.isTwin, seg.remaining > 0, let twin = plan.addTwin(of: segment) else { continue }
+            actions.append(start(segment: twin, kind: .range))
         }
         return actions
     }
@@ -374,6 +420,7 @@ struct DownloadStateMachine: Sendable {
     @discardableResult
     mutating func endRequest(_ segment: Int) -> Request? {
         started[segment] = nil
+        lastMoved[segment] = nil
         guard let request = requests.removeValue(forKey: segment) else { return nil }
         mirrors.ended(request.mirror)
         return request
@@ -429,7 +476,8 @@ struct DownloadStateMachine: Sendable {
 
     mutating func start(segment: Int, kind: Request.Kind) -> Action {
         let seg = plan.segments[segment]
-        let overlap = options.seamOverlap
+        // Small segments reach across by less, so the overlap never dominates what is fetched.
+        let overlap = min(options.seamOverlap, max(1024, (seg.end == .max ? options.seamOverlap * 8 : seg.end - seg.start) / 8))
         var request: Request
         switch kind {
         case .probe:
@@ -437,9 +485,14 @@ struct DownloadStateMachine: Sendable {
         case .range:
             // Reach back across the seam behind the cursor and forward across the end, so both
             // seams are covered by this response's bytes too.
-            let from = max(0, seg.cursor - overlap)
+            // After an attempt that moved nothing, reaching back again could repeat a cut
+            // inside the overlap for ever: go on from the cursor.
+            let back = seg.failures > 0 && !seg.lastAttemptMoved ? 0 : overlap
+            let from = max(0, seg.cursor - back)
             var through: Int64? = seg.end == .max ? nil : seg.end - 1
-            if let last = through, let length = plan.length { through = min(length - 1, last + overlap) }
+            if let last = through, let length = plan.length {
+                through = min(length - 1, last > Int64.max - overlap ? Int64.max : last + overlap)
+            }
             request = Request(segment: segment, kind: .range, from: from, through: through, ifRange: validator)
         case .whole:
             request = Request(segment: segment, kind: .whole, from: 0, through: nil, ifRange: nil)
@@ -466,8 +519,11 @@ struct DownloadStateMachine: Sendable {
         }
         // The connection is free: take a pending gap, else half of the largest range, else twin
         // the slowest tail.
+        // Last, a segment waiting out a backoff goes now on this connection rather than leave it
+        // idle (its scheduled retry then finds it running and does nothing).
         if rangesSupported, !singleStream,
-           let id = plan.takePending() ?? plan.steal() ?? plan.addTwin(minimumTail: options.endgameMinimumTail) {
+           let id = plan.takePending() ?? plan.steal() ?? plan.addTwin(minimumTail: options.endgameMinimumTail)
+            ?? plan.takeWaiting(honouring: Self.longestRetryAfterHonouredWhileIdle) {
             actions.append(start(segment: id, kind: .range))
         }
         return actions

@@ -45,6 +45,12 @@ struct SegmentPlan: Equatable, Sendable {
         var position: Int64
         /// One past the last byte the current request asked for (`Int64.max` when open-ended).
         var requestEnd: Int64 = .max
+        /// Whether the last failed attempt moved the cursor.
+        var lastAttemptMoved = true
+        /// Failed attempts in a row whose body moved the cursor less than a fair way.
+        var stalledAttempts = 0
+        /// The server's `Retry-After` for the retry this segment waits for, if it gave one.
+        var retryAfter: Int?
 
         init(id: Int, start: Int64, cursor: Int64, end: Int64, state: State) {
             self.id = id
@@ -246,6 +252,38 @@ struct SegmentPlan: Equatable, Sendable {
         segments[id].acceptsBody = true
     }
 
+    /// What the attempt that just failed moved (`nil`: its head was refused, so its body is
+    /// not judged). A fair way (`enough`) starts the failure count over; less counts as a
+    /// stalled attempt. Returns the stalled attempts in a row.
+    mutating func recordProgress(_ id: Int, moved: Int64?, enough: Int64) -> Int {
+        guard let moved else { return segments[id].stalledAttempts }
+        segments[id].lastAttemptMoved = moved > 0
+        if moved >= enough {
+            segments[id].failures = 0
+            segments[id].stalledAttempts = 0
+        } else {
+            segments[id].stalledAttempts += 1
+        }
+        return segments[id].stalledAttempts
+    }
+
+    /// A segment waiting out a retry backoff, now given to a free connection, unless the server
+    /// asked for a pause of at most `honouring` seconds (`Retry-After`), which is kept. Returns
+    /// its id.
+    mutating func takeWaiting(honouring: Int) -> Int? {
+        guard let index = segments.firstIndex(where: {
+            $0.epoch == epoch && $0.state == .waitingToRetry && ($0.retryAfter.map { $0 > honouring } ?? true)
+        }) else {
+            return nil
+        }
+        segments[index].state = .active
+        return index
+    }
+
+    mutating func setRetryAfter(_ id: Int, _ seconds: Int?) {
+        segments[id].retryAfter = seconds
+    }
+
     mutating func recordFailure(_ id: Int) -> Int {
         segments[id].failures += 1
         return segments[id].failures
@@ -305,6 +343,13 @@ struct SegmentPlan: Equatable, Sendable {
             }
         }
         guard let original = best else { return nil }
+        return addTwin(of: original)
+    }
+
+    /// A twin of `original` (active, with no twin and not one itself) on its remaining tail.
+    mutating func addTwin(of original: Int) -> Int? {
+        let segment = segments[original]
+        guard segment.state == .active, segment.twin == nil, !segment.isTwin, segment.remaining > 0 else { return nil }
         let id = append(start: segments[original].cursor, end: segments[original].end)
         segments[id].isTwin = true
         segments[id].twin = original

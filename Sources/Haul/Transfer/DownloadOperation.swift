@@ -133,10 +133,12 @@ final class DownloadOperation: @unchecked Sendable {
     private var hasher: StreamingHasher?
     /// Rate limit: a token bucket refilled by a 20 ms timer; transfers that find it empty are
     /// paused (curl keeps their bytes) until it refills.
-    private var tokens: Int64 = 0
+    /// Bytes that may still be taken now (fractional, so a limit under 10 B/s still refills).
+    private var tokens: Double = 0
     private var rateTimer: DispatchSourceTimer?
     private var lastRefill = ContinuousClock.now
-    private var pausedForRate: Set<Int> = []
+    /// Transfers paused for the rate limit, oldest first: woken in turn, so none starves.
+    private var pausedForRate: [(segment: Int, needs: Double)] = []
     private let startedAt = ContinuousClock.now
     /// The digest to check and where it came from (the caller, or the server's headers).
     private var expected: (digest: SHA256Digest, source: ChecksumSource)?
@@ -392,6 +394,7 @@ final class DownloadOperation: @unchecked Sendable {
             retryTimers[segment] = nil
             run(machine.retryDue(segment))
         }
+        retryTimers[segment]?.cancel()
         retryTimers[segment] = item
         multi.queue.asyncAfter(deadline: .now() + delay.dispatchInterval, execute: item)
     }
@@ -402,20 +405,25 @@ final class DownloadOperation: @unchecked Sendable {
     @inline(__always)
     private func write(_ buffer: UnsafeRawBufferPointer, segment: Int) -> Int {
         guard let file else { return 0 }
+        if settings.maxBytesPerSecond > 0 {
+            // Whole callbacks only (curl cannot take part of one): wait until the bucket holds
+            // all of it (or is full, for a callback larger than the bucket: the debt is paid by
+            // later waits); curl keeps the bytes meanwhile. A transfer with nothing left to take
+            // is stopped, never paused.
+            if case .stop = machine.step(for: segment, available: buffer.count) { return 0 }
+            let needs = min(Double(buffer.count), bucketSize(settings.maxBytesPerSecond))
+            guard tokens >= needs else {
+                if !pausedForRate.contains(where: { $0.segment == segment }) { pausedForRate.append((segment, needs)) }
+                return ccurl_writefunc_pause
+            }
+            tokens -= Double(buffer.count)
+        }
         var taken = 0
         while taken < buffer.count {
             switch machine.step(for: segment, available: buffer.count - taken) {
             case .stop:
                 return taken
             case .write(let offset, let count):
-                if settings.maxBytesPerSecond > 0 {
-                    if tokens <= 0, taken == 0 {
-                        // Over the limit: curl holds these bytes until the bucket refills.
-                        pausedForRate.insert(segment)
-                        return ccurl_writefunc_pause
-                    }
-                    tokens -= Int64(count)
-                }
                 do throws(HaulError) {
                     try file.write(UnsafeRawBufferPointer(rebasing: buffer[taken..<(taken + count)]), at: offset)
                 } catch {
@@ -628,11 +636,10 @@ final class DownloadOperation: @unchecked Sendable {
             expectedSHA256: expected?.source == .caller ? expected?.digest.hex : nil)
     }
 
-    /// Refills the rate-limit bucket every 20 ms (at most a tenth of a second's worth) and lets
-    /// paused transfers go on.
+    /// Refills the rate-limit bucket every 20 ms and lets paused transfers go on.
     private func startRateTimer() {
         guard settings.maxBytesPerSecond > 0 else { return }
-        tokens = settings.maxBytesPerSecond / 10
+        tokens = Double(settings.maxBytesPerSecond) / 10
         lastRefill = .now
         let timer = DispatchSource.makeTimerSource(queue: multi.queue)
         timer.schedule(deadline: .now() + .milliseconds(20), repeating: .milliseconds(20), leeway: .milliseconds(5))
@@ -641,17 +648,25 @@ final class DownloadOperation: @unchecked Sendable {
         timer.activate()
     }
 
+    /// A tenth of a second's worth, and at least one receive buffer so a callback can always
+    /// be taken whole (a tiny limit then moves in buffer-sized steps at the right average).
+    private func bucketSize(_ rate: Int64) -> Double {
+        max(Double(rate) / 10, Double(settings.request.bufferSize))
+    }
+
     private func refill() {
         let now = ContinuousClock.now
         let rate = settings.maxBytesPerSecond
-        tokens = min(rate / 10, tokens + Int64(Double(rate) * (now - lastRefill).secondsValue))
+        tokens = min(bucketSize(rate), tokens + Double(rate) * (now - lastRefill).secondsValue)
         lastRefill = now
-        guard tokens > 0, !isSuspended, !pausedForRate.isEmpty else { return }
-        let waiting = pausedForRate
-        pausedForRate.removeAll()
-        for segment in waiting {
-            // A transfer that can take nothing more is not woken (it ends by itself).
-            if let easy = easies[segment], !machine.isFinished { multi.setPaused(easy, false) }
+        guard !isSuspended else { return }
+        // Wake the longest-waiting transfers, in turn, while the bucket can pay for what each
+        // was offered; one that finds too little pauses again at the back of the line.
+        var turns = pausedForRate.count
+        while turns > 0, let first = pausedForRate.first, tokens >= first.needs, !machine.isFinished {
+            turns -= 1
+            pausedForRate.removeFirst()
+            if let easy = easies[first.segment] { multi.setPaused(easy, false) }
         }
     }
 
