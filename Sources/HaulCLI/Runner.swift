@@ -154,8 +154,8 @@ struct Runner: Sendable {
 
     private func startOver(_ job: Job, _ reason: String) throws -> Data? {
         if command.continueDownload {
-            reporter.failed(job, message: "cannot continue: \(reason) (run without -c to start over)", status: .networkError)
-            throw ExitStatus.networkError
+            reporter.failed(job, message: "cannot continue: \(reason) (run without -c to start over)", status: .diskError)
+            throw ExitStatus.diskError
         }
         reporter.note("\(job.output.lastPathComponent): cannot resume (\(reason)); starting over")
         return nil

@@ -56,7 +56,7 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
         case .httpStatus(let code):
             return "the server answered HTTP \(code); check the URL and your access to it"
         case .transport(let code, let message):
-            return "transfer failed: \(message) (curl error \(code)); check the network and try again"
+            return "transfer failed: \(message) (curl error \(code)); " + Self.advice(forCurlCode: code)
         case .invalidContentRange(let expected, let received):
             return "the server sent the wrong byte range (asked for \(expected), got \(received)) again and again; "
                 + "with restarts allowed it is fetched as one stream instead"
@@ -109,3 +109,25 @@ import Glibc
 import Darwin
 #endif
 import struct Foundation.Data
+
+extension HaulError {
+    /// What to do about a transport failure, by its cause.
+    static func advice(forCurlCode code: Int) -> String {
+        switch code {
+        case 35, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91:
+            // TLS: handshake, certificate, CA file or pinning problems.
+            return "the TLS connection could not be trusted; if the server uses a private CA, trust it "
+                + "(caCertificateFile, haul --cacert FILE), or for testing only skip verification (--insecure)"
+        case 6:
+            return "the host name could not be resolved; check the URL's host"
+        case 7:
+            return "the server refused the connection or is not reachable; check the host and port"
+        case 28:
+            return "the server stopped sending or was too slow; try again, or raise the time limits"
+        case 47:
+            return "too many redirects; the URL may redirect in a loop"
+        default:
+            return "check the network and try again"
+        }
+    }
+}
