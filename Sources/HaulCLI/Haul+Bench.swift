@@ -57,7 +57,7 @@ extension HaulCommand {
             if json {
                 let objects: [[String: Any]] = ranked.enumerated().map { rank, m in
                     var object: [String: Any] = [
-                        "rank": rank + 1, "url": m.url.absoluteString, "connections": m.connections,
+                        "rank": rank + 1, "url": m.url.withoutCredentials.absoluteString, "connections": m.connections,
                         "single_connection_bytes_per_second": Int(m.singleConnectionBytesPerSecond),
                         "multi_connection_bytes_per_second": Int(m.multiConnectionBytesPerSecond),
                         "supports_ranges": m.supportsRanges,
@@ -75,7 +75,7 @@ extension HaulCommand {
             } else {
                 Console.line("rank  \("url".padding(toLength: 44, withPad: " ", startingAt: 0))  ttfb     1 conn      \(connections) conns     ranges  length")
                 for (rank, m) in ranked.enumerated() {
-                    let url = m.url.absoluteString
+                    let url = m.url.withoutCredentials.absoluteString
                     let shortURL = url.count > 44 ? String(url.prefix(43)) + "…" : url.padding(toLength: 44, withPad: " ", startingAt: 0)
                     if let error = m.error {
                         Console.line("\(String(rank + 1).padding(toLength: 4, withPad: " ", startingAt: 0))  \(shortURL)  failed: \(error)")
