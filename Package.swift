@@ -35,10 +35,22 @@ let package = Package(
                 .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
             ]
         ),
+        // The haul daemon: a durable queue served over aria2's JSON-RPC (SwiftNIO). Never in `Haul`.
+        .target(
+            name: "HaulDaemon",
+            dependencies: [
+                "Haul",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "HaulCLI",
             dependencies: [
                 "Haul",
+                "HaulDaemon",
                 "HaulTestServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -60,7 +72,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HaulIntegrationTests",
-            dependencies: ["Haul", "HaulTestServer"],
+            dependencies: ["Haul", "HaulDaemon", "HaulTestServer"],
             // Fault scenarios as data, read at run time next to the test sources.
             exclude: ["Scenarios"]
         ),

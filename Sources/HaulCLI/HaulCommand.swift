@@ -8,6 +8,6 @@ struct HaulCommand: AsyncParsableCommand {
         commandName: "haul",
         abstract: "Segmented, parallel HTTP downloads with exact resume and SHA-256 verification.",
         version: Haul.version,
-        subcommands: [Get.self, Bench.self, Demo.self]
+        subcommands: [Get.self, Bench.self, Demo.self, Daemon.self]
     )
 }

@@ -22,6 +22,18 @@ extension DownloadSession {
         Journal(root: root, name: SideNames.journal(for: destination.lastPathComponent)).remove()
     }
 
+    /// Removes what an unfinished download to `destination` left: its journal and its partial
+    /// file (only a regular file; anything else there is left alone). The destination itself is
+    /// never touched.
+    public static func removePartialDownload(for destination: URL) throws(HaulError) {
+        let name = destination.lastPathComponent
+        guard PlacementRoot.isValidName(name) else { throw .invalidFileName(name) }
+        let root = try PlacementRoot(directory: destination.deletingLastPathComponent().path)
+        Journal(root: root, name: SideNames.journal(for: name)).remove()
+        let partial = SideNames.partial(for: name)
+        if let status = try root.status(of: partial), status.st_mode & S_IFMT == S_IFREG { root.remove(partial) }
+    }
+
     /// The journal a download to `destination` left, if one is there (a regular file of this
     /// user's, read without following links).
     public static func journal(for destination: URL) -> Data? {

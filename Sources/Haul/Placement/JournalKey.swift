@@ -26,35 +26,7 @@ enum JournalKey {
     }
 
     private static func load() -> [UInt8]? {
-        let environment = ProcessInfo.processInfo.environment
-        let base: String
-        if let state = environment["XDG_STATE_HOME"], state.hasPrefix("/") {
-            base = state
-        } else if let home = environment["HOME"], home.hasPrefix("/") {
-            base = home + "/.local/state"
-        } else {
-            return nil
-        }
-        let directory = base + "/haul"
-        // Each missing level made private to this user.
-        var path = ""
-        for part in directory.split(separator: "/") {
-            path += "/" + part
-            if mkdir(path, 0o700) != 0, errno != EEXIST { return nil }
-        }
-        guard let root = try? PlacementRoot(directory: directory) else { return nil }
-        if let key = root.read("journal.key"), key.count == 32 { return Array(key) }
-        var fresh = [UInt8](repeating: 0, count: 32)
-        guard RAND_bytes(&fresh, 32) == 1 else { return nil }
-        // Written under a side name, then linked into place without replacing: two processes
-        // starting at once agree on whichever key landed first.
-        let side = "journal.key.\(getpid())"
-        guard (try? root.writeAtomically(side, data: Data(fresh), durable: true)) != nil else { return nil }
-        defer { root.remove(side) }
-        if (try? root.publish(side, to: "journal.key", replacing: false)) == nil,
-           let key = root.read("journal.key"), key.count == 32 {
-            return Array(key)
-        }
-        return fresh
+        guard let root = StateDirectory.open() else { return nil }
+        return StateDirectory.secret("journal.key", in: root)
     }
 }

@@ -13,14 +13,14 @@ import Glibc
 /// the final rename never replaces anything unless asked to, and then only a regular file. The
 /// root keeps referring to the same directory if it is moved or renamed, as it holds a
 /// descriptor, not a path; `path` is only for messages.
-final class PlacementRoot: @unchecked Sendable {
+package final class PlacementRoot: @unchecked Sendable {
     // Unchecked: `fd` is set once in init and closed in deinit; every call is a syscall on it.
     /// The directory as the caller named it (for messages only).
-    let path: String
+    package let path: String
     private let fd: Int32
 
     /// Opens `directory` (the caller's own choice of place, so a symbolic link in it is followed).
-    init(directory: String) throws(HaulError) {
+    package init(directory: String) throws(HaulError) {
         let named = directory.isEmpty ? "." : directory
         path = named
         let opened = retryingInterrupts { open(named, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
@@ -35,20 +35,20 @@ final class PlacementRoot: @unchecked Sendable {
     deinit { _ = Glibc.close(fd) }
 
     /// Whether `name` is one path component that stays in the directory.
-    static func isValidName(_ name: String) -> Bool {
+    package static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name != "." && name != ".." && !name.contains("/") && !name.utf8.contains(0)
             && name.utf8.count <= Int(NAME_MAX)
     }
 
     /// Where `name` is, for messages and for handing a finished file to the caller.
-    func location(of name: String) -> String {
+    package func location(of name: String) -> String {
         path.hasSuffix("/") ? path + name : path + "/" + name
     }
 
     // MARK: Looking
 
     /// What is at `name` now, without following a symbolic link; `nil` when nothing is.
-    func status(of name: String) throws(HaulError) -> stat? {
+    package func status(of name: String) throws(HaulError) -> stat? {
         try checked(name)
         var info = stat()
         guard fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
@@ -112,7 +112,7 @@ final class PlacementRoot: @unchecked Sendable {
     /// Moves the file at `from` to `to` in `target` (this directory by default). Without
     /// `replacing`, an existing `to` is never touched (`renameat2(RENAME_NOREPLACE)`); with it,
     /// only a regular file is replaced, never a directory, a link or a device.
-    func publish(_ from: String, to: String, in target: PlacementRoot? = nil, replacing: Bool) throws(HaulError) {
+    package func publish(_ from: String, to: String, in target: PlacementRoot? = nil, replacing: Bool) throws(HaulError) {
         try checked(from)
         let target = target ?? self
         let destination = target.location(of: to)
@@ -137,13 +137,13 @@ final class PlacementRoot: @unchecked Sendable {
 
     /// Removes the entry `name` (a symbolic link is removed itself, never its target; a
     /// directory is left alone).
-    func remove(_ name: String) {
+    package func remove(_ name: String) {
         guard Self.isValidName(name) else { return }
         _ = unlinkat(fd, name, 0)
     }
 
     /// Flushes the directory's entries (after a rename that must survive a power cut).
-    func sync() {
+    package func sync() {
         _ = fsync(fd)
     }
 
@@ -152,7 +152,7 @@ final class PlacementRoot: @unchecked Sendable {
     /// Replaces `name` with `data` atomically: written to a side name created afresh (0600,
     /// never through a link), then renamed over `name`. When `durable`, the bytes and the
     /// rename reach the disk before this returns.
-    func writeAtomically(_ name: String, data: Data, durable: Bool) throws(HaulError) {
+    package func writeAtomically(_ name: String, data: Data, durable: Bool) throws(HaulError) {
         let side = name.utf8.count + 4 <= Int(NAME_MAX) ? name + ".new" : String(name.dropLast(4)) + ".new"
         try checked(side)
         remove(side)
@@ -187,7 +187,7 @@ final class PlacementRoot: @unchecked Sendable {
 
     /// The bytes of `name` if it is a regular file of ours (never through a link), at most
     /// `limit` bytes; `nil` otherwise.
-    func read(_ name: String, limit: Int = 4 << 20) -> Data? {
+    package func read(_ name: String, limit: Int = 4 << 20) -> Data? {
         guard Self.isValidName(name) else { return nil }
         let opened = retryingInterrupts { openat(fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
         guard opened >= 0 else { return nil }

@@ -1,16 +1,16 @@
 import Foundation
 
 /// File names for downloads: from the URL path or a `Content-Disposition` header, made safe.
-enum OutputName {
+package enum OutputName {
     /// The last path component of `url`, percent-decoded and made safe; `index.html` when the
     /// path names no file.
-    static func from(url: URL) -> String {
+    package static func from(url: URL) -> String {
         sanitize(url.lastPathComponent) ?? "index.html"
     }
 
     /// The file name a `Content-Disposition` header proposes (`filename*=UTF-8''…` preferred over
     /// `filename=…`), made safe, or `nil`.
-    static func from(contentDisposition value: String) -> String? {
+    package static func from(contentDisposition value: String) -> String? {
         var plain: String?
         var extended: String?
         for part in value.split(separator: ";") {
@@ -37,7 +37,7 @@ enum OutputName {
     }
 
     /// `url` itself, or `NAME.1.EXT`, `NAME.2.EXT`, … when another download of the run took it.
-    static func distinct(_ url: URL, taken: Set<String>) -> URL {
+    package static func distinct(_ url: URL, taken: Set<String>) -> URL {
         guard taken.contains(url.path) else { return url }
         let stem = url.deletingPathExtension().lastPathComponent
         let suffix = url.pathExtension.isEmpty ? "" : "." + url.pathExtension
@@ -51,7 +51,7 @@ enum OutputName {
     /// A name that stays in its directory: the last component after `/` or `\`, without
     /// control characters or leading dots (a server must not pick `.bashrc`), at most 255 bytes.
     /// `nil` when nothing is left.
-    static func sanitize(_ raw: String) -> String? {
+    package static func sanitize(_ raw: String) -> String? {
         let last = raw.split(whereSeparator: { $0 == "/" || $0 == "\\" }).last.map(String.init) ?? ""
         var name = String(last.unicodeScalars.filter { !CharacterSet.controlCharacters.contains($0) })
             .trimmingCharacters(in: .whitespaces)

@@ -1,0 +1,346 @@
+import Dispatch
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Haul
+import Logging
+
+/// The daemon's queue and the one owner of its downloads: at most `maxConcurrent` run, the rest
+/// wait in order; every change is saved (and synced) before it is acknowledged.
+///
+/// Confined to `queue`: callers hop onto it with `sync` (RPC handling runs there as a whole).
+final class DownloadQueue: @unchecked Sendable {
+    // Unchecked: every mutable property is used on `queue` only.
+    let queue = DispatchQueue(label: "haul.daemon")
+    let root: URL
+    private let rootDirectory: PlacementRoot
+    private let store: StateStore
+    private let session: DownloadSession
+    private let logger: Logger
+    private var state: DaemonState
+    private var running: [String: Running] = [:]
+    var maxConcurrent: Int
+    /// Called on `queue` when a download starts, pauses, stops, completes or fails (for
+    /// notifications), with aria2's event name.
+    var onEvent: (String, String) -> Void = { _, _ in }
+
+    private final class Running {
+        let task: DownloadTask
+        var sample: (at: ContinuousClock.Instant, bytes: Int64)
+        var speed: Int64 = 0
+        /// Why it is being stopped by us (pause or remove), so its cancellation is not an error.
+        var stopping: QueueEntry.Status?
+        init(task: DownloadTask) {
+            self.task = task
+            sample = (.now, 0)
+        }
+    }
+
+    init(root: URL, store: StateStore, configuration: DownloadSession.Configuration, maxConcurrent: Int,
+         logger: Logger) throws {
+        self.root = root
+        self.rootDirectory = try PlacementRoot(directory: root.path)
+        self.store = store
+        var configuration = configuration
+        configuration.replacesExistingFiles = false
+        self.session = DownloadSession(configuration: configuration)
+        self.maxConcurrent = max(1, maxConcurrent)
+        self.logger = logger
+        var state = try store.load()
+        // Downloads that were running when the daemon stopped go first, from their journals.
+        for index in state.queue.indices where state.queue[index].status == .active {
+            state.queue[index].status = .waiting
+        }
+        self.state = state
+    }
+
+    /// Starts what the saved queue says should run.
+    func start() {
+        queue.async { self.schedule() }
+    }
+
+    // MARK: Changes (each saved before it returns)
+
+    func add(uris: [String], name: String?, connections: Int?, checksum: String?, headers: [String],
+             position: Int?) throws(RPCError) -> String {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let first = uris.first.flatMap(URL.init(string:)), let scheme = first.scheme?.lowercased(),
+              scheme == "http" || scheme == "https", first.host != nil else {
+            throw .invalidParams("addUri needs http or https URIs")
+        }
+        var wanted = name ?? OutputName.from(url: first)
+        if let name {
+            guard PlacementRoot.isValidName(name), OutputName.sanitize(name) == name else {
+                throw .invalidParams("out must be a plain file name inside the download directory, not '\(name)'")
+            }
+            wanted = name
+        }
+        let entry = QueueEntry(gid: Self.newGID(), uris: uris, name: reserve(wanted), status: .waiting,
+                               connections: connections, checksum: checksum, headers: headers)
+        var updated = state
+        let index = min(max(position ?? updated.queue.count, 0), updated.queue.count)
+        updated.queue.insert(entry, at: index)
+        try commit(updated)
+        schedule()
+        return entry.gid
+    }
+
+    func pause(_ gid: String) throws(RPCError) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let index = state.queue.firstIndex(where: { $0.gid == gid }) else { throw .notFound(gid) }
+        guard state.queue[index].status != .paused else { return }
+        var updated = state
+        updated.queue[index].status = .paused
+        try commit(updated)
+        if let run = running[gid] {
+            run.stopping = .paused
+            run.task.cancel()
+        }
+        onEvent("aria2.onDownloadPause", gid)
+        schedule()
+    }
+
+    func unpause(_ gid: String) throws(RPCError) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let index = state.queue.firstIndex(where: { $0.gid == gid }) else { throw .notFound(gid) }
+        guard state.queue[index].status == .paused else { throw .invalidParams("GID \(gid) is not paused") }
+        var updated = state
+        updated.queue[index].status = .waiting
+        try commit(updated)
+        schedule()
+    }
+
+    func remove(_ gid: String) throws(RPCError) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let index = state.queue.firstIndex(where: { $0.gid == gid }) else { throw .notFound(gid) }
+        var updated = state
+        var entry = updated.queue.remove(at: index)
+        entry.status = .removed
+        entry.errorCode = "31"
+        entry.errorMessage = "removed"
+        updated.stopped.append(entry)
+        trimHistory(&updated)
+        try commit(updated)
+        if let run = running[gid] {
+            run.stopping = .removed
+            run.task.cancel()
+        } else {
+            // A download that never ran, or was paused: nothing of it is worth keeping.
+            discardPartial(of: entry)
+        }
+        onEvent("aria2.onDownloadStop", gid)
+        schedule()
+    }
+
+    func changePosition(_ gid: String, pos: Int, how: String) throws(RPCError) -> Int {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let index = state.queue.firstIndex(where: { $0.gid == gid }) else { throw .notFound(gid) }
+        let count = state.queue.count
+        var target: Int
+        switch how {
+        case "POS_SET": target = pos
+        case "POS_CUR": target = index + pos
+        case "POS_END": target = count - 1 + pos
+        default: throw .invalidParams("how must be POS_SET, POS_CUR or POS_END")
+        }
+        target = min(max(target, 0), count - 1)
+        var updated = state
+        let entry = updated.queue.remove(at: index)
+        updated.queue.insert(entry, at: target)
+        try commit(updated)
+        return target
+    }
+
+    func removeResult(_ gid: String) throws(RPCError) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let index = state.stopped.firstIndex(where: { $0.gid == gid }) else { throw .notFound(gid) }
+        var updated = state
+        updated.stopped.remove(at: index)
+        try commit(updated)
+    }
+
+    func purgeResults() throws(RPCError) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        var updated = state
+        updated.stopped.removeAll()
+        try commit(updated)
+    }
+
+    func save() throws(RPCError) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        try commit(state)
+    }
+
+    // MARK: Reading
+
+    /// The entry for `gid` as it is now (live progress for running ones).
+    func entry(_ gid: String) -> QueueEntry? {
+        dispatchPrecondition(condition: .onQueue(queue))
+        if let entry = state.queue.first(where: { $0.gid == gid }) { return live(entry) }
+        return state.stopped.first { $0.gid == gid }
+    }
+
+    var active: [QueueEntry] { state.queue.filter { $0.status == .active }.map(live) }
+    var waiting: [QueueEntry] { state.queue.filter { $0.status == .waiting || $0.status == .paused } }
+    var stopped: [QueueEntry] { state.stopped }
+
+    func speed(of gid: String) -> Int64 { running[gid]?.speed ?? 0 }
+    func connections(of gid: String) -> Int { running[gid]?.task.activeConnections ?? 0 }
+    var totalSpeed: Int64 { running.values.reduce(0) { $0 + $1.speed } }
+
+    /// Where a download's file is (or will be).
+    func path(of entry: QueueEntry) -> String { rootDirectory.location(of: entry.name) }
+
+    // MARK: Running
+
+    private func schedule() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        var changed = false
+        var updated = state
+        for index in updated.queue.indices
+        where updated.queue[index].status == .waiting && running.count < maxConcurrent {
+            updated.queue[index].status = .active
+            changed = true
+            launch(updated.queue[index])
+        }
+        if changed {
+            do {
+                try commit(updated)
+            } catch {
+                logger.error("could not save the queue", metadata: ["error": "\(error)"])
+                state = updated
+            }
+        }
+    }
+
+    private func launch(_ entry: QueueEntry) {
+        let destination = root.appendingPathComponent(entry.name)
+        var request = URLRequest(url: URL(string: entry.uris[0])!)
+        for header in entry.headers {
+            let parts = header.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            request.setValue(parts[1].trimmingCharacters(in: .whitespaces), forHTTPHeaderField: String(parts[0]))
+        }
+        let task: DownloadTask
+        if let journal = DownloadSession.journal(for: destination) {
+            task = session.downloadTask(withResumeData: journal, to: destination)
+        } else {
+            task = session.downloadTask(with: request, to: destination)
+        }
+        task.mirrors = entry.uris.dropFirst().compactMap(URL.init(string:))
+        task.expectedSHA256 = entry.checksum
+        let run = Running(task: task)
+        running[entry.gid] = run
+        let gid = entry.gid
+        let events = task.events
+        task.resume()
+        onEvent("aria2.onDownloadStart", gid)
+        Task {
+            let failure: (any Error)?
+            do {
+                for try await _ in events {}
+                failure = nil
+            } catch {
+                failure = error
+            }
+            self.queue.async { self.ended(gid, failure: failure) }
+        }
+    }
+
+    private func ended(_ gid: String, failure: (any Error)?) {
+        guard let run = running.removeValue(forKey: gid) else { return }
+        defer { schedule() }
+        if run.stopping == .removed, let entry = state.stopped.last(where: { $0.gid == gid }) { discardPartial(of: entry) }
+        guard run.stopping == nil else { return }
+        guard let index = state.queue.firstIndex(where: { $0.gid == gid }) else { return }
+        var updated = state
+        var entry = updated.queue.remove(at: index)
+        entry.totalLength = run.task.countOfBytesExpectedToReceive
+        entry.completedLength = run.task.countOfBytesReceived
+        if let failure {
+            entry.status = .error
+            (entry.errorCode, entry.errorMessage) = ErrorCodes.aria2(for: failure)
+        } else {
+            entry.status = .complete
+            entry.completedLength = entry.totalLength
+            entry.sha256 = run.task.sha256
+            entry.seamsChecked = run.task.seamChecks.checked
+        }
+        updated.stopped.append(entry)
+        trimHistory(&updated)
+        do {
+            try commit(updated)
+        } catch {
+            logger.error("could not save the queue", metadata: ["error": "\(error)"])
+            state = updated
+        }
+        onEvent(failure == nil ? "aria2.onDownloadComplete" : "aria2.onDownloadError", gid)
+    }
+
+    /// Samples speeds (called about once a second).
+    func tick() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        let now = ContinuousClock.now
+        for run in running.values {
+            let bytes = run.task.countOfBytesReceived
+            let seconds = (now - run.sample.at).secondsValue
+            if seconds > 0 { run.speed = Int64(Double(bytes - run.sample.bytes) / seconds) }
+            run.sample = (now, bytes)
+        }
+    }
+
+    // MARK: Helpers
+
+    private func live(_ entry: QueueEntry) -> QueueEntry {
+        guard let run = running[entry.gid] else { return entry }
+        var entry = entry
+        entry.totalLength = max(0, run.task.countOfBytesExpectedToReceive)
+        entry.completedLength = run.task.countOfBytesReceived
+        return entry
+    }
+
+    private func commit(_ updated: DaemonState) throws(RPCError) {
+        do {
+            try store.save(updated)
+        } catch {
+            throw .internalError("\(error)")
+        }
+        state = updated
+    }
+
+    private func trimHistory(_ updated: inout DaemonState) {
+        let excess = updated.stopped.count - DaemonState.maximumStopped
+        if excess > 0 { updated.stopped.removeFirst(excess) }
+    }
+
+    /// A name no other download of the queue uses and no file in the root has (aria2's
+    /// auto-file-renaming: `NAME.1.EXT`, …).
+    private func reserve(_ name: String) -> String {
+        let taken = Set(state.queue.map { root.appendingPathComponent($0.name).path })
+        let wanted = root.appendingPathComponent(name)
+        var candidate = wanted
+        var existing = taken
+        while true {
+            candidate = OutputName.distinct(wanted, taken: existing)
+            let present = ((try? rootDirectory.status(of: candidate.lastPathComponent)) ?? nil) != nil
+            if !present { break }
+            existing.insert(candidate.path)
+        }
+        return candidate.lastPathComponent
+    }
+
+    private func discardPartial(of entry: QueueEntry) {
+        try? DownloadSession.removePartialDownload(for: root.appendingPathComponent(entry.name))
+    }
+
+    private static func newGID() -> String {
+        String(format: "%016llx", UInt64.random(in: 1...UInt64.max))
+    }
+}
+
+extension Duration {
+    fileprivate var secondsValue: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// aria2's JSON-RPC over HTTP (`POST /jsonrpc`) on SwiftNIO: loopback by default, a size limit,
+/// foreign `Origin`s refused, wrong tokens answered slowly.
+final class RPCServer: Sendable {
+    let channel: any Channel
+    /// The TCP port the server listens on.
+    let port: Int
+
+    struct Policy: Sendable {
+        /// Largest request body accepted.
+        var maximumBodyBytes = 1 << 20
+        /// Origins whose browser pages may call (anything else with an `Origin` header is refused).
+        var allowedOrigins: Set<String> = []
+        /// How long an answer to a wrong token waits.
+        var unauthorizedDelay: TimeAmount = .milliseconds(500)
+    }
+
+    private init(channel: any Channel, port: Int) {
+        self.channel = channel
+        self.port = port
+    }
+
+    static func start(host: String, port: Int, service: RPCService, policy: Policy) async throws -> RPCServer {
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(RPCHTTPHandler(service: service, policy: policy))
+                }
+            }
+        let channel = try await bootstrap.bind(host: host, port: port).get()
+        guard let bound = channel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
+        return RPCServer(channel: channel, port: bound)
+    }
+
+    func shutdown() async {
+        try? await channel.close()
+    }
+}
+
+/// One connection's requests: checks, then the body goes to the service on its queue.
+final class RPCHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let service: RPCService
+    private let policy: RPCServer.Policy
+    private var head: HTTPRequestHead?
+    private var body = Data()
+    private var refused: (HTTPResponseStatus, String)?
+
+    init(service: RPCService, policy: RPCServer.Policy) {
+        self.service = service
+        self.policy = policy
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let request):
+            head = request
+            body = Data()
+            refused = check(request)
+        case .body(var buffer):
+            guard refused == nil else { return }
+            if body.count + buffer.readableBytes > policy.maximumBodyBytes {
+                refused = (.payloadTooLarge, "request larger than \(policy.maximumBodyBytes) bytes")
+                body = Data()
+                return
+            }
+            body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
+        case .end:
+            guard let request = head else { return }
+            head = nil
+            if let (status, message) = refused {
+                respond(context: context, request: request, status: status, body: Data(message.utf8), type: "text/plain")
+                return
+            }
+            if request.method == .OPTIONS {
+                respond(context: context, request: request, status: .noContent, body: Data(), type: nil)
+                return
+            }
+            let loop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let payload = body
+            let service = self.service
+            let delay = policy.unauthorizedDelay
+            service.downloads.queue.async {
+                let (answer, unauthorized) = service.handle(payload)
+                loop.eventLoop.execute {
+                    let (handler, context) = loop.value
+                    guard unauthorized else {
+                        handler.respond(context: context, request: request, status: .ok, body: answer, type: "application/json")
+                        return
+                    }
+                    context.eventLoop.scheduleTask(in: delay) {
+                        let (handler, context) = loop.value
+                        handler.respond(context: context, request: request, status: .ok, body: answer, type: "application/json")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Why a request is refused before its body is read, or `nil`.
+    private func check(_ request: HTTPRequestHead) -> (HTTPResponseStatus, String)? {
+        if let origin = request.headers.first(name: "origin"), !policy.allowedOrigins.contains(origin) {
+            return (.forbidden, "origin \(origin) is not allowed (start the daemon with --allow-origin \(origin))")
+        }
+        let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.uri
+        guard path == "/jsonrpc" else { return (.notFound, "the RPC endpoint is /jsonrpc") }
+        guard request.method == .POST || request.method == .OPTIONS else {
+            return (.methodNotAllowed, "use POST with a JSON-RPC body")
+        }
+        if let length = request.headers.first(name: "content-length").flatMap(Int.init), length > policy.maximumBodyBytes {
+            return (.payloadTooLarge, "request larger than \(policy.maximumBodyBytes) bytes")
+        }
+        return nil
+    }
+
+    private func respond(context: ChannelHandlerContext, request: HTTPRequestHead, status: HTTPResponseStatus,
+                         body: Data, type: String?) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Length", value: "\(body.count)")
+        if let type { headers.add(name: "Content-Type", value: type) }
+        if let origin = request.headers.first(name: "origin"), policy.allowedOrigins.contains(origin) {
+            headers.add(name: "Access-Control-Allow-Origin", value: origin)
+            headers.add(name: "Access-Control-Allow-Methods", value: "POST, OPTIONS")
+            headers.add(name: "Access-Control-Allow-Headers", value: "Content-Type")
+            headers.add(name: "Vary", value: "Origin")
+        }
+        let keepAlive = request.isKeepAlive && status == .ok
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
+                      promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: body.count)
+        buffer.writeBytes(body)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if !keepAlive { channel.close(promise: nil) }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import Haul
+
+/// The daemon's state on disk: `queue.json` in the state directory, replaced atomically and
+/// synced (file, then directory) before any change is acknowledged, so `kill -9` or a power cut
+/// loses nothing that was answered.
+struct StateStore: Sendable {
+    let root: PlacementRoot
+    static let fileName = "queue.json"
+
+    func load() throws -> DaemonState {
+        guard let data = root.read(Self.fileName, limit: 64 << 20) else { return DaemonState() }
+        do {
+            return try JSONDecoder().decode(DaemonState.self, from: data)
+        } catch {
+            throw DaemonError.corruptState("\(root.location(of: Self.fileName)) cannot be read (\(error)); move it away to start empty")
+        }
+    }
+
+    func save(_ state: DaemonState) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(state)
+        do {
+            try root.writeAtomically(Self.fileName, data: data, durable: true)
+        } catch {
+            throw DaemonError.stateNotSaved("\(error)")
+        }
+    }
+}
+
+/// What can stop the daemon itself.
+enum DaemonError: Error, CustomStringConvertible {
+    case corruptState(String)
+    case stateNotSaved(String)
+    case noStateDirectory
+    case noSecret(String)
+
+    var description: String {
+        switch self {
+        case .corruptState(let reason): return "the saved queue is damaged: \(reason)"
+        case .stateNotSaved(let reason): return "the queue could not be saved: \(reason)"
+        case .noStateDirectory:
+            return "no state directory: set XDG_STATE_HOME or HOME, or give --state-dir"
+        case .noSecret(let path): return "the RPC secret in \(path) cannot be read or made"
+        }
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Haul
+import HaulDaemon
+import HaulTestServer
+import Testing
+
+/// A JSON-RPC client for tests: one POST, the decoded answer and the HTTP status.
+struct RPCClient {
+    let port: Int
+    let secret: String
+
+    func post(_ body: Data, headers: [String: String] = [:]) async throws -> (status: Int, json: Any?) {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/jsonrpc")!)
+        request.httpMethod = "POST"
+        request.httpBody = body
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, try? JSONSerialization.jsonObject(with: data))
+    }
+
+    /// Calls `method` with the token first; returns `result`, or throws the error object.
+    func call(_ method: String, _ params: [Any] = [], token: String? = nil) async throws -> Any {
+        let body = try JSONSerialization.data(withJSONObject: [
+            "jsonrpc": "2.0", "id": "t", "method": method, "params": [token ?? "token:\(secret)"] + params,
+        ])
+        let (_, json) = try await post(body)
+        let object = try #require(json as? [String: Any])
+        if let error = object["error"] as? [String: Any] { throw RPCFailure(code: error["code"] as? Int ?? 0,
+                                                                            message: error["message"] as? String ?? "") }
+        return object["result"] as Any
+    }
+
+    func status(_ gid: String) async throws -> [String: Any] {
+        try #require(try await call("aria2.tellStatus", [gid]) as? [String: Any])
+    }
+
+    /// Polls until `gid` is stopped (complete, error or removed), at most `seconds`.
+    func waitStopped(_ gid: String, seconds: Double = 20) async throws -> [String: Any] {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            let status = try await status(gid)
+            if ["complete", "error", "removed"].contains(status["status"] as? String ?? "") { return status }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw RPCFailure(code: 0, message: "\(gid) did not stop within \(seconds) s")
+    }
+}
+
+struct RPCFailure: Error, Equatable {
+    var code: Int
+    var message: String
+}
+
+/// A daemon on a free port with its own download and state directories.
+private func startDaemon(_ scratch: Scratch, secret: String = "test-secret-1234",
+                         origins: Set<String> = []) async throws -> (HaulDaemon.Daemon, RPCClient) {
+    try? FileManager.default.createDirectory(at: scratch.file("root"), withIntermediateDirectories: true)
+    var settings = HaulDaemon.Daemon.Settings(root: scratch.file("root"))
+    settings.stateDirectory = scratch.file("state").path
+    settings.port = 0
+    settings.secret = secret
+    settings.allowedOrigins = origins
+    settings.downloads.connectionsPerDownload = 4
+    settings.downloads.syncsBeforeMove = false
+    let daemon = try await HaulDaemon.Daemon.start(settings)
+    return (daemon, RPCClient(port: daemon.port, secret: secret))
+}
+
+extension Integration {
+    @Suite("Daemon: aria2 JSON-RPC, durable queue, confinement")
+    struct DaemonTests {
+        @Test("addUri downloads the exact bytes into the root; tellStatus and tellStopped in aria2's shapes")
+        func addAndComplete() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 3 << 20, seed: 500)
+            server.serve(ServedFile(content: content, etag: "\"d\""), at: "/file.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (daemon, rpc) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            let gid = try #require(try await rpc.call("aria2.addUri", [[server.url("/file.bin").absoluteString]]) as? String)
+            #expect(gid.count == 16 && gid.allSatisfy(\.isHexDigit))
+            let status = try await rpc.waitStopped(gid)
+            #expect(status["status"] as? String == "complete")
+            #expect(status["totalLength"] as? String == "\(content.size)")
+            #expect(status["completedLength"] as? String == "\(content.size)")
+            #expect(status["sha256"] as? String == content.sha256)
+            #expect(try SHA256.hex(ofFileAt: scratch.file("root/file.bin").path) == content.sha256)
+            let stopped = try #require(try await rpc.call("aria2.tellStopped", [0, 10, ["gid", "status"]]) as? [[String: Any]])
+            #expect(stopped.count == 1 && stopped[0]["gid"] as? String == gid && stopped[0].count == 2)
+            let stat = try #require(try await rpc.call("aria2.getGlobalStat") as? [String: String])
+            #expect(stat["numStopped"] == "1" && stat["numActive"] == "0")
+        }
+
+        @Test("Without the right token nothing happens; wrong tokens are answered slowly")
+        func tokens() async throws {
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (daemon, rpc) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            for token in ["token:wrong", "nothing", "token:"] {
+                let started = ContinuousClock.now
+                await #expect(throws: RPCFailure(code: 1, message: "Unauthorized")) {
+                    _ = try await rpc.call("aria2.addUri", [["http://127.0.0.1:1/x"]], token: token)
+                }
+                #expect(ContinuousClock.now - started >= .milliseconds(400))
+            }
+            let waiting = try #require(try await rpc.call("aria2.tellWaiting", [0, 10]) as? [Any])
+            #expect(waiting.isEmpty)
+        }
+
+        @Test("Requests are refused: a foreign Origin, an oversized body, malformed JSON, unknown methods")
+        func refusals() async throws {
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (daemon, rpc) = try await startDaemon(scratch, origins: ["http://ariang.local"])
+            defer { Task { await daemon.stop() } }
+            let call = try JSONSerialization.data(withJSONObject: ["jsonrpc": "2.0", "id": 1, "method": "aria2.getVersion",
+                                                                   "params": ["token:\(rpc.secret)"]])
+            #expect(try await rpc.post(call, headers: ["Origin": "http://evil.example"]).status == 403)
+            #expect(try await rpc.post(call, headers: ["Origin": "http://ariang.local"]).status == 200)
+            #expect(try await rpc.post(Data(count: 2 << 20)).status == 413)
+            let garbage = try await rpc.post(Data("{not json".utf8))
+            #expect(((garbage.json as? [String: Any])?["error"] as? [String: Any])?["code"] as? Int == -32700)
+            await #expect(throws: RPCFailure(code: -32601, message: "No such method: aria2.nope")) {
+                _ = try await rpc.call("aria2.nope")
+            }
+            await #expect(throws: RPCFailure(code: 1, message: "aria2.addTorrent is not supported by haul")) {
+                _ = try await rpc.call("aria2.addTorrent", ["AAAA"])
+            }
+            let methods = try #require(try await rpc.call("system.listMethods", token: nil) as? [String])
+            #expect(methods.contains("aria2.addUri"))
+        }
+
+        @Test("out and dir can never leave the download root", arguments: [
+            ["out": "../escape"], ["out": "/tmp/escape"], ["out": "a/b"], ["out": ".hidden"], ["out": ".."],
+            ["dir": "/tmp"], ["dir": "../"],
+        ])
+        func confinement(options: [String: String]) async throws {
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (daemon, rpc) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            do {
+                _ = try await rpc.call("aria2.addUri", [["http://127.0.0.1:1/x"], options])
+                Issue.record("\(options) was accepted")
+            } catch let failure as RPCFailure {
+                #expect(failure.code == 1)
+                #expect(failure.message.contains("download directory"))
+            }
+            let waiting = try await rpc.call("aria2.tellWaiting", [0, 10]) as? [Any]
+            #expect(waiting?.isEmpty == true)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.file("root").path).isEmpty)
+        }
+
+        @Test("The queue survives a restart: a paused download stays paused with its GID, then finishes exactly")
+        func durableQueue() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 8 << 20, seed: 501)
+            server.serve(ServedFile(content: content, etag: "\"q\"", bytesPerSecond: 2 << 20), at: "/slow.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (first, rpc) = try await startDaemon(scratch)
+            let gid = try #require(try await rpc.call("aria2.addUri", [[server.url("/slow.bin").absoluteString], ["out": "kept.bin"]]) as? String)
+            let second = try #require(try await rpc.call("aria2.addUri", [[server.url("/slow.bin").absoluteString], ["out": "later.bin"]]) as? String)
+            try await Task.sleep(for: .milliseconds(600))
+            _ = try await rpc.call("aria2.pause", [gid])
+            _ = try await rpc.call("aria2.pause", [second])
+            #expect(try await rpc.status(gid)["status"] as? String == "paused")
+            await first.stop()
+            let (daemon, again) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            let waiting = try #require(try await again.call("aria2.tellWaiting", [0, 10, ["gid", "status"]]) as? [[String: String]])
+            #expect(waiting.map { $0["gid"] } == [gid, second])
+            #expect(waiting.allSatisfy { $0["status"] == "paused" })
+            _ = try await again.call("aria2.unpause", [gid])
+            let status = try await again.waitStopped(gid, seconds: 30)
+            #expect(status["status"] as? String == "complete")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("root/kept.bin").path) == content.sha256)
+            // Removing the paused one leaves nothing of it behind.
+            _ = try await again.call("aria2.remove", [second])
+            #expect(!FileManager.default.fileExists(atPath: scratch.file("root/.later.bin.haul-part").path))
+        }
+
+        @Test("Two downloads asking for one name get distinct names; an existing file is never overwritten")
+        func names() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 200_000, seed: 502)
+            server.serve(ServedFile(content: content), at: "/same.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (daemon, rpc) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            try Data("mine".utf8).write(to: scratch.file("root/same.bin"))
+            let first = try #require(try await rpc.call("aria2.addUri", [[server.url("/same.bin").absoluteString]]) as? String)
+            let second = try #require(try await rpc.call("aria2.addUri", [[server.url("/same.bin").absoluteString]]) as? String)
+            _ = try await rpc.waitStopped(first)
+            _ = try await rpc.waitStopped(second)
+            #expect(try String(contentsOf: scratch.file("root/same.bin"), encoding: .utf8) == "mine")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("root/same.1.bin").path) == content.sha256)
+            #expect(try SHA256.hex(ofFileAt: scratch.file("root/same.2.bin").path) == content.sha256)
+        }
+    }
+}
