@@ -2,6 +2,8 @@
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 SYSTEM_PACKAGES = libcurl4-openssl-dev libssl-dev
 BENCH_PACKAGES = nginx-light aria2 axel
+# aria2's own Python client, driven against haul daemon in the tests.
+PYTHON_PACKAGES = aria2p==0.12.3
 
 .PHONY: demo test build release deps bench-deps bench compare clean
 
@@ -19,6 +21,7 @@ release: deps
 	$(SWIFT) build -c release --product haul --static-swift-stdlib
 
 test: deps
+	@bash scripts/ensure-python-packages.sh $(PYTHON_PACKAGES)
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

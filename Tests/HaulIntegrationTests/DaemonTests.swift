@@ -56,7 +56,7 @@ struct RPCFailure: Error, Equatable {
 }
 
 /// A daemon on a free port with its own download and state directories.
-private func startDaemon(_ scratch: Scratch, secret: String = "test-secret-1234",
+func startDaemon(_ scratch: Scratch, secret: String = "test-secret-1234",
                          origins: Set<String> = []) async throws -> (HaulDaemon.Daemon, RPCClient) {
     try? FileManager.default.createDirectory(at: scratch.file("root"), withIntermediateDirectories: true)
     var settings = HaulDaemon.Daemon.Settings(root: scratch.file("root"))
@@ -207,5 +207,34 @@ extension Integration {
             #expect(try SHA256.hex(ofFileAt: scratch.file("root/same.1.bin").path) == content.sha256)
             #expect(try SHA256.hex(ofFileAt: scratch.file("root/same.2.bin").path) == content.sha256)
         }
+    }
+}
+
+extension Integration.DaemonTests {
+    @Test("aria2p, aria2's own Python client, drives the daemon unchanged")
+    func aria2pClient() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let content = GeneratedContent(size: 2 << 20, seed: 503)
+        server.serve(ServedFile(content: content, etag: "\"p\""), at: "/file.bin")
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let (daemon, rpc) = try await startDaemon(scratch)
+        defer { Task { await daemon.stop() } }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../clients/aria2p_check.py").standardizedFileURL
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script.path, "\(rpc.port)", rpc.secret, server.url("/file.bin").absoluteString,
+                             content.sha256, scratch.file("root").path]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        // make test installs aria2p (scripts/ensure-python-packages.sh); without it this fails, never skips.
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("aria2p: ok"), "\(text)")
     }
 }
