@@ -119,6 +119,9 @@ struct ScenarioCheck {
         if expected.someWithoutRange == true, !requests.contains(where: { $0.range == nil }) {
             problems.append("no request without a Range header")
         }
+        if expected.someWithoutRange == false, let bare = requests.first(where: { $0.range == nil }) {
+            problems.append("request #\(bare.index) has no Range header (the download fell back to one stream)")
+        }
         if expected.ifRangeAfterFirst == true {
             let bare = requests.dropFirst().filter { $0.range != nil && $0.ifRange == nil }
             if let first = bare.first {

@@ -89,7 +89,7 @@ struct ScenarioFile: Decodable, Sendable {
         var max: Int?
         /// At least this many requests.
         var min: Int?
-        /// Some request has no `Range` header.
+        /// true: some request has no `Range` header; false: every request has one (no fallback to one stream).
         var someWithoutRange: Bool?
         /// Every request after the first that has a `Range` carries `If-Range`.
         var ifRangeAfterFirst: Bool?
