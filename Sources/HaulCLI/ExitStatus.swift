@@ -40,6 +40,7 @@ enum ExitStatus: Int32, Error {
         case .diskFull?, .fileSystem?, .fileInUse?, .notARegularFile?, .destinationExists?, .insufficientSpace?:
             self = .diskError
         case .invalidFileName?: self = .usage
+        case .resumeDataInvalid?: self = .diskError
         case .checksumMismatch?: self = .checksumMismatch
         case .invalidChecksum?: self = .usage
         case .httpStatus?: self = .httpError

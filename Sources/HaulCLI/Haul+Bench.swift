@@ -34,7 +34,7 @@ extension HaulCommand {
             for text in urls {
                 guard let url = URL(string: text), let scheme = url.scheme?.lowercased(),
                       scheme == "http" || scheme == "https", url.host != nil else {
-                    throw ValidationError("'\(text)' is not an http or https URL")
+                    throw ValidationError("'\(redactingCredentials(text))' is not an http or https URL")
                 }
             }
             guard (1...64).contains(connections) else { throw ValidationError("--connections must be between 1 and 64") }

@@ -98,13 +98,13 @@ extension HaulCommand {
             for text in all {
                 guard let parsed = URL(string: text), let scheme = parsed.scheme?.lowercased(),
                       scheme == "http" || scheme == "https", parsed.host != nil else {
-                    throw ValidationError("'\(text)' is not an http or https URL")
+                    throw ValidationError("'\(redactingCredentials(text))' is not an http or https URL")
                 }
             }
             for text in mirror {
                 guard let parsed = URL(string: text), let scheme = parsed.scheme?.lowercased(),
                       scheme == "http" || scheme == "https", parsed.host != nil else {
-                    throw ValidationError("--mirror '\(text)' is not an http or https URL")
+                    throw ValidationError("--mirror '\(redactingCredentials(text))' is not an http or https URL")
                 }
             }
             if !mirror.isEmpty, all.count > 1, !sameFile {
@@ -193,7 +193,7 @@ extension HaulCommand {
             if mirrorSelect == .fastest, let job = jobs.first, !job.mirrors.isEmpty {
                 await startFromFastest(job, session: session, reporter: reporter)
             }
-            let runner = Runner(command: self, session: session, reporter: reporter, sums: sums)
+            let runner = Runner(command: self, session: session, reporter: reporter, sums: sums, reserved: reserved)
             let status = await runner.run(jobs, concurrency: maxConcurrentDownloads)
             reporter.close()
             if status != .success { throw status.code }
@@ -208,7 +208,7 @@ extension HaulCommand {
             }
             let ranked = measured.sorted { $0.1 > $1.1 }.map(\.0)
             guard let fastest = ranked.first, fastest != job.url else { return }
-            reporter.note("fastest source: \(fastest.absoluteString)")
+            reporter.note("fastest source: \(fastest.withoutCredentials.absoluteString)")
             job.primary = fastest
             job.mirrors = Array(ranked.dropFirst())
         }

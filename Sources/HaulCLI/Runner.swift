@@ -14,6 +14,8 @@ struct Runner: Sendable {
     let session: DownloadSession
     let reporter: Reporter
     let sums: String?
+    /// Every output path of this run, reserved at the start: a server's name never takes one.
+    let reserved: Set<String>
 
     /// Runs every job; the exit status is the first failure's, or `.interrupted`.
     func run(_ jobs: [Job], concurrency: Int) async -> ExitStatus {
@@ -43,7 +45,13 @@ struct Runner: Sendable {
             }
         }
         if interruption.happened {
-            reporter.note("interrupted; the journal is saved — run the same command again to resume")
+            let unsaved = jobs.filter { $0.task != nil && $0.task?.state != .completed && DownloadSession.journal(for: $0.output) == nil }
+            if unsaved.isEmpty {
+                reporter.note("interrupted; the journal is saved — run the same command again to resume")
+            } else {
+                reporter.note("interrupted; no journal could be saved for \(unsaved.map(\.output.path).joined(separator: ", ")): "
+                    + "running the command again starts those over")
+            }
             return .interrupted
         }
         return statuses.first { $0 != .success } ?? .success
@@ -169,6 +177,11 @@ struct Runner: Sendable {
         guard command.output == nil,
               let header = (job.task?.response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Content-Disposition"),
               let name = OutputName.from(contentDisposition: header), name != job.output.lastPathComponent else { return }
+        let wanted = job.output.deletingLastPathComponent().appendingPathComponent(name).standardizedFileURL.path
+        if reserved.contains(wanted) {
+            reporter.note("kept \(job.output.lastPathComponent): \(name) (from Content-Disposition) is another download of this run")
+            return
+        }
         do throws(HaulError) {
             job.output = try DownloadSession.renameDownloadedFile(at: job.output, to: name,
                                                                   replacing: command.forceServerNames)

@@ -18,3 +18,12 @@ extension URL {
         return "Basic " + Data(pair.utf8).base64EncodedString()
     }
 }
+
+/// `text` with the user information of a URL-like string (`scheme://user:secret@host…`) removed,
+/// for echoing what a person typed in an error message.
+package func redactingCredentials(_ text: String) -> String {
+    guard let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].firstIndex(of: "@") else { return text }
+    let authorityEnd = text[scheme.upperBound...].firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? text.endIndex
+    guard at < authorityEnd else { return text }
+    return String(text[..<scheme.upperBound]) + String(text[text.index(after: at)...])
+}

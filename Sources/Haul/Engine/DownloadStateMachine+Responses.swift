@@ -9,7 +9,8 @@ extension DownloadStateMachine {
             reject(segment, .httpStatus(head.status), retryable: true, retryAfter: head.retryAfterSeconds)
             return []
         }
-        if request.kind == .range, !mirrors.mirrors[request.mirror].validated {
+        if request.kind == .range, request.mirror != 0 || !mirrors.mirrors[request.mirror].validated {
+            // Every answer of a mirror is held to the download's length and validators.
             if let actions = validateMirror(head, for: request) { return actions }
         }
         switch request.kind {
@@ -58,7 +59,7 @@ extension DownloadStateMachine {
             guard let range = head.contentRange, !head.isMultipart else {
                 // A 206 without one Content-Range cannot be placed: fetch the file as one stream.
                 return restart(reason: "the server answered a range request without one Content-Range",
-                               singleStream: true)
+                               singleStream: true, sameVersion: true)
             }
             guard range.first == 0, let last = range.last, head.contentLength.map({ $0 == last + 1 }) ?? true else {
                 return rangeFault(segment, expected: "bytes 0-", received: describe(head))
@@ -102,7 +103,7 @@ extension DownloadStateMachine {
             }
             guard let range = head.contentRange, !head.isMultipart else {
                 return restart(reason: "the server answered a range request without one Content-Range",
-                               singleStream: true)
+                               singleStream: true, sameVersion: true)
             }
             let last = request.through ?? (length.map { $0 - 1 } ?? -1)
             guard range.first == request.from, range.last == last, range.completeLength == length,
@@ -120,10 +121,12 @@ extension DownloadStateMachine {
             if let expected = length, let now = head.contentLength, now != expected {
                 return remoteChanged("its length \(expected) became \(now)")
             }
-            return restart(reason: "the server answered a range request with the whole file", singleStream: true)
+            return restart(reason: "the server answered a range request with the whole file", singleStream: true,
+                           sameVersion: true)
         case 200:
             // Range support is gone (or was never real): one stream from byte 0.
-            return restart(reason: "the server stopped honouring ranges", singleStream: true)
+            if request.mirror == 0, let change = validatorChange(head) { return remoteChanged(change) }
+            return restart(reason: "the server stopped honouring ranges", singleStream: true, sameVersion: true)
         case 416:
             return remoteChanged("bytes \(request.rangeSpec ?? "") are no longer there (416): the file got shorter")
         default:
@@ -145,6 +148,16 @@ extension DownloadStateMachine {
             return []
         }
         if phase == .probing {
+            if let known = fallbackLength, validatorChange(head) == nil {
+                // The same version as before the fallback: it must be as long as it was.
+                if let length = head.contentLength, length != known {
+                    return remoteChanged("its length \(known) became \(length)")
+                }
+                adopt(head, segment: request.segment)
+                plan.setSingleStream(length: known, probe: request.segment)
+                return [.preallocate(length: known)]
+            }
+            fallbackLength = nil
             adopt(head, segment: request.segment)
             plan.setSingleStream(length: head.contentLength, probe: request.segment)
             return [.preallocate(length: head.contentLength ?? 0)]
@@ -186,15 +199,15 @@ extension DownloadStateMachine {
         if rangeFaults >= options.maxRangeFaults {
             guard options.restartsOnRemoteChange else { return fail(error) }
             return restart(reason: "the server kept sending wrong byte ranges (asked for \(expected), got \(received))",
-                           singleStream: true)
+                           singleStream: true, sameVersion: true)
         }
         reject(segment, error, retryable: true)
         return []
     }
 
-    /// A mirror's first response must be a `206` for the same length and validators as the
-    /// download's; otherwise the mirror is dropped and the segment retried elsewhere. Returns
-    /// `nil` when the response is fine (or the mirror is the last one left).
+    /// A mirror's every response must be a `206` for the same length and validators as the
+    /// download's; otherwise the mirror is dropped and the segment retried elsewhere, or, when it
+    /// is the last source left, the download starts over. Returns `nil` when the response is fine.
     private mutating func validateMirror(_ head: ResponseHead, for request: Request) -> [Action]? {
         var problem: String?
         if head.status != 206 {
@@ -220,7 +233,8 @@ extension DownloadStateMachine {
             reject(request.segment, error, retryable: true)
             return []
         }
-        return nil
+        // The last source left serves another file than the one begun: start over from it.
+        return remoteChanged("mirror \(request.mirror): \(problem)")
     }
 
     private func describe(_ head: ResponseHead) -> String {

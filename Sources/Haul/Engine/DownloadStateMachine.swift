@@ -158,6 +158,8 @@ struct DownloadStateMachine: Sendable {
     var restarts = 0
     /// Invalid `206` answers so far.
     var rangeFaults = 0
+    /// The length the one stream after a same-version fallback must deliver.
+    var fallbackLength: Int64?
     var requests: [Int: Request] = [:]
     /// When each running request started and where its segment's cursor was then (for speed).
     private var started: [Int: (at: Duration, cursor: Int64)] = [:]
@@ -290,9 +292,14 @@ struct DownloadStateMachine: Sendable {
         let stalled = plan.recordProgress(segment, moved: moved, enough: Self.progressWorthResetting)
         if stalled >= Self.stalledAttemptsBeforeOneStream, failure.retryable, rangesSupported, !singleStream {
             return actions + restart(reason: "range requests keep failing without progress (\(failure.error))",
-                                     singleStream: true)
+                                     singleStream: true, sameVersion: true)
         }
         let attempt = plan.recordFailure(segment)
+        if let wait = failure.retryAfter, wait > Self.longestRetryAfterWaited, requests.isEmpty {
+            // Nothing else is running and the server asks for a long pause: stop now (the bytes
+            // so far stay resumable) rather than sit idle.
+            return actions + fail(failure.error)
+        }
         guard failure.retryable, attempt <= options.maxRetries else {
             return actions + fail(failure.error)
         }
@@ -306,6 +313,9 @@ struct DownloadStateMachine: Sendable {
     /// A `Retry-After` up to this many seconds is waited out even with connections idle; a
     /// longer one (a server may say a day) lets an idle connection take the segment at once.
     static let longestRetryAfterHonouredWhileIdle = 10
+
+    /// A longer `Retry-After` with nothing else running ends the download (resumable).
+    static let longestRetryAfterWaited = 120
 
     /// Failed range attempts in a row without that much progress before one stream is tried.
     static let stalledAttemptsBeforeOneStream = 3
@@ -388,6 +398,11 @@ struct DownloadStateMachine: Sendable {
         return actions
     }
 
+    /// The download was suspended: segments that did not move meanwhile are not stalled.
+    mutating func resumedAfterSuspension() {
+        lastMoved.removeAll()
+    }
+
     /// The caller cancelled the download.
     mutating func cancel() -> [Action] {
         guard !isFinished else { return [] }
@@ -437,7 +452,11 @@ struct DownloadStateMachine: Sendable {
 
     /// Everything starts over from byte 0 in a new epoch: with a probe, or (`singleStream`)
     /// with one request for the whole file that never uses ranges again.
-    mutating func restart(reason: String, singleStream: Bool = false) -> [Action] {
+    /// With `sameVersion` (ranges were dropped, nothing says the file changed), the length and
+    /// validators known so far stay: the one stream must deliver that many bytes, so an early
+    /// end is a cut, not the file's end.
+    mutating func restart(reason: String, singleStream: Bool = false, sameVersion: Bool = false) -> [Action] {
+        let known = plan.length
         let (cancelled, probe) = plan.restart()
         var actions: [Action] = []
         for id in cancelled where endRequest(id) != nil {
@@ -448,8 +467,13 @@ struct DownloadStateMachine: Sendable {
         rangesSupported = false
         self.singleStream = self.singleStream || singleStream
         probeHead = nil
-        etag = nil
-        lastModified = nil
+        if sameVersion, let known {
+            fallbackLength = known
+        } else {
+            fallbackLength = nil
+            etag = nil
+            lastModified = nil
+        }
         phase = .probing
         probeSegment = probe
         actions.append(.restarted(reason: reason))
@@ -485,9 +509,9 @@ struct DownloadStateMachine: Sendable {
         case .range:
             // Reach back across the seam behind the cursor and forward across the end, so both
             // seams are covered by this response's bytes too.
-            // After an attempt that moved nothing, reaching back again could repeat a cut
-            // inside the overlap for ever: go on from the cursor.
-            let back = seg.failures > 0 && !seg.lastAttemptMoved ? 0 : overlap
+            // After an attempt that moved nothing, reaching back the whole overlap again could
+            // repeat a cut inside it for ever: reach back 1 KiB only, still checking the seam.
+            let back = seg.failures > 0 && !seg.lastAttemptMoved ? min(overlap, 1024) : overlap
             let from = max(0, seg.cursor - back)
             var through: Int64? = seg.end == .max ? nil : seg.end - 1
             if let last = through, let length = plan.length {

@@ -17,7 +17,7 @@ package final class PlacementRoot: @unchecked Sendable {
     // Unchecked: `fd` is set once in init and closed in deinit; every call is a syscall on it.
     /// The directory as the caller named it (for messages only).
     package let path: String
-    private let fd: Int32
+    fileprivate let fd: Int32
 
     /// Opens `directory` (the caller's own choice of place, so a symbolic link in it is followed).
     package init(directory: String) throws(HaulError) {
@@ -95,10 +95,11 @@ package final class PlacementRoot: @unchecked Sendable {
     /// link, opened without following a symbolic link, and locked.
     func openExisting(_ name: String, displayPath: String? = nil, calls: Syscalls = .system) throws(HaulError) -> DataFile {
         try checked(name)
-        let opened = retryingInterrupts { openat(fd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC) }
+        // O_NONBLOCK: a fifo planted here must not block the open; it is refused below.
+        let opened = retryingInterrupts { openat(fd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) }
         guard opened >= 0 else {
             let code = errno
-            if code == ELOOP { throw .notARegularFile(path: location(of: name)) }
+            if code == ELOOP || code == ENXIO { throw .notARegularFile(path: location(of: name)) }
             throw DataFile.error("open", location(of: name), code)
         }
         var info = stat()
@@ -106,7 +107,55 @@ package final class PlacementRoot: @unchecked Sendable {
             _ = Glibc.close(opened)
             throw .notARegularFile(path: location(of: name))
         }
+        _ = fcntl(opened, F_SETFL, fcntl(opened, F_GETFL) & ~O_NONBLOCK)
         return try DataFile(descriptor: opened, path: displayPath ?? location(of: name), calls: calls)
+    }
+
+    /// Puts the open `file` (whose name here is `from`) at `to` in `target`: the destination
+    /// becomes a link to the very inode that was written and hashed (`linkat` through
+    /// `/proc/self/fd`), whatever was swapped in at `from` meanwhile; then `from` is unlinked if
+    /// it is still that inode. Without `replacing` nothing at `to` is touched; with it only a
+    /// regular file is replaced.
+    func publish(_ file: DataFile, named from: String, to: String, in target: PlacementRoot? = nil,
+                 replacing: Bool) throws(HaulError) {
+        try checked(from)
+        let target = target ?? self
+        try target.checked(to)
+        let destination = target.location(of: to)
+        let source = "/proc/self/fd/\(file.fd)"
+        var existing = try target.status(of: to)
+        if let existing {
+            guard existing.st_mode & S_IFMT == S_IFREG else { throw .notARegularFile(path: destination) }
+            guard replacing else { throw .destinationExists(path: destination) }
+        }
+        let written = try file.identity()
+        if existing == nil, linkat(AT_FDCWD, source, target.fd, to, AT_SYMLINK_FOLLOW) == 0 {
+            unlinkIfSame(from, device: written.device, inode: written.inode)
+            return
+        }
+        if errno == EEXIST, !replacing { throw .destinationExists(path: destination) }
+        // Replacing (or the file appeared meanwhile): link under a side name, then rename over.
+        let side = "." + String(UInt64.random(in: 0...UInt64.max), radix: 36) + ".haul-new"
+        guard linkat(AT_FDCWD, source, target.fd, side, AT_SYMLINK_FOLLOW) == 0 else {
+            throw DataFile.error("link into place", destination, errno)
+        }
+        existing = try target.status(of: to)
+        if let existing, existing.st_mode & S_IFMT != S_IFREG || !replacing {
+            target.remove(side)
+            throw existing.st_mode & S_IFMT != S_IFREG ? .notARegularFile(path: destination) : .destinationExists(path: destination)
+        }
+        guard renameat(target.fd, side, target.fd, to) == 0 else {
+            let code = errno
+            target.remove(side)
+            throw DataFile.error("rename into place", destination, code)
+        }
+        unlinkIfSame(from, device: written.device, inode: written.inode)
+    }
+
+    /// Unlinks `name` only while it is still the inode `device`/`inode`.
+    private func unlinkIfSame(_ name: String, device: UInt64, inode: UInt64) {
+        guard let now = try? status(of: name), UInt64(now.st_dev) == device, UInt64(now.st_ino) == inode else { return }
+        remove(name)
     }
 
     /// Moves the file at `from` to `to` in `target` (this directory by default). Without
@@ -153,9 +202,10 @@ package final class PlacementRoot: @unchecked Sendable {
     /// never through a link), then renamed over `name`. When `durable`, the bytes and the
     /// rename reach the disk before this returns.
     package func writeAtomically(_ name: String, data: Data, durable: Bool) throws(HaulError) {
-        let side = name.utf8.count + 4 <= Int(NAME_MAX) ? name + ".new" : String(name.dropLast(4)) + ".new"
+        // A fresh side name each time: nothing planted at a fixed name can block the write.
+        let tag = "." + String(UInt64.random(in: 0...UInt64.max), radix: 36) + ".new"
+        let side = String(name.utf8.prefix(Int(NAME_MAX) - tag.utf8.count))! + tag
         try checked(side)
-        remove(side)
         let opened = retryingInterrupts { openat(fd, side, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
         guard opened >= 0 else { throw DataFile.error("create", location(of: side), errno) }
         var failure: Int32 = 0
@@ -189,7 +239,7 @@ package final class PlacementRoot: @unchecked Sendable {
     /// `limit` bytes; `nil` otherwise.
     package func read(_ name: String, limit: Int = 4 << 20) -> Data? {
         guard Self.isValidName(name) else { return nil }
-        let opened = retryingInterrupts { openat(fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        let opened = retryingInterrupts { openat(fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) }
         guard opened >= 0 else { return nil }
         defer { _ = Glibc.close(opened) }
         var info = stat()
@@ -209,7 +259,7 @@ package final class PlacementRoot: @unchecked Sendable {
 
     // MARK: Private
 
-    private func checked(_ name: String) throws(HaulError) {
+    fileprivate func checked(_ name: String) throws(HaulError) {
         guard Self.isValidName(name) else { throw .invalidFileName(name) }
     }
 

@@ -7,7 +7,9 @@ extension DownloadStateMachine.Outcome {
             self = .completed
             return
         }
-        let error = HaulError.transport(code: Int(code.rawValue), message: message)
+        // curl reports a chunked body cut mid-chunk as a content-encoding error.
+        let text = code == CURLE_BAD_CONTENT_ENCODING ? "the response's chunked body was cut or malformed (\(message))" : message
+        let error = HaulError.transport(code: Int(code.rawValue), message: text)
         switch code {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT:
             self = .failed(error, .ifServerAnswered)

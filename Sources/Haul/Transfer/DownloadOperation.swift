@@ -246,6 +246,7 @@ final class DownloadOperation: @unchecked Sendable {
         multi.queue.async { [self] in
             guard isSuspended else { return }
             isSuspended = false
+            machine.resumedAfterSuspension()
             for easy in Array(easies.values) { multi.setPaused(easy, false) }
             let waiting = deferredStarts
             deferredStarts.removeAll()
@@ -350,7 +351,7 @@ final class DownloadOperation: @unchecked Sendable {
             if !settings.sendsCredentialsToMirrors { options.headers = options.headers.filter { !Self.isCredential($0) } }
         } else if request.kind == .range, let segmentURL, segmentURL != options.url {
             // Credentials go to the host the caller named, not to one a redirect chose.
-            if URL(string: segmentURL)?.host != URL(string: options.url)?.host {
+            if !Self.sameOrigin(segmentURL, options.url) {
                 options.headers = options.headers.filter { !Self.isCredential($0) }
             }
             options.url = segmentURL
@@ -463,6 +464,15 @@ final class DownloadOperation: @unchecked Sendable {
         }
     }
 
+    /// Same scheme, host and port (default ports filled in), as curl judges where credentials
+    /// may go.
+    private static func sameOrigin(_ a: String, _ b: String) -> Bool {
+        guard let x = URLComponents(string: a), let y = URLComponents(string: b) else { return false }
+        func port(_ c: URLComponents) -> Int? { c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80) }
+        return x.scheme?.lowercased() == y.scheme?.lowercased() && x.host?.lowercased() == y.host?.lowercased()
+            && port(x) == port(y)
+    }
+
     private static func isCredential(_ header: String) -> Bool {
         let name = header.prefix { $0 != ":" }.lowercased()
         return name == "authorization" || name == "cookie"
@@ -511,12 +521,13 @@ final class DownloadOperation: @unchecked Sendable {
         }
         do throws(HaulError) {
             if settings.syncOnFinish { try file.syncData() }
-            file.close()
             if let destination = files.destinationName {
-                try files.root.publish(files.partName, to: destination, in: files.destinationRoot,
+                // Published by descriptor: the result is the inode written and hashed here.
+                try files.root.publish(file, named: files.partName, to: destination, in: files.destinationRoot,
                                        replacing: files.replacesDestination)
                 if settings.syncOnFinish { files.destinationRoot.sync() }
             }
+            file.close()
         } catch {
             discard(DownloadFailure(error: error))
             return
@@ -560,6 +571,15 @@ final class DownloadOperation: @unchecked Sendable {
         }
     }
 
+    /// Whether the public error for `error` hands resume data to the caller.
+    private static func errorCarriesResumeData(_ error: HaulError, producing: Bool) -> Bool {
+        switch error {
+        case .cancelled: return producing
+        case .transport, .connectionClosedEarly, .httpStatus, .diskFull: return true
+        default: return false
+        }
+    }
+
     private func failed(_ error: HaulError) {
         let keep = keepsPartialFile(after: error)
         var blob: Data?
@@ -567,9 +587,11 @@ final class DownloadOperation: @unchecked Sendable {
             do throws(HaulError) {
                 try journal.write(data, durable: true)
                 blob = data
-            } catch {
-                logger.warning("could not write the journal", metadata: ["error": "\(error)"])
-                blob = data
+            } catch let journalError {
+                logger.warning("could not write the journal", metadata: ["error": "\(journalError)"])
+                // Keep the bytes only if the error itself carries the resume data to someone;
+                // otherwise the journal was the only way back to them.
+                blob = Self.errorCarriesResumeData(error, producing: produceResumeDataOnCancel) ? data : nil
             }
         }
         stopEverything()
@@ -699,7 +721,8 @@ final class DownloadOperation: @unchecked Sendable {
         if let mismatch = resolveSeams() {
             run(machine.contentMismatch(at: mismatch))
         }
-        run(machine.tick(now: ContinuousClock.now - startedAt))
+        // Suspended segments do not move by design: they are not judged.
+        if !isSuspended { run(machine.tick(now: ContinuousClock.now - startedAt)) }
         guard !machine.isFinished else { return }
         if let hasher, let first = machine.plan.doneRanges.first, first.lowerBound == 0 {
             hasher.advance(to: first.upperBound)

@@ -30,7 +30,8 @@ struct ResponseBuilder {
         response.close = response.close || action.close == true || !request.keepAlive
             || response.garbage > 0 || response.resetAfter != nil
         if response.close, !response.head.contains("\r\nConnection: close\r\n") {
-            response.head.removeLast(2)
+            // "\r\n" is one Character in Swift: drop the blank line by its UTF-8 bytes.
+            response.head = String(decoding: response.head.utf8.dropLast(2), as: UTF8.self)
             response.head += "Connection: close\r\n\r\n"
         }
         if request.method == "HEAD" {
