@@ -64,7 +64,10 @@ public final class Daemon: @unchecked Sendable {
         service.onShutdown = onShutdown
         var policy = RPCServer.Policy()
         policy.allowedOrigins = settings.allowedOrigins
-        let server = try await RPCServer.start(host: settings.host, port: settings.port, service: service, policy: policy)
+        let hub = NotificationHub()
+        downloads.onEvent = { method, gid in hub.broadcast(method, gid: gid) }
+        let server = try await RPCServer.start(host: settings.host, port: settings.port, service: service, hub: hub,
+                                               policy: policy)
         let ticker = DispatchSource.makeTimerSource(queue: downloads.queue)
         ticker.schedule(deadline: .now() + 1, repeating: 1)
         ticker.setEventHandler { downloads.tick() }

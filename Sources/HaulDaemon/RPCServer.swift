@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOWebSocket
 
 /// aria2's JSON-RPC over HTTP (`POST /jsonrpc`) on SwiftNIO: loopback by default, a size limit,
 /// foreign `Origin`s refused, wrong tokens answered slowly.
@@ -17,6 +18,22 @@ final class RPCServer: Sendable {
         var allowedOrigins: Set<String> = []
         /// How long an answer to a wrong token waits.
         var unauthorizedDelay: TimeAmount = .milliseconds(500)
+
+        /// Whether a request with `Origin: origin` and `Host: host` may call: an allowed origin,
+        /// or the daemon's own loopback address (what aria2's clients send on WebSocket). A page
+        /// from another site cannot have that origin, and a DNS-rebound name is not a loopback
+        /// host, so neither gets in.
+        func allows(origin: String?, host: String?) -> Bool {
+            guard let origin else { return true }
+            if allowedOrigins.contains(origin) { return true }
+            guard let host, Self.isLoopback(host) else { return false }
+            return origin == "http://\(host)"
+        }
+
+        static func isLoopback(_ host: String) -> Bool {
+            let name = host.hasPrefix("[") ? String(host.prefix { $0 != "]" }.dropFirst()) : String(host.prefix { $0 != ":" })
+            return name == "localhost" || name == "::1" || name.hasPrefix("127.")
+        }
     }
 
     private init(channel: any Channel, port: Int) {
@@ -24,13 +41,36 @@ final class RPCServer: Sendable {
         self.port = port
     }
 
-    static func start(host: String, port: Int, service: RPCService, policy: Policy) async throws -> RPCServer {
+    static func start(host: String, port: Int, service: RPCService, hub: NotificationHub,
+                      policy: Policy) async throws -> RPCServer {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(RPCHTTPHandler(service: service, policy: policy))
+                // `GET /jsonrpc` with an Upgrade becomes JSON-RPC over WebSocket, with the same
+                // Origin rule; anything else stays HTTP.
+                let upgrader = NIOWebSocketServerUpgrader(
+                    maxFrameSize: policy.maximumBodyBytes,
+                    shouldUpgrade: { channel, head in
+                        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+                        let allowed = path == "/jsonrpc"
+                            && policy.allows(origin: head.headers.first(name: "origin"), host: head.headers.first(name: "host"))
+                        return channel.eventLoop.makeSucceededFuture(allowed ? HTTPHeaders() : nil)
+                    },
+                    upgradePipelineHandler: { channel, _ in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(
+                                WebSocketRPCHandler(service: service, hub: hub, maximumBytes: policy.maximumBodyBytes))
+                        }
+                    })
+                let http = RPCHTTPHandler(service: service, policy: policy)
+                return channel.eventLoop.makeCompletedFuture {
+                    let bound = NIOLoopBound(http, eventLoop: channel.eventLoop)
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+                            context.pipeline.syncOperations.removeHandler(bound.value, promise: nil)
+                        }),
+                        withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(http)
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
@@ -107,7 +147,8 @@ final class RPCHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Why a request is refused before its body is read, or `nil`.
     private func check(_ request: HTTPRequestHead) -> (HTTPResponseStatus, String)? {
-        if let origin = request.headers.first(name: "origin"), !policy.allowedOrigins.contains(origin) {
+        if let origin = request.headers.first(name: "origin"),
+           !policy.allows(origin: origin, host: request.headers.first(name: "host")) {
             return (.forbidden, "origin \(origin) is not allowed (start the daemon with --allow-origin \(origin))")
         }
         let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.uri

@@ -3,7 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Haul
-import HaulDaemon
+@testable import HaulDaemon
 import HaulTestServer
 import Testing
 
@@ -293,5 +293,21 @@ extension Integration.DaemonTests {
         // (journal granularity), plus seam overlaps.
         let total = contents.reduce(Int64(0)) { $0 + $1.size }
         #expect(server.bytesSent <= total + 4 * (4 << 20) + (4 << 20), "sent \(server.bytesSent) for \(total)")
+    }
+}
+
+extension Integration.DaemonTests {
+    @Test("Origins: allowed ones, and the daemon's own loopback address; never another site or a DNS-rebound name",
+          arguments: [
+              ("http://127.0.0.1:6800", "127.0.0.1:6800", true), ("http://localhost:6800", "localhost:6800", true),
+              ("http://[::1]:6800", "[::1]:6800", true), ("http://ariang.local", "127.0.0.1:6800", true),
+              ("http://evil.example", "127.0.0.1:6800", false), ("http://evil.example:6800", "evil.example:6800", false),
+              ("http://127.0.0.1:6800", "127.0.0.1:9999", false), ("null", "127.0.0.1:6800", false),
+          ] as [(String, String, Bool)])
+    func originRule(origin: String, host: String, allowed: Bool) {
+        var policy = RPCServer.Policy()
+        policy.allowedOrigins = ["http://ariang.local"]
+        #expect(policy.allows(origin: origin, host: host) == allowed)
+        #expect(policy.allows(origin: nil, host: host))
     }
 }

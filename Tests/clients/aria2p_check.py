@@ -17,6 +17,17 @@ def main():
     version = api.client.get_version()
     assert "version" in version, version
 
+    # Notifications over the WebSocket at /jsonrpc, as aria2 sends them.
+    events = []
+    api.listen_to_notifications(
+        threaded=True,
+        on_download_start=lambda api_, gid: events.append(("start", gid)),
+        on_download_complete=lambda api_, gid: events.append(("complete", gid)),
+        on_download_error=lambda api_, gid: events.append(("error", gid)),
+        timeout=1,
+    )
+    time.sleep(0.5)
+
     download = api.add_uris([url], options={"out": "from-aria2p.bin", "split": "4"})
     assert len(download.gid) == 16, download.gid
     deadline = time.time() + 30
@@ -31,6 +42,12 @@ def main():
     assert str(download.files[0].path) == path, download.files[0].path
     with open(path, "rb") as handle:
         assert hashlib.sha256(handle.read()).hexdigest() == digest, "bytes differ"
+
+    deadline = time.time() + 10
+    while time.time() < deadline and ("complete", download.gid) not in events:
+        time.sleep(0.1)
+    assert ("start", download.gid) in events, events
+    assert ("complete", download.gid) in events, events
 
     listed = [d.gid for d in api.get_downloads()]
     assert download.gid in listed, listed
@@ -47,6 +64,11 @@ def main():
         time.sleep(0.1)
     assert broken.status == "error", broken.status
     assert broken.error_code == "3", broken.error_code
+    deadline = time.time() + 10
+    while time.time() < deadline and ("error", broken.gid) not in events:
+        time.sleep(0.1)
+    assert ("error", broken.gid) in events, events
+    api.stop_listening()
 
     api.remove([broken], clean=False)
     api.purge()
