@@ -73,16 +73,28 @@ public final class Daemon: @unchecked Sendable {
         ticker.setEventHandler { downloads.tick() }
         ticker.activate()
         downloads.start()
+        // Where local clients (haul add, ls, …) find this daemon; the secret sits beside it.
+        let endpoint = "{\"host\":\"\(settings.host)\",\"port\":\(server.port)}"
+        try? state.writeAtomically("rpc-endpoint", data: Data(endpoint.utf8), durable: false)
+        if settings.secret != nil {
+            try? state.writeAtomically("rpc-secret-given", data: Data(secret.utf8), durable: false)
+        } else {
+            state.remove("rpc-secret-given")
+        }
         logger.info("haul daemon listening", metadata: ["host": "\(settings.host)", "port": "\(server.port)",
                                                           "dir": "\(settings.root.path)"])
         return Daemon(port: server.port, secret: secret, server: server, downloads: downloads, ticker: ticker)
     }
 
-    /// The secret the daemon with these settings uses (for local clients).
-    public static func storedSecret(stateDirectory: String? = nil) -> String? {
-        guard let state = StateDirectory.open(stateDirectory),
-              let bytes = state.read("rpc-secret"), bytes.count == 32 else { return nil }
-        return bytes.map { String(format: "%02x", $0) }.joined()
+    /// Where the daemon using `stateDirectory` listens and its secret, for local clients; `nil`
+    /// when no daemon has run there.
+    public static func endpoint(stateDirectory: String? = nil) -> (host: String, port: Int, secret: String)? {
+        guard let state = StateDirectory.open(stateDirectory), let data = state.read("rpc-endpoint"),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let host = object["host"] as? String, let port = object["port"] as? Int else { return nil }
+        if let given = state.read("rpc-secret-given") { return (host, port, String(decoding: given, as: UTF8.self)) }
+        guard let bytes = state.read("rpc-secret"), bytes.count == 32 else { return nil }
+        return (host, port, bytes.map { String(format: "%02x", $0) }.joined())
     }
 
     /// Stops serving. Running downloads keep their journals and resume on the next start.

@@ -311,3 +311,36 @@ extension Integration.DaemonTests {
         #expect(policy.allows(origin: nil, host: host))
     }
 }
+
+extension Integration.DaemonTests {
+    @Test("haul add, ls, pause, resume, wait and rm drive a daemon found through its state directory")
+    func commandLineClients() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let content = GeneratedContent(size: 4 << 20, seed: 520)
+        server.serve(ServedFile(content: content, etag: "\"c\"", bytesPerSecond: 2 << 20), at: "/c.bin")
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let (daemon, _) = try await startDaemon(scratch)
+        defer { Task { await daemon.stop() } }
+        let state = ["--state-dir", scratch.file("state").path]
+        let added = try runHaul(["add", server.url("/c.bin").absoluteString, "-o", "c.bin", "--sha256", content.sha256] + state)
+        #expect(added.status == 0, "\(added.stderr)")
+        let gid = added.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(gid.count == 16)
+        #expect(try runHaul(["pause", gid] + state).status == 0)
+        let listed = try runHaul(["ls"] + state)
+        #expect(listed.stdout.contains(gid) && listed.stdout.contains("paused"), "\(listed.stdout)")
+        #expect(try runHaul(["resume", gid] + state).status == 0)
+        let waited = try runHaul(["wait", gid] + state)
+        #expect(waited.status == 0, "\(waited.stderr)")
+        #expect(try SHA256.hex(ofFileAt: scratch.file("root/c.bin").path) == content.sha256)
+        // A failed download's wait exits as haul get would (HTTP error: 2).
+        let missing = try runHaul(["add", server.url("/missing.bin").absoluteString] + state)
+        let failed = try runHaul(["wait", missing.stdout.trimmingCharacters(in: .whitespacesAndNewlines)] + state)
+        #expect(failed.status == 2, "\(failed.stderr)")
+        // Without a daemon, the client says how to start one.
+        let none = try runHaul(["ls", "--state-dir", scratch.file("nowhere").path])
+        #expect(none.status == 64 && none.stderr.contains("haul daemon --dir"))
+    }
+}
