@@ -20,6 +20,10 @@ public final class Daemon: @unchecked Sendable {
         public var maxConcurrentDownloads = 5
         /// Browser origins allowed to call (e.g. an AriaNg page).
         public var allowedOrigins: Set<String> = []
+        /// A Unix socket to listen on too (mode 0600); default `$XDG_RUNTIME_DIR/haul/rpc.sock`,
+        /// none when that variable is unset. The token is required there as well.
+        public var socketPath: String? = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"]
+            .flatMap { $0.hasPrefix("/") ? $0 + "/haul/rpc.sock" : nil }
         /// Settings for every download (connections, retries, TLS, …).
         public var downloads = DownloadSession.Configuration()
 
@@ -66,8 +70,8 @@ public final class Daemon: @unchecked Sendable {
         policy.allowedOrigins = settings.allowedOrigins
         let hub = NotificationHub()
         downloads.onEvent = { method, gid in hub.broadcast(method, gid: gid) }
-        let server = try await RPCServer.start(host: settings.host, port: settings.port, service: service, hub: hub,
-                                               policy: policy)
+        let server = try await RPCServer.start(host: settings.host, port: settings.port, socketPath: settings.socketPath,
+                                               service: service, hub: hub, policy: policy)
         let ticker = DispatchSource.makeTimerSource(queue: downloads.queue)
         ticker.schedule(deadline: .now() + 1, repeating: 1)
         ticker.setEventHandler { downloads.tick() }

@@ -8,6 +8,8 @@ import NIOWebSocket
 /// foreign `Origin`s refused, wrong tokens answered slowly.
 final class RPCServer: Sendable {
     let channel: any Channel
+    /// The Unix-socket listener, when one was asked for.
+    let local: (any Channel)?
     /// The TCP port the server listens on.
     let port: Int
 
@@ -36,12 +38,15 @@ final class RPCServer: Sendable {
         }
     }
 
-    private init(channel: any Channel, port: Int) {
+    private init(channel: any Channel, local: (any Channel)?, port: Int) {
         self.channel = channel
+        self.local = local
         self.port = port
     }
 
-    static func start(host: String, port: Int, service: RPCService, hub: NotificationHub,
+    /// Listens on `host:port`, and on the Unix socket `socketPath` (mode 0600, in a 0700
+    /// directory) when given; the same protocol and checks on both.
+    static func start(host: String, port: Int, socketPath: String? = nil, service: RPCService, hub: NotificationHub,
                       policy: Policy) async throws -> RPCServer {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -75,11 +80,22 @@ final class RPCServer: Sendable {
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
         guard let bound = channel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
-        return RPCServer(channel: channel, port: bound)
+        var local: (any Channel)?
+        if let socketPath {
+            let directory = (socketPath as NSString).deletingLastPathComponent
+            _ = mkdir(directory, 0o700)
+            // Created private: no other user may even connect.
+            let previous = umask(0o177)
+            defer { umask(previous) }
+            local = try await bootstrap.bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true).get()
+            chmod(socketPath, 0o600)
+        }
+        return RPCServer(channel: channel, local: local, port: bound)
     }
 
     func shutdown() async {
         try? await channel.close()
+        try? await local?.close()
     }
 }
 

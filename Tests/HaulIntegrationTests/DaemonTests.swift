@@ -57,13 +57,14 @@ struct RPCFailure: Error, Equatable {
 
 /// A daemon on a free port with its own download and state directories.
 func startDaemon(_ scratch: Scratch, secret: String = "test-secret-1234",
-                         origins: Set<String> = []) async throws -> (HaulDaemon.Daemon, RPCClient) {
+                         origins: Set<String> = [], socket: String? = nil) async throws -> (HaulDaemon.Daemon, RPCClient) {
     try? FileManager.default.createDirectory(at: scratch.file("root"), withIntermediateDirectories: true)
     var settings = HaulDaemon.Daemon.Settings(root: scratch.file("root"))
     settings.stateDirectory = scratch.file("state").path
     settings.port = 0
     settings.secret = secret
     settings.allowedOrigins = origins
+    settings.socketPath = socket
     settings.downloads.connectionsPerDownload = 4
     settings.downloads.syncsBeforeMove = false
     let daemon = try await HaulDaemon.Daemon.start(settings)
@@ -342,5 +343,33 @@ extension Integration.DaemonTests {
         // Without a daemon, the client says how to start one.
         let none = try runHaul(["ls", "--state-dir", scratch.file("nowhere").path])
         #expect(none.status == 64 && none.stderr.contains("haul daemon --dir"))
+    }
+}
+
+extension Integration.DaemonTests {
+    @Test("The daemon also answers on a private Unix socket (0600), token required there too")
+    func unixSocket() async throws {
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let socket = scratch.file("run/rpc.sock").path
+        let (daemon, rpc) = try await startDaemon(scratch, socket: socket)
+        defer { Task { await daemon.stop() } }
+        let attributes = try FileManager.default.attributesOfItem(atPath: socket)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        func curl(_ token: String) throws -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["curl", "-s", "--unix-socket", socket, "-H", "Content-Type: application/json", "-d",
+                                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"aria2.getVersion\",\"params\":[\"\(token)\"]}",
+                                 "http://localhost/jsonrpc"]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        #expect(try curl("token:\(rpc.secret)").contains("\"version\""))
+        #expect(try curl("token:wrong").contains("Unauthorized"))
     }
 }
