@@ -63,7 +63,7 @@ final class DownloadQueue: @unchecked Sendable {
     // MARK: Changes (each saved before it returns)
 
     func add(uris: [String], name: String?, connections: Int?, checksum: String?, headers: [String],
-             position: Int?) throws(RPCError) -> String {
+             position: Int?, paused: Bool = false) throws(RPCError) -> String {
         dispatchPrecondition(condition: .onQueue(queue))
         guard let first = uris.first.flatMap(URL.init(string:)), let scheme = first.scheme?.lowercased(),
               scheme == "http" || scheme == "https", first.host != nil else {
@@ -76,7 +76,7 @@ final class DownloadQueue: @unchecked Sendable {
             }
             wanted = name
         }
-        let entry = QueueEntry(gid: Self.newGID(), uris: uris, name: reserve(wanted), status: .waiting,
+        let entry = QueueEntry(gid: Self.newGID(), uris: uris, name: reserve(wanted), status: paused ? .paused : .waiting,
                                connections: connections, checksum: checksum, headers: headers)
         var updated = state
         let index = min(max(position ?? updated.queue.count, 0), updated.queue.count)

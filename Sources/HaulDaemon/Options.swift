@@ -53,6 +53,16 @@ enum Options {
         return list
     }
 
+    /// `pause=true`: added paused, as aria2's option does.
+    static func paused(_ options: [String: Any]) throws(RPCError) -> Bool {
+        guard let value = options["pause"] else { return false }
+        switch "\(value)" {
+        case "true": return true
+        case "false": return false
+        default: throw .invalidParams("pause must be true or false")
+        }
+    }
+
     /// The options of `entry` as aria2 reports them.
     static func describe(_ entry: QueueEntry, root: URL) -> [String: Any] {
         var options: [String: Any] = ["dir": root.path, "out": entry.name]

@@ -37,36 +37,53 @@ final class RPCService: @unchecked Sendable {
         dispatchPrecondition(condition: .onQueue(downloads.queue))
         return {
             var unauthorized = false
-            let reply: Any
             switch try? JSONSerialization.jsonObject(with: body) {
             case let batch as [Any]:
                 guard !batch.isEmpty, batch.count <= 1000 else {
-                    reply = Self.error(.invalidRequest("a batch holds 1 to 1000 requests"), id: NSNull())
-                    break
+                    return (Self.serialize(Self.error(.invalidRequest("a batch holds 1 to 1000 requests"), id: NSNull())), false)
                 }
-                reply = batch.map { answer($0, unauthorized: &unauthorized) }
+                var data = Data("[".utf8)
+                for (index, item) in batch.enumerated() {
+                    if index > 0 { data.append(contentsOf: Array(",".utf8)) }
+                    data.append(answer(item, unauthorized: &unauthorized))
+                }
+                data.append(contentsOf: Array("]".utf8))
+                return (data, unauthorized)
             case let single?:
-                reply = answer(single, unauthorized: &unauthorized)
+                return (answer(single, unauthorized: &unauthorized), unauthorized)
             case nil:
-                reply = Self.error(.parse, id: NSNull())
+                return (Self.serialize(Self.error(.parse, id: NSNull())), false)
             }
-            let data = (try? JSONSerialization.data(withJSONObject: reply)) ?? Data()
-            return (data, unauthorized)
         }()
     }
 
-    private func answer(_ request: Any, unauthorized: inout Bool) -> [String: Any] {
+    /// One response object, serialized.
+    private func answer(_ request: Any, unauthorized: inout Bool) -> Data {
         guard let request = request as? [String: Any], let method = request["method"] as? String else {
-            return Self.error(.invalidRequest("expected an object with a method"), id: NSNull())
+            return Self.serialize(Self.error(.invalidRequest("expected an object with a method"), id: NSNull()))
         }
         let id = request["id"] ?? NSNull()
         do throws(RPCError) {
             let result = try call(method, params: request["params"] as? [Any] ?? [])
-            return ["jsonrpc": "2.0", "id": id, "result": result]
+            guard let encoded = result as? EncodedJSON else {
+                return Self.serialize(["jsonrpc": "2.0", "id": id, "result": result])
+            }
+            // Splice the encoded result into the envelope (the id serialized on its own).
+            let idJSON = Self.serialize([id]).dropFirst().dropLast()
+            var data = Data("{\"jsonrpc\":\"2.0\",\"id\":".utf8)
+            data.append(contentsOf: idJSON)
+            data.append(contentsOf: Array(",\"result\":".utf8))
+            data.append(encoded.data)
+            data.append(contentsOf: Array("}".utf8))
+            return data
         } catch {
             if error == .unauthorized { unauthorized = true }
-            return Self.error(error, id: id)
+            return Self.serialize(Self.error(error, id: id))
         }
+    }
+
+    private static func serialize(_ object: Any) -> Data {
+        (try? JSONSerialization.data(withJSONObject: object, options: [.fragmentsAllowed])) ?? Data()
     }
 
     static func error(_ error: RPCError, id: Any) -> [String: Any] {
@@ -91,7 +108,7 @@ final class RPCService: @unchecked Sendable {
             return try downloads.add(uris: uris, name: try Options.name(options, root: downloads.root),
                                      connections: try Options.connections(options),
                                      checksum: try Options.checksum(options), headers: try Options.headers(options),
-                                     position: position)
+                                     position: position, paused: try Options.paused(options))
         case "aria2.remove", "aria2.forceRemove":
             let gid = try arguments.string(0)
             try downloads.remove(gid)
@@ -126,11 +143,12 @@ final class RPCService: @unchecked Sendable {
             throw .unsupported(method)
         case "aria2.tellActive":
             let keys = try arguments.strings(0, optional: true)
-            return downloads.active.map { Status.object($0, in: downloads, keys: keys) }
+            return Status.list(downloads.active, in: downloads, keys: keys)
         case "aria2.tellWaiting", "aria2.tellStopped":
             let list = method == "aria2.tellWaiting" ? downloads.waiting : downloads.stopped
             let window = Status.window(count: list.count, offset: try arguments.requiredInt(0), num: try arguments.requiredInt(1))
-            return window.map { Status.object(list[$0], in: downloads, keys: try? arguments.strings(2, optional: true)) }
+            let keys = try arguments.strings(2, optional: true)
+            return Status.list(window.map { list[$0] }, in: downloads, keys: keys)
         case "aria2.changePosition":
             return try downloads.changePosition(try arguments.string(0), pos: try arguments.requiredInt(1),
                                                 how: try arguments.string(2))
@@ -181,7 +199,9 @@ final class RPCService: @unchecked Sendable {
                     return ["code": 1, "message": "each call needs a methodName (not system.multicall)"]
                 }
                 do throws(RPCError) {
-                    return [try call(name, params: item["params"] as? [Any] ?? [])]
+                    let result = try call(name, params: item["params"] as? [Any] ?? [])
+                    guard let encoded = result as? EncodedJSON else { return [result] }
+                    return [(try? JSONSerialization.jsonObject(with: encoded.data)) ?? []]
                 } catch {
                     return ["code": error.code, "message": error.message]
                 }

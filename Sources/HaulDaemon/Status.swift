@@ -1,22 +1,31 @@
+import Foundation
+
 /// aria2's status shapes: every number a string, GIDs as 16 hex digits, files and URIs.
 enum Status {
     static func object(_ entry: QueueEntry, in downloads: DownloadQueue, keys: [String]?) -> [String: Any] {
-        var object: [String: Any] = [
-            "gid": entry.gid, "status": entry.status.rawValue,
-            "totalLength": "\(entry.totalLength)", "completedLength": "\(entry.completedLength)",
-            "uploadLength": "0", "downloadSpeed": "\(downloads.speed(of: entry.gid))", "uploadSpeed": "0",
-            "connections": "\(downloads.connections(of: entry.gid))", "dir": downloads.root.path,
-            "files": files(entry, in: downloads),
-        ]
-        if entry.status.isStopped {
-            object["errorCode"] = entry.errorCode ?? "0"
-            object["errorMessage"] = entry.errorMessage ?? ""
-        }
-        // Haul's extras.
-        if let sha256 = entry.sha256 { object["sha256"] = sha256 }
-        if entry.status == .complete { object["seamsChecked"] = "\(entry.seamsChecked)" }
-        guard let keys, !keys.isEmpty else { return object }
-        return object.filter { keys.contains($0.key) }
+        let value = typed(entry, in: downloads, keys: keys)
+        let data = (try? JSONEncoder().encode(value)) ?? Data()
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+    }
+
+    /// Many status objects encoded at once (tellActive, tellWaiting, tellStopped).
+    static func list(_ entries: [QueueEntry], in downloads: DownloadQueue, keys: [String]?) -> EncodedJSON {
+        let values = entries.map { typed($0, in: downloads, keys: keys) }
+        return EncodedJSON(data: (try? JSONEncoder().encode(values)) ?? Data("[]".utf8))
+    }
+
+    static func typed(_ entry: QueueEntry, in downloads: DownloadQueue, keys: [String]?) -> StatusJSON {
+        let stopped = entry.status.isStopped
+        return StatusJSON(
+            gid: entry.gid, status: entry.status.rawValue, totalLength: "\(entry.totalLength)",
+            completedLength: "\(entry.completedLength)", downloadSpeed: "\(downloads.speed(of: entry.gid))",
+            connections: "\(downloads.connections(of: entry.gid))", dir: downloads.root.path,
+            files: [StatusJSON.File(path: downloads.path(of: entry), length: "\(entry.totalLength)",
+                                    completedLength: "\(entry.completedLength)",
+                                    uris: uris(entry).map { StatusJSON.File.URI(uri: $0["uri"] ?? "", status: $0["status"] ?? "") })],
+            errorCode: stopped ? (entry.errorCode ?? "0") : nil, errorMessage: stopped ? (entry.errorMessage ?? "") : nil,
+            sha256: entry.sha256, seamsChecked: entry.status == .complete ? "\(entry.seamsChecked)" : nil,
+            keys: keys.map(Set.init))
     }
 
     static func files(_ entry: QueueEntry, in downloads: DownloadQueue) -> [[String: Any]] {

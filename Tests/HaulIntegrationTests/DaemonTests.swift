@@ -22,10 +22,12 @@ struct RPCClient {
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, try? JSONSerialization.jsonObject(with: data))
     }
 
-    /// Calls `method` with the token first; returns `result`, or throws the error object.
+    /// Calls `method` with the token first (`token: ""` sends none); returns `result`, or throws
+    /// the error object.
     func call(_ method: String, _ params: [Any] = [], token: String? = nil) async throws -> Any {
+        let first: [Any] = token == "" ? [] : [token ?? "token:\(secret)"]
         let body = try JSONSerialization.data(withJSONObject: [
-            "jsonrpc": "2.0", "id": "t", "method": method, "params": [token ?? "token:\(secret)"] + params,
+            "jsonrpc": "2.0", "id": "t", "method": method, "params": first + params,
         ])
         let (_, json) = try await post(body)
         let object = try #require(json as? [String: Any])
@@ -371,5 +373,30 @@ extension Integration.DaemonTests {
         }
         #expect(try curl("token:\(rpc.secret)").contains("\"version\""))
         #expect(try curl("token:wrong").contains("Unauthorized"))
+    }
+}
+
+extension Integration.DaemonTests {
+    @Test("Batches and system.multicall carry status lists whole (keys filtered as asked)")
+    func batchesAndMulticall() async throws {
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let (daemon, rpc) = try await startDaemon(scratch)
+        defer { Task { await daemon.stop() } }
+        let gid = try #require(try await rpc.call("aria2.addUri", [["http://127.0.0.1:9/never"], ["out": "n.bin", "pause": "true"]]) as? String)
+        let token = "token:\(rpc.secret)"
+        let batch = try JSONSerialization.data(withJSONObject: [
+            ["jsonrpc": "2.0", "id": 7, "method": "aria2.tellWaiting", "params": [token, 0, 10, ["gid", "status"]]],
+            ["jsonrpc": "2.0", "id": "x", "method": "aria2.getGlobalStat", "params": [token]],
+        ])
+        let answer = try #require(try await rpc.post(batch).json as? [[String: Any]])
+        #expect(answer.count == 2 && answer[0]["id"] as? Int == 7 && answer[1]["id"] as? String == "x")
+        #expect((answer[0]["result"] as? [[String: String]]) == [["gid": gid, "status": "paused"]])
+        let multicall = try #require(try await rpc.call("system.multicall", [[
+            ["methodName": "aria2.tellWaiting", "params": [token, 0, 10, ["gid"]]],
+            ["methodName": "aria2.getVersion", "params": ["token:wrong"]],
+        ]], token: "") as? [Any])
+        #expect((multicall[0] as? [[[String: String]]]) == [[["gid": gid]]])
+        #expect((multicall[1] as? [String: Any])?["message"] as? String == "Unauthorized")
     }
 }
