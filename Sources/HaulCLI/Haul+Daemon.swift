@@ -36,6 +36,9 @@ extension HaulCommand {
         @Option(help: "A browser origin allowed to call (repeat for several).")
         var allowOrigin: [String] = []
 
+        @Flag(help: "Run in the background (its log goes to daemon.log in the state directory).")
+        var detach = false
+
         @OptionGroup var transfer: TransferOptions
 
         func validate() throws {
@@ -47,6 +50,7 @@ extension HaulCommand {
         }
 
         func run() async throws {
+            if detach { return try runDetached() }
             let root = URL(fileURLWithPath: dir).standardizedFileURL
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -72,3 +76,39 @@ extension HaulCommand {
         }
     }
 }
+
+extension HaulCommand.Daemon {
+    /// Starts the same command without `--detach` in a new session (no terminal), its output
+    /// appended to `daemon.log` in the state directory; `aria2.shutdown` (or SIGTERM) stops it.
+    func runDetached() throws {
+        guard let state = StateDirectory.open(stateDir) else {
+            FileHandle.standardError.write(Data("haul: no state directory: set XDG_STATE_HOME or HOME, or give --state-dir\n".utf8))
+            throw ExitStatus.usage.code
+        }
+        let log: Int32
+        do {
+            log = try state.openLog("daemon.log")
+        } catch {
+            FileHandle.standardError.write(Data("haul: \(error)\n".utf8))
+            throw ExitStatus.diskError.code
+        }
+        let process = Process()
+        let setsid = "/usr/bin/setsid"
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let arguments = Array(CommandLine.arguments.dropFirst()).filter { $0 != "--detach" }
+        if FileManager.default.isExecutableFile(atPath: setsid) {
+            process.executableURL = URL(fileURLWithPath: setsid)
+            process.arguments = [me] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: me)
+            process.arguments = arguments
+        }
+        let handle = FileHandle(fileDescriptor: log, closeOnDealloc: true)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        Console.line("haul daemon: started in the background (pid \(process.processIdentifier)); log: \(state.location(of: "daemon.log"))")
+    }
+}
+

@@ -400,3 +400,29 @@ extension Integration.DaemonTests {
         #expect((multicall[1] as? [String: Any])?["message"] as? String == "Unauthorized")
     }
 }
+
+extension Integration.DaemonTests {
+    @Test("haul daemon --detach returns at once, keeps serving in the background, and stops on aria2.shutdown")
+    func detach() async throws {
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        try FileManager.default.createDirectory(at: scratch.file("root"), withIntermediateDirectories: true)
+        let port = try freePort()
+        let started = try runHaul(["daemon", "--detach", "--dir", scratch.file("root").path, "--state-dir",
+                                   scratch.file("state").path, "--listen", "127.0.0.1:\(port)", "--secret", "detached-secret"])
+        #expect(started.status == 0, "\(started.stderr)")
+        #expect(started.stdout.contains("daemon.log"))
+        let rpc = RPCClient(port: port, secret: "detached-secret")
+        var version: [String: Any]?
+        for _ in 0..<50 where version == nil {
+            version = try? await rpc.call("aria2.getVersion") as? [String: Any]
+            if version == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(version?["version"] != nil)
+        _ = try await rpc.call("aria2.shutdown")
+        try await Task.sleep(for: .milliseconds(500))
+        await #expect(throws: (any Error).self) { _ = try await rpc.call("aria2.getVersion") }
+        let log = try String(contentsOf: scratch.file("state/daemon.log"), encoding: .utf8)
+        #expect(log.contains("haul daemon"))
+    }
+}

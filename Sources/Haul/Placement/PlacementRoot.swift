@@ -196,6 +196,23 @@ package final class PlacementRoot: @unchecked Sendable {
         _ = fsync(fd)
     }
 
+    /// A log file `name` to append to (created 0600 if missing, never through a link); the
+    /// caller owns the returned descriptor.
+    package func openLog(_ name: String) throws(HaulError) -> Int32 {
+        try checked(name)
+        let opened = retryingInterrupts {
+            openat(fd, name, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0o600)
+        }
+        guard opened >= 0 else { throw DataFile.error("open", location(of: name), errno) }
+        var info = stat()
+        guard fstat(opened, &info) == 0, Self.isOwnRegularFile(info, links: nil) else {
+            _ = Glibc.close(opened)
+            throw .notARegularFile(path: location(of: name))
+        }
+        _ = fcntl(opened, F_SETFL, fcntl(opened, F_GETFL) & ~O_NONBLOCK)
+        return opened
+    }
+
     // MARK: Small files (journals)
 
     /// Replaces `name` with `data` atomically: written to a side name created afresh (0600,
