@@ -78,7 +78,9 @@ public final class Daemon: @unchecked Sendable {
         ticker.activate()
         downloads.start()
         // Where local clients (haul add, ls, …) find this daemon; the secret sits beside it.
-        let endpoint = "{\"host\":\"\(settings.host)\",\"port\":\(server.port)}"
+        var endpointFields: [String: Any] = ["host": settings.host, "port": server.port]
+        if let socket = settings.socketPath { endpointFields["socket"] = socket }
+        let endpoint = String(decoding: (try? JSONSerialization.data(withJSONObject: endpointFields)) ?? Data(), as: UTF8.self)
         try? state.writeAtomically("rpc-endpoint", data: Data(endpoint.utf8), durable: false)
         if settings.secret != nil {
             try? state.writeAtomically("rpc-secret-given", data: Data(secret.utf8), durable: false)
@@ -93,12 +95,7 @@ public final class Daemon: @unchecked Sendable {
     /// Where the daemon using `stateDirectory` listens and its secret, for local clients; `nil`
     /// when no daemon has run there.
     public static func endpoint(stateDirectory: String? = nil) -> (host: String, port: Int, secret: String)? {
-        guard let state = StateDirectory.open(stateDirectory), let data = state.read("rpc-endpoint"),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let host = object["host"] as? String, let port = object["port"] as? Int else { return nil }
-        if let given = state.read("rpc-secret-given") { return (host, port, String(decoding: given, as: UTF8.self)) }
-        guard let bytes = state.read("rpc-secret"), bytes.count == 32 else { return nil }
-        return (host, port, bytes.map { String(format: "%02x", $0) }.joined())
+        DaemonEndpoint.find(stateDirectory: stateDirectory).map { ($0.host, $0.port, $0.secret) }
     }
 
     /// Stops serving. Running downloads keep their journals and resume on the next start.

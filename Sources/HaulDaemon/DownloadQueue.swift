@@ -63,7 +63,7 @@ final class DownloadQueue: @unchecked Sendable {
     // MARK: Changes (each saved before it returns)
 
     func add(uris: [String], name: String?, connections: Int?, checksum: String?, headers: [String],
-             position: Int?, paused: Bool = false) throws(RPCError) -> String {
+             position: Int?, paused: Bool = false, session: String? = nil, taskDescription: String? = nil) throws(RPCError) -> String {
         dispatchPrecondition(condition: .onQueue(queue))
         guard let first = uris.first.flatMap(URL.init(string:)), let scheme = first.scheme?.lowercased(),
               scheme == "http" || scheme == "https", first.host != nil else {
@@ -77,7 +77,8 @@ final class DownloadQueue: @unchecked Sendable {
             wanted = name
         }
         let entry = QueueEntry(gid: Self.newGID(), uris: uris, name: reserve(wanted), status: paused ? .paused : .waiting,
-                               connections: connections, checksum: checksum, headers: headers)
+                               connections: connections, checksum: checksum, headers: headers, session: session,
+                               taskDescription: taskDescription)
         var updated = state
         let index = min(max(position ?? updated.queue.count, 0), updated.queue.count)
         updated.queue.insert(entry, at: index)
@@ -164,6 +165,23 @@ final class DownloadQueue: @unchecked Sendable {
         dispatchPrecondition(condition: .onQueue(queue))
         var updated = state
         updated.stopped.removeAll()
+        try commit(updated)
+    }
+
+    /// A background session's downloads: running and waiting ones, and stopped ones whose end
+    /// no process of the session has taken yet.
+    func sessionEntries(_ session: String) -> [QueueEntry] {
+        dispatchPrecondition(condition: .onQueue(queue))
+        let running = state.queue.filter { $0.session == session }.map(live)
+        return running + state.stopped.filter { $0.session == session && !$0.delivered }
+    }
+
+    /// A process of the session took the end of `gid` (its delegate was told): never again.
+    func acknowledge(_ gid: String) throws(RPCError) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let index = state.stopped.firstIndex(where: { $0.gid == gid }) else { throw .notFound(gid) }
+        var updated = state
+        updated.stopped[index].delivered = true
         try commit(updated)
     }
 

@@ -29,6 +29,50 @@ struct QueueEntry: Codable, Sendable, Equatable {
     /// The SHA-256 of a completed file, and seam counts.
     var sha256: String?
     var seamsChecked = 0
+    /// The background session that owns this download (`DownloadSession` with
+    /// `.background(withIdentifier:)`), its `taskDescription`, and whether its end was delivered
+    /// to a process of that session.
+    var session: String?
+    var taskDescription: String?
+    var delivered = false
+
+    init(gid: String, uris: [String], name: String, status: Status, connections: Int? = nil, checksum: String? = nil,
+         headers: [String] = [], session: String? = nil, taskDescription: String? = nil) {
+        self.gid = gid
+        self.uris = uris
+        self.name = name
+        self.status = status
+        self.connections = connections
+        self.checksum = checksum
+        self.headers = headers
+        self.session = session
+        self.taskDescription = taskDescription
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case gid, uris, name, status, connections, checksum, headers, totalLength, completedLength, errorCode,
+             errorMessage, sha256, seamsChecked, session, taskDescription, delivered
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        gid = try c.decode(String.self, forKey: .gid)
+        uris = try c.decode([String].self, forKey: .uris)
+        name = try c.decode(String.self, forKey: .name)
+        status = try c.decode(Status.self, forKey: .status)
+        connections = try c.decodeIfPresent(Int.self, forKey: .connections)
+        checksum = try c.decodeIfPresent(String.self, forKey: .checksum)
+        headers = try c.decodeIfPresent([String].self, forKey: .headers) ?? []
+        totalLength = try c.decodeIfPresent(Int64.self, forKey: .totalLength) ?? 0
+        completedLength = try c.decodeIfPresent(Int64.self, forKey: .completedLength) ?? 0
+        errorCode = try c.decodeIfPresent(String.self, forKey: .errorCode)
+        errorMessage = try c.decodeIfPresent(String.self, forKey: .errorMessage)
+        sha256 = try c.decodeIfPresent(String.self, forKey: .sha256)
+        seamsChecked = try c.decodeIfPresent(Int.self, forKey: .seamsChecked) ?? 0
+        session = try c.decodeIfPresent(String.self, forKey: .session)
+        taskDescription = try c.decodeIfPresent(String.self, forKey: .taskDescription)
+        delivered = try c.decodeIfPresent(Bool.self, forKey: .delivered) ?? false
+    }
 }
 
 /// Everything the daemon must not lose: the queue in order and the finished results.

@@ -20,7 +20,7 @@ final class RPCService: @unchecked Sendable {
         "aria2.changeGlobalOption", "aria2.getGlobalStat", "aria2.purgeDownloadResult",
         "aria2.removeDownloadResult", "aria2.getVersion", "aria2.getSessionInfo", "aria2.saveSession",
         "aria2.shutdown", "aria2.forceShutdown", "system.multicall", "system.listMethods",
-        "system.listNotifications",
+        "system.listNotifications", "haul.sessionTasks", "haul.acknowledge",
     ]
     static let notifications = ["aria2.onDownloadStart", "aria2.onDownloadPause", "aria2.onDownloadStop",
                                 "aria2.onDownloadComplete", "aria2.onDownloadError"]
@@ -93,7 +93,7 @@ final class RPCService: @unchecked Sendable {
     /// One method call; `params` still carries the `token:` argument.
     func call(_ method: String, params: [Any]) throws(RPCError) -> Any {
         var params = params
-        if method.hasPrefix("aria2.") {
+        if method.hasPrefix("aria2.") || method.hasPrefix("haul.") {
             guard let token = params.first as? String, token.hasPrefix("token:"),
                   Self.constantTimeEqual(String(token.dropFirst(6)), secret) else { throw .unauthorized }
             params.removeFirst()
@@ -108,7 +108,9 @@ final class RPCService: @unchecked Sendable {
             return try downloads.add(uris: uris, name: try Options.name(options, root: downloads.root),
                                      connections: try Options.connections(options),
                                      checksum: try Options.checksum(options), headers: try Options.headers(options),
-                                     position: position, paused: try Options.paused(options))
+                                     position: position, paused: try Options.paused(options),
+                                     session: options["haul-session"] as? String,
+                                     taskDescription: options["haul-description"] as? String)
         case "aria2.remove", "aria2.forceRemove":
             let gid = try arguments.string(0)
             try downloads.remove(gid)
@@ -187,6 +189,19 @@ final class RPCService: @unchecked Sendable {
             return "OK"
         case "aria2.shutdown", "aria2.forceShutdown":
             onShutdown()
+            return "OK"
+        case "haul.sessionTasks":
+            // Haul's own: a background session's tasks, with its extras.
+            let session = try arguments.string(0)
+            return downloads.sessionEntries(session).map { entry -> [String: Any] in
+                var object = Status.object(entry, in: downloads, keys: nil)
+                object["taskDescription"] = entry.taskDescription ?? ""
+                object["url"] = entry.uris.first ?? ""
+                return object
+            }
+        case "haul.acknowledge":
+            let gid = try arguments.string(0)
+            try downloads.acknowledge(gid)
             return "OK"
         case "system.listMethods":
             return Self.methods

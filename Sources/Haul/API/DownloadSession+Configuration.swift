@@ -88,10 +88,28 @@ extension DownloadSession {
         /// without validators; 0 turns the comparison off.
         public var seamOverlap: Int64 = 16 << 10
 
+        /// The background session's identifier (`background(withIdentifier:)`), or `nil` for a
+        /// session whose downloads run in this process.
+        public var identifier: String?
+        /// Where a background session finds its `haul daemon` (its state directory; default
+        /// `$XDG_STATE_HOME/haul`).
+        public var daemonStateDirectory: String?
+
         /// The defaults.
         public init() {}
 
         /// The defaults.
         public static var `default`: Configuration { Configuration() }
+
+        /// A session whose tasks run in `haul daemon`, so they continue when this process is not
+        /// running; a later process that creates a session with the same identifier gets them
+        /// back (`allTasks`) and receives, through its delegate, what ended meanwhile. As on
+        /// Apple's platforms, tasks need a delegate (completion handlers are refused), and the
+        /// daemon writes the files into its download directory.
+        public static func background(withIdentifier identifier: String) -> Configuration {
+            var configuration = Configuration()
+            configuration.identifier = identifier
+            return configuration
+        }
     }
 }

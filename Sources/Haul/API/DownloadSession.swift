@@ -33,6 +33,8 @@ public final class DownloadSession: Sendable {
         var delegate: (any DownloadSessionDelegate)?
         var running: [Int: DownloadTask] = [:]
         var invalidated = false
+        /// Background tasks by the daemon's GID.
+        var background: [String: DownloadTask] = [:]
     }
 
     private let lifecycle: Mutex<Lifecycle>
@@ -60,6 +62,10 @@ public final class DownloadSession: Sendable {
         self.logger = Logger(label: "haul")
         self.multi = CurlMulti(label: "haul.session", maxHostConnections: configuration.connectionsPerHost,
                                logger: logger)
+        if configuration.identifier != nil, delegate != nil {
+            // A background session made again: take back its tasks and deliver what ended.
+            attachBackgroundTasks(announcing: true)
+        }
     }
 
     // MARK: Tasks
@@ -212,6 +218,30 @@ public final class DownloadSession: Sendable {
     }
 
     // MARK: Internal
+
+    /// Tasks that started and have not delivered their end.
+    var runningTasks: [DownloadTask] {
+        lifecycle.withLock { Array($0.running.values) }.sorted { $0.taskIdentifier < $1.taskIdentifier }
+    }
+
+    /// The task following the daemon's download `gid`, if this session has one.
+    func backgroundTask(_ gid: String) -> DownloadTask? {
+        lifecycle.withLock { $0.background[gid] }
+    }
+
+    /// Remembers that `task` follows the daemon's download `gid`.
+    func registerBackground(_ gid: String, task: DownloadTask) {
+        lifecycle.withLock { $0.background[gid] = task }
+    }
+
+    /// A task for the daemon's download `gid`, made by an earlier process of this session.
+    func makeBackgroundTask(gid: String, url: URL?, description: String?) -> DownloadTask {
+        let task = makeTask(request: url.map { URLRequest(url: $0) }, completionHandler: nil)
+        task.attachedGID = gid
+        task.taskDescription = description
+        registerBackground(gid, task: task)
+        return task
+    }
 
     private func makeTask(request: URLRequest?, resumeData: Data? = nil, destination: URL? = nil,
                           completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) -> DownloadTask {

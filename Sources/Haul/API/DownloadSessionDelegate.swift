@@ -24,6 +24,11 @@ public protocol DownloadSessionDelegate: AnyObject, Sendable {
     /// A task made from resume data continues at `fileOffset` (the bytes before it are kept).
     func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
                          didResumeAtOffset fileOffset: Int64, expectedTotalBytes: Int64)
+
+    /// A background session was created again (in this process) and every event of its tasks
+    /// that ended while no process was attached has been delivered, as URLSession's
+    /// `urlSessionDidFinishEvents(forBackgroundURLSession:)`.
+    func downloadSessionDidFinishEvents(forBackgroundSession session: DownloadSession)
 }
 
 /// Default implementations: every delegate method is optional.
@@ -44,6 +49,9 @@ extension DownloadSessionDelegate {
     /// Does nothing.
     public func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
                                 didResumeAtOffset fileOffset: Int64, expectedTotalBytes: Int64) {}
+
+    /// Does nothing.
+    public func downloadSessionDidFinishEvents(forBackgroundSession session: DownloadSession) {}
 }
 
 /// Delivers blocks to the delegate queue in order and one at a time, even when the queue given

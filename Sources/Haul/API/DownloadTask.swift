@@ -46,7 +46,7 @@ public final class DownloadTask: @unchecked Sendable {
     private var _error: (any Error)?
     private var _received: Int64 = 0
     private var _expected: Int64 = NSURLSessionTransferSizeUnknown
-    private var operation: DownloadOperation?
+    private var operation: (any DownloadRunner)?
     private var ticker: DispatchSourceTimer?
     private var finishHook: (@Sendable (Result<(URL, HTTPURLResponse), any Error>) -> Void)?
     private var streams: [UUID: AsyncThrowingStream<DownloadEvent, any Error>.Continuation] = [:]
@@ -59,6 +59,7 @@ public final class DownloadTask: @unchecked Sendable {
     private var _seams: (checked: Int, mismatched: Int) = (0, 0)
     private var _connections = 0
     private var _mirrors: [URL] = []
+    private var _taskDescription: String?
 
     init(session: DownloadSession, identifier: Int, request: URLRequest?, resumeData: Data?,
          destination: URL?, completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) {
@@ -73,6 +74,13 @@ public final class DownloadTask: @unchecked Sendable {
     }
 
     // MARK: Properties
+
+    /// Your description of the task (kept by the daemon for background sessions, so a later
+    /// process can tell its tasks apart), as `URLSessionTask.taskDescription`.
+    public var taskDescription: String? {
+        get { lock.withLock { _taskDescription } }
+        set { lock.withLock { _taskDescription = newValue } }
+    }
 
     /// The task's state.
     public var state: State { lock.withLock { _state } }
@@ -122,7 +130,7 @@ public final class DownloadTask: @unchecked Sendable {
 
     /// Starts the task, or continues it after `suspend()`.
     public func resume() {
-        let action: (start: Bool, continue: DownloadOperation?) = lock.withLock {
+        let action: (start: Bool, continue: (any DownloadRunner)?) = lock.withLock {
             guard _state == .suspended else { return (false, nil) }
             _state = .running
             if let operation { return (false, operation) }
@@ -138,7 +146,7 @@ public final class DownloadTask: @unchecked Sendable {
 
     /// Pauses every segment; each keeps its range (and connection, if the server waits).
     public func suspend() {
-        let operation: DownloadOperation? = lock.withLock {
+        let operation: (any DownloadRunner)? = lock.withLock {
             guard _state == .running else { return nil }
             _state = .suspended
             return self.operation
@@ -150,14 +158,14 @@ public final class DownloadTask: @unchecked Sendable {
 
     /// Cancels the task: it completes with `URLError.cancelled`.
     public func cancel() {
-        let operation: DownloadOperation?? = lock.withLock {
+        let operation: (any DownloadRunner)?? = lock.withLock {
             guard _state == .running || _state == .suspended else { return .none }
             _state = .canceling
             return .some(self.operation)
         }
         switch operation {
         case .none: return
-        case .some(.some(let operation)): operation.cancel()
+        case .some(.some(let operation)): operation.cancel(producingResumeData: false)
         case .some(.none): session.multi.queue.async { self.finished(.failure(DownloadFailure(error: .cancelled))) }
         }
     }
@@ -166,7 +174,7 @@ public final class DownloadTask: @unchecked Sendable {
     /// `downloadTask(withResumeData:)`, or `nil` when it cannot be continued (the server has no
     /// range support or validators, or the length is unknown). The partial file is kept for it.
     public func cancel(byProducingResumeData completionHandler: @escaping @Sendable (Data?) -> Void) {
-        let operation: DownloadOperation?? = lock.withLock {
+        let operation: (any DownloadRunner)?? = lock.withLock {
             guard _state == .running || _state == .suspended else { return .none }
             _state = .canceling
             resumeDataHandler = completionHandler
@@ -194,7 +202,7 @@ public final class DownloadTask: @unchecked Sendable {
             session.multi.queue.async { self.finished(.failure(DownloadFailure(error: .sessionInvalidated))) }
             return
         }
-        let operation: DownloadOperation
+        let operation: any DownloadRunner
         let resume: ResumeData?
         do throws(HaulError) {
             (operation, resume) = try makeOperation()
@@ -226,11 +234,14 @@ public final class DownloadTask: @unchecked Sendable {
     }
 
     /// The operation for a new download, or for resume data after checking it and its file.
-    private func makeOperation() throws(HaulError) -> (DownloadOperation, ResumeData?) {
+    private func makeOperation() throws(HaulError) -> (any DownloadRunner, ResumeData?) {
         var expected: SHA256Digest?
         if let text = expectedSHA256 {
             guard let digest = SHA256Digest(expected: text) else { throw .invalidChecksum(text) }
             expected = digest
+        }
+        if let identifier = session.configuration.identifier {
+            return (try backgroundOperation(identifier: identifier, expected: expected), nil)
         }
         guard let resumeData else {
             guard let request = originalRequest else { throw .invalidURL("(no URL)") }
@@ -264,6 +275,44 @@ public final class DownloadTask: @unchecked Sendable {
         settings.mirrorURLs = mirrors.map(\.absoluteString)
         settings.engine.mirrors = 1 + mirrors.count
     }
+
+    /// For a background session: the download queued in (or, for an attached task, followed in)
+    /// the daemon.
+    private func backgroundOperation(identifier: String, expected: SHA256Digest?) throws(HaulError) -> RemoteDownload {
+        guard completionHandler == nil else {
+            throw .unsupportedRequest(reason: "background sessions deliver through a delegate; completion handlers are not supported")
+        }
+        guard let endpoint = DaemonEndpoint.find(stateDirectory: session.configuration.daemonStateDirectory) else {
+            throw .unsupportedRequest(reason: "no haul daemon is running for background session '\(identifier)'; "
+                + "start one with: haul daemon --dir DIR")
+        }
+        let connection = DaemonConnection(endpoint: endpoint)
+        if let gid = attachedGID { return RemoteDownload(connection: connection, queue: session.multi.queue, gid: gid) }
+        let session = self.session
+        guard resumeData == nil, destination == nil, let url = originalRequest?.url else {
+            throw .unsupportedRequest(reason: "background tasks download a URL into the daemon's directory "
+                + "(no destination or resume data)")
+        }
+        var options = ["haul-session": identifier]
+        if let description = taskDescription { options["haul-description"] = description }
+        if let expected { options["checksum"] = "sha-256=\(expected.hex)" }
+        for (name, value) in originalRequest?.allHTTPHeaderFields ?? [:] where !["range", "if-range"].contains(name.lowercased()) {
+            options["header"] = "\(name): \(value)"
+        }
+        let remote = RemoteDownload(connection: connection, queue: session.multi.queue,
+                                    uris: [url.absoluteString] + mirrors.map(\.absoluteString), options: options)
+        remote.onGID = { [unowned self] gid in session.registerBackground(gid, task: self) }
+        return remote
+    }
+
+    /// The daemon's GID of a background task made by an earlier process (set when attaching).
+    var attachedGID: String? {
+        get { lock.withLock { _attachedGID } }
+        set { lock.withLock { _attachedGID = newValue } }
+    }
+    private var _attachedGID: String?
+    /// Called (on the delegate queue) once the task's end has been delivered.
+    var onDelivered: (@Sendable () -> Void)?
 
     /// The partial file must be there, be the same file, and be as long as recorded; it is
     /// opened in its directory without following links, as the download will open it.
@@ -363,10 +412,17 @@ public final class DownloadTask: @unchecked Sendable {
     private func finished(_ result: Result<DownloadResult, DownloadFailure>) {
         tick()
         stopTicker()
+        let remote = lock.withLock { operation as? RemoteDownload }
         defer {
-            // After the last callback has been delivered, the session may let go of its delegate.
+            // After the last callback has been delivered, the session may let go of its delegate;
+            // a background task's end is then acknowledged to the daemon (exactly once).
             let session = self.session
-            session.delivery.enqueue { session.unregister(self) }
+            let delivered = onDelivered
+            session.delivery.enqueue {
+                remote?.acknowledge()
+                delivered?()
+                session.unregister(self)
+            }
         }
         let url = currentRequest?.url ?? originalRequest?.url
         switch result {
