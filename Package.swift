@@ -76,7 +76,7 @@ let package = Package(
             name: "HaulIntegrationTests",
             dependencies: ["Haul", "HaulDaemon", "HaulTestServer"],
             // Fault scenarios as data, read at run time next to the test sources.
-            exclude: ["Scenarios"]
+            exclude: ["Scenarios", "RPC"]
         ),
     ],
     swiftLanguageModes: [.v6]
