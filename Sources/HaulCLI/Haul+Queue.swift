@@ -93,18 +93,21 @@ extension HaulCommand {
                     }
                     return
                 }
-                Console.line("GID               STATE     PROGRESS  SPEED       NAME")
+                Console.line("GID               STATE     PROGRESS  SPEED       ETA       NAME")
                 for item in all {
                     let total = Double(item["totalLength"] as? String ?? "0") ?? 0
                     let done = Double(item["completedLength"] as? String ?? "0") ?? 0
                     let percent = total > 0 ? String(format: "%5.1f%%", done * 100 / total) : "    -"
-                    let speed = Format.bytes(Int64(item["downloadSpeed"] as? String ?? "0") ?? 0) + "/s"
+                    let rate = Int64(item["downloadSpeed"] as? String ?? "0") ?? 0
+                    let speed = Format.bytes(rate) + "/s"
+                    let eta = rate > 0 && total > done ? Format.duration((total - done) / Double(rate)) : "-"
                     let files = item["files"] as? [[String: Any]]
                     let name = (files?.first?["path"] as? String).map { URL(fileURLWithPath: $0).lastPathComponent } ?? ""
                     let state = item["status"] as? String ?? ""
                     Console.line("\(item["gid"] as? String ?? "")  \(state.padding(toLength: 8, withPad: " ", startingAt: 0))  "
                         + "\(percent.padding(toLength: 8, withPad: " ", startingAt: 0))  "
-                        + "\(speed.padding(toLength: 10, withPad: " ", startingAt: 0))  \(name)")
+                        + "\(speed.padding(toLength: 10, withPad: " ", startingAt: 0))  "
+                        + "\(eta.padding(toLength: 8, withPad: " ", startingAt: 0))  \(name)")
                 }
             }
         }

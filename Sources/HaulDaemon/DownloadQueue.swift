@@ -63,7 +63,8 @@ final class DownloadQueue: @unchecked Sendable {
     // MARK: Changes (each saved before it returns)
 
     func add(uris: [String], name: String?, connections: Int?, checksum: String?, headers: [String],
-             position: Int?, paused: Bool = false, session: String? = nil, taskDescription: String? = nil) throws(RPCError) -> String {
+             position: Int?, paused: Bool = false, session: String? = nil, taskDescription: String? = nil,
+             speed: Int64? = nil) throws(RPCError) -> String {
         dispatchPrecondition(condition: .onQueue(queue))
         guard let first = uris.first.flatMap(URL.init(string:)), let scheme = first.scheme?.lowercased(),
               scheme == "http" || scheme == "https", first.host != nil else {
@@ -76,9 +77,10 @@ final class DownloadQueue: @unchecked Sendable {
             }
             wanted = name
         }
-        let entry = QueueEntry(gid: Self.newGID(), uris: uris, name: reserve(wanted), status: paused ? .paused : .waiting,
+        var entry = QueueEntry(gid: Self.newGID(), uris: uris, name: reserve(wanted), status: paused ? .paused : .waiting,
                                connections: connections, checksum: checksum, headers: headers, session: session,
                                taskDescription: taskDescription)
+        entry.maxDownloadLimit = speed
         var updated = state
         let index = min(max(position ?? updated.queue.count, 0), updated.queue.count)
         updated.queue.insert(entry, at: index)
@@ -151,6 +153,20 @@ final class DownloadQueue: @unchecked Sendable {
         updated.queue.insert(entry, at: target)
         try commit(updated)
         return target
+    }
+
+    /// Changes the options of a download that is not running (aria2's `changeOption`).
+    func change(_ gid: String, connections: Int?, checksum: String?, speed: Int64?) throws(RPCError) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let index = state.queue.firstIndex(where: { $0.gid == gid }) else { throw .notFound(gid) }
+        guard state.queue[index].status != .active else {
+            throw .invalidParams("GID \(gid) is running; pause it to change its options")
+        }
+        var updated = state
+        if let connections { updated.queue[index].connections = connections }
+        if let checksum { updated.queue[index].checksum = checksum }
+        if let speed { updated.queue[index].maxDownloadLimit = speed }
+        try commit(updated)
     }
 
     func removeResult(_ gid: String) throws(RPCError) {
@@ -248,6 +264,8 @@ final class DownloadQueue: @unchecked Sendable {
         }
         task.mirrors = entry.uris.dropFirst().compactMap(URL.init(string:))
         task.expectedSHA256 = entry.checksum
+        task.connectionsOverride = entry.connections
+        if let limit = entry.maxDownloadLimit, limit > 0 { task.maximumBytesPerSecond = limit }
         let run = Running(task: task)
         running[entry.gid] = run
         let gid = entry.gid

@@ -53,6 +53,27 @@ enum Options {
         return list
     }
 
+    /// `max-download-limit`: bytes per second, with aria2's `K` and `M` suffixes (0: none).
+    static func speed(_ options: [String: Any]) throws(RPCError) -> Int64? {
+        guard let value = options["max-download-limit"] else { return nil }
+        let text = "\(value)".trimmingCharacters(in: .whitespaces).uppercased()
+        var multiplier: Int64 = 1
+        var digits = Substring(text)
+        if text.hasSuffix("K") { multiplier = 1 << 10; digits = digits.dropLast() }
+        if text.hasSuffix("M") { multiplier = 1 << 20; digits = digits.dropLast() }
+        guard let number = Int64(digits), number >= 0, number < Int64.max / multiplier else {
+            throw .invalidParams("max-download-limit must be bytes per second, e.g. 500K or 2M")
+        }
+        return number * multiplier
+    }
+
+    /// Options a queued download cannot take.
+    static func refuseUnsupported(_ options: [String: Any]) throws(RPCError) {
+        for key in ["max-overall-download-limit", "allow-overwrite"] where options[key] != nil {
+            throw .unsupported("the option \(key)")
+        }
+    }
+
     /// `pause=true`: added paused, as aria2's option does.
     static func paused(_ options: [String: Any]) throws(RPCError) -> Bool {
         guard let value = options["pause"] else { return false }
@@ -68,6 +89,7 @@ enum Options {
         var options: [String: Any] = ["dir": root.path, "out": entry.name]
         if let connections = entry.connections { options["split"] = "\(connections)" }
         if let checksum = entry.checksum { options["checksum"] = checksum }
+        if let limit = entry.maxDownloadLimit { options["max-download-limit"] = "\(limit)" }
         return options
     }
 }

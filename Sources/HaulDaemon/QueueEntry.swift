@@ -35,6 +35,8 @@ struct QueueEntry: Codable, Sendable, Equatable {
     var session: String?
     var taskDescription: String?
     var delivered = false
+    /// aria2's `max-download-limit` in bytes per second (nil or 0: none).
+    var maxDownloadLimit: Int64?
 
     init(gid: String, uris: [String], name: String, status: Status, connections: Int? = nil, checksum: String? = nil,
          headers: [String] = [], session: String? = nil, taskDescription: String? = nil) {
@@ -51,7 +53,7 @@ struct QueueEntry: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case gid, uris, name, status, connections, checksum, headers, totalLength, completedLength, errorCode,
-             errorMessage, sha256, seamsChecked, session, taskDescription, delivered
+             errorMessage, sha256, seamsChecked, session, taskDescription, delivered, maxDownloadLimit
     }
 
     init(from decoder: any Decoder) throws {
@@ -72,6 +74,7 @@ struct QueueEntry: Codable, Sendable, Equatable {
         session = try c.decodeIfPresent(String.self, forKey: .session)
         taskDescription = try c.decodeIfPresent(String.self, forKey: .taskDescription)
         delivered = try c.decodeIfPresent(Bool.self, forKey: .delivered) ?? false
+        maxDownloadLimit = try c.decodeIfPresent(Int64.self, forKey: .maxDownloadLimit)
     }
 }
 

@@ -104,13 +104,15 @@ final class RPCService: @unchecked Sendable {
         case "aria2.addUri":
             let uris = try arguments.strings(0)
             let options = try arguments.object(1) ?? [:]
+            try Options.refuseUnsupported(options)
             let position = try arguments.int(2)
             return try downloads.add(uris: uris, name: try Options.name(options, root: downloads.root),
                                      connections: try Options.connections(options),
                                      checksum: try Options.checksum(options), headers: try Options.headers(options),
                                      position: position, paused: try Options.paused(options),
                                      session: options["haul-session"] as? String,
-                                     taskDescription: options["haul-description"] as? String)
+                                     taskDescription: options["haul-description"] as? String,
+                                     speed: try Options.speed(options))
         case "aria2.remove", "aria2.forceRemove":
             let gid = try arguments.string(0)
             try downloads.remove(gid)
@@ -142,7 +144,11 @@ final class RPCService: @unchecked Sendable {
             guard let entry = downloads.entry(gid) else { throw .notFound(gid) }
             return Status.files(entry, in: downloads)
         case "aria2.getServers":
-            throw .unsupported(method)
+            let gid = try arguments.string(0)
+            guard let entry = downloads.entry(gid) else { throw .notFound(gid) }
+            guard entry.status == .active else { throw .invalidParams("GID \(gid) is not active") }
+            let speed = "\(downloads.speed(of: gid))"
+            return [["index": "1", "servers": entry.uris.prefix(1).map { ["uri": $0, "currentUri": $0, "downloadSpeed": speed] }]]
         case "aria2.tellActive":
             let keys = try arguments.strings(0, optional: true)
             return Status.list(downloads.active, in: downloads, keys: keys)
@@ -159,7 +165,13 @@ final class RPCService: @unchecked Sendable {
             guard let entry = downloads.entry(gid) else { throw .notFound(gid) }
             return Options.describe(entry, root: downloads.root)
         case "aria2.changeOption":
-            throw .unsupported("changing a download's options")
+            let gid = try arguments.string(0)
+            let options = try arguments.object(1) ?? [:]
+            try Options.refuseUnsupported(options)
+            if options["out"] != nil || options["dir"] != nil { throw .unsupported("changing out or dir") }
+            try downloads.change(gid, connections: try Options.connections(options), checksum: try Options.checksum(options),
+                                 speed: try Options.speed(options))
+            return "OK"
         case "aria2.getGlobalOption":
             return ["dir": downloads.root.path, "max-concurrent-downloads": "\(downloads.maxConcurrent)"]
         case "aria2.changeGlobalOption":

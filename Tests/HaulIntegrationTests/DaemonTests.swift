@@ -426,3 +426,41 @@ extension Integration.DaemonTests {
         #expect(log.contains("haul daemon"))
     }
 }
+
+extension Integration.DaemonTests {
+    @Test("changePosition reorders the queue; changeOption sets split and max-download-limit; getServers while active")
+    func reorderAndOptions() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let content = GeneratedContent(size: 3 << 20, seed: 530)
+        server.serve(ServedFile(content: content, etag: "\"o\""), at: "/o.bin")
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let (daemon, rpc) = try await startDaemon(scratch)
+        defer { Task { await daemon.stop() } }
+        let url = server.url("/o.bin").absoluteString
+        let first = try #require(try await rpc.call("aria2.addUri", [[url], ["out": "a.bin", "pause": "true"]]) as? String)
+        let second = try #require(try await rpc.call("aria2.addUri", [[url], ["out": "b.bin", "pause": "true"]]) as? String)
+        #expect(try await rpc.call("aria2.changePosition", [second, 0, "POS_SET"]) as? Int == 0)
+        let order = try #require(try await rpc.call("aria2.tellWaiting", [0, 10, ["gid"]]) as? [[String: String]])
+        #expect(order.map { $0["gid"] } == [second, first])
+        _ = try await rpc.call("aria2.changeOption", [first, ["split": "2", "max-download-limit": "1M"]])
+        let options = try #require(try await rpc.call("aria2.getOption", [first]) as? [String: String])
+        #expect(options["split"] == "2" && options["max-download-limit"] == "\(1 << 20)")
+        await #expect(throws: RPCFailure(code: 1, message: "the option max-overall-download-limit is not supported by haul")) {
+            _ = try await rpc.call("aria2.changeOption", [first, ["max-overall-download-limit": "1M"]])
+        }
+        let started = ContinuousClock.now
+        _ = try await rpc.call("aria2.unpause", [first])
+        try await Task.sleep(for: .milliseconds(700))
+        let servers = try #require(try await rpc.call("aria2.getServers", [first]) as? [[String: Any]])
+        #expect((servers.first?["servers"] as? [[String: String]])?.first?["uri"] == url)
+        let connections = Int(try await rpc.status(first)["connections"] as? String ?? "") ?? 0
+        #expect(connections <= 2)
+        let status = try await rpc.waitStopped(first, seconds: 20)
+        #expect(status["status"] as? String == "complete")
+        // 3 MiB at 1 MiB/s: at least about two seconds.
+        #expect(ContinuousClock.now - started >= .milliseconds(1800))
+        #expect(try SHA256.hex(ofFileAt: scratch.file("root/a.bin").path) == content.sha256)
+    }
+}

@@ -296,7 +296,9 @@ public final class DownloadSession: Sendable {
     }
 
     /// The engine settings for one request.
-    func settings(for request: URLRequest) throws(HaulError) -> DownloadOperation.Settings {
+    /// `rateLimit` overrides `maximumBytesPerSecond` for one task.
+    func settings(for request: URLRequest, rateLimit: Int64? = nil) throws(HaulError) -> DownloadOperation.Settings {
+        let rate = rateLimit ?? configuration.maximumBytesPerSecond
         guard let url = request.url, let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
               url.host != nil else {
             throw .invalidURL(request.url?.absoluteString ?? "(no URL)")
@@ -316,16 +318,16 @@ public final class DownloadSession: Sendable {
         let stall = min(configuration.timeoutIntervalForRequest, request.timeoutInterval)
         options.stallTimeoutSeconds = max(1, Int(stall.rounded(.up)))
         var minimumSpeed = configuration.minimumBytesPerSecond
-        if configuration.maximumBytesPerSecond > 0 {
+        if rate > 0 {
             // A connection's share of a rate limit may be slow by design.
-            let share = configuration.maximumBytesPerSecond / Int64(max(1, configuration.connectionsPerDownload) * 4)
+            let share = rate / Int64(max(1, configuration.connectionsPerDownload) * 4)
             minimumSpeed = Int(min(Int64(minimumSpeed), max(1, share)))
         }
         options.minimumBytesPerSecond = max(1, minimumSpeed)
         options.bufferSize = configuration.receiveBufferSize
-        if configuration.maximumBytesPerSecond > 0 {
+        if rate > 0 {
             // Callbacks of at most 1/20 s of the limit, so the bucket moves in small steps.
-            let step = Int(min(Int64(configuration.receiveBufferSize), configuration.maximumBytesPerSecond / 20))
+            let step = Int(min(Int64(configuration.receiveBufferSize), rate / 20))
             options.bufferSize = max(1024, step)
         }
         options.caFile = configuration.caCertificateFile
@@ -346,8 +348,8 @@ public final class DownloadSession: Sendable {
         settings.engine.slowGrace = .milliseconds(Int(configuration.slowConnectionGracePeriod * 1000))
         settings.syncOnFinish = configuration.syncsBeforeMove
         settings.writesJournal = configuration.writesJournal
-        settings.maxBytesPerSecond = configuration.maximumBytesPerSecond
-        settings.engine.rateLimited = configuration.maximumBytesPerSecond > 0
+        settings.maxBytesPerSecond = rate
+        settings.engine.rateLimited = rate > 0
         settings.computesSHA256 = configuration.computesSHA256
         settings.keepsFilesFailingChecksum = configuration.keepsFilesFailingChecksum
         settings.recordsCredentials = configuration.resumeDataIncludesCredentials

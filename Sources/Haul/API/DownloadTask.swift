@@ -60,6 +60,8 @@ public final class DownloadTask: @unchecked Sendable {
     private var _connections = 0
     private var _mirrors: [URL] = []
     private var _taskDescription: String?
+    private var _maximumBytesPerSecond: Int64?
+    private var _connectionsOverride: Int?
 
     init(session: DownloadSession, identifier: Int, request: URLRequest?, resumeData: Data?,
          destination: URL?, completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) {
@@ -74,6 +76,19 @@ public final class DownloadTask: @unchecked Sendable {
     }
 
     // MARK: Properties
+
+    /// Connections for this task instead of the configuration's (the daemon's `split`).
+    package var connectionsOverride: Int? {
+        get { lock.withLock { _connectionsOverride } }
+        set { lock.withLock { _connectionsOverride = newValue } }
+    }
+
+    /// This task's receive limit in bytes per second, instead of the configuration's
+    /// `maximumBytesPerSecond` (0: none). Set it before `resume()`.
+    public var maximumBytesPerSecond: Int64? {
+        get { lock.withLock { _maximumBytesPerSecond } }
+        set { lock.withLock { _maximumBytesPerSecond = newValue } }
+    }
 
     /// Your description of the task (kept by the daemon for background sessions, so a later
     /// process can tell its tasks apart), as `URLSessionTask.taskDescription`.
@@ -245,7 +260,8 @@ public final class DownloadTask: @unchecked Sendable {
         }
         guard let resumeData else {
             guard let request = originalRequest else { throw .invalidURL("(no URL)") }
-            var settings = try session.settings(for: request)
+            var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
+            if let connections = connectionsOverride { settings.engine.connections = max(1, connections) }
             settings.expectedSHA256 = expected
             try applyMirrors(to: &settings)
             let files = try session.files(for: destination, task: taskIdentifier)
@@ -258,7 +274,8 @@ public final class DownloadTask: @unchecked Sendable {
         var request = URLRequest(url: resume.url)
         for header in resume.headers { request.addValue(header[1], forHTTPHeaderField: header[0]) }
         lock.withLock { _currentRequest = request }
-        var settings = try session.settings(for: request)
+        var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
+        if let connections = connectionsOverride { settings.engine.connections = max(1, connections) }
         settings.expectedSHA256 = expected
         try applyMirrors(to: &settings)
         return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
