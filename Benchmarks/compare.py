@@ -59,6 +59,9 @@ http {{
 """
 
 
+KEPT_MARKER = "<!-- Sections below are measured by other scripts and kept when this file is regenerated. -->"
+
+
 def tools(haul, urlsession, seam_rows=False):
     """Each tool with the options its documentation recommends for speed. Each entry takes the
     URL, the output path and the expected SHA-256 (verified by the tool itself in the checksum
@@ -355,8 +358,14 @@ def main():
     write_plot(args.plot, scenarios, names, table)
     lines[4:4] = ["", f"![Throughput per tool and scenario]({os.path.basename(args.plot)})", ""]
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+    # Sections measured by other scripts (seam cost, the daemon) follow a marker and are kept.
+    kept = ""
+    if os.path.exists(args.output):
+        previous = open(args.output).read()
+        if KEPT_MARKER in previous:
+            kept = "\n\n" + previous[previous.index(KEPT_MARKER):]
     with open(args.output, "w") as handle:
-        handle.write("\n".join(lines))
+        handle.write("\n".join(lines) + kept)
     print(f"wrote {args.output}")
     return 1 if failures else 0
 
