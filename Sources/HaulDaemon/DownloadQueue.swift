@@ -20,7 +20,10 @@ final class DownloadQueue: @unchecked Sendable {
     private let logger: Logger
     private var state: DaemonState
     private var running: [String: Running] = [:]
-    var maxConcurrent: Int
+    /// Downloads at once; raising it starts waiting ones at once (set on `queue`).
+    var maxConcurrent: Int {
+        didSet { schedule() }
+    }
     /// Called on `queue` when a download starts, pauses, stops, completes or fails (for
     /// notifications), with aria2's event name.
     var onEvent: (String, String) -> Void = { _, _ in }
@@ -66,9 +69,20 @@ final class DownloadQueue: @unchecked Sendable {
              position: Int?, paused: Bool = false, session: String? = nil, taskDescription: String? = nil,
              speed: Int64? = nil) throws(RPCError) -> String {
         dispatchPrecondition(condition: .onQueue(queue))
-        guard let first = uris.first.flatMap(URL.init(string:)), let scheme = first.scheme?.lowercased(),
-              scheme == "http" || scheme == "https", first.host != nil else {
-            throw .invalidParams("addUri needs http or https URIs")
+        for uri in uris {
+            guard let url = URL(string: uri), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+                  url.host != nil else {
+                throw .invalidParams("addUri needs http or https URIs (mirrors too)")
+            }
+        }
+        guard let first = uris.first.flatMap(URL.init(string:)) else { throw .invalidParams("addUri needs a URI") }
+        // Bounded, so the saved queue stays readable: aria2's clients never need more.
+        guard uris.count <= 64, uris.allSatisfy({ $0.utf8.count <= 8192 }), headers.count <= 64,
+              headers.reduce(0, { $0 + $1.utf8.count }) <= 32768, (taskDescription?.utf8.count ?? 0) <= 4096 else {
+            throw .invalidParams("addUri takes at most 64 URIs of 8 KiB and 64 headers of 32 KiB in all")
+        }
+        guard state.queue.count + state.stopped.count < 100_000 else {
+            throw .invalidParams("the queue is full (100000 downloads); remove some first")
         }
         var wanted = name ?? OutputName.from(url: first)
         if let name {
@@ -140,6 +154,7 @@ final class DownloadQueue: @unchecked Sendable {
         dispatchPrecondition(condition: .onQueue(queue))
         guard let index = state.queue.firstIndex(where: { $0.gid == gid }) else { throw .notFound(gid) }
         let count = state.queue.count
+        let pos = min(max(pos, -count), count)
         var target: Int
         switch how {
         case "POS_SET": target = pos
@@ -354,12 +369,27 @@ final class DownloadQueue: @unchecked Sendable {
     /// auto-file-renaming: `NAME.1.EXT`, …).
     private func reserve(_ name: String) -> String {
         let taken = Set(state.queue.map { root.appendingPathComponent($0.name).path })
-        let wanted = root.appendingPathComponent(name)
+        // Room for a `.N` before the extension, within the file system's name limit.
+        var short = name
+        while short.utf8.count > 240 {
+            let url = URL(fileURLWithPath: short)
+            let stem = url.deletingPathExtension().lastPathComponent
+            let suffix = url.pathExtension.isEmpty ? "" : "." + url.pathExtension
+            short = String(stem.dropLast()) + suffix
+            if stem.isEmpty { short = String(short.dropLast()) }
+        }
+        let wanted = root.appendingPathComponent(short)
         var candidate = wanted
         var existing = taken
         while true {
             candidate = OutputName.distinct(wanted, taken: existing)
-            let present = ((try? rootDirectory.status(of: candidate.lastPathComponent)) ?? nil) != nil
+            // A name that cannot even be looked at counts as taken.
+            let present: Bool
+            do {
+                present = try rootDirectory.status(of: candidate.lastPathComponent) != nil
+            } catch {
+                present = true
+            }
             if !present { break }
             existing.insert(candidate.path)
         }

@@ -20,6 +20,8 @@ final class RPCServer: Sendable {
         var allowedOrigins: Set<String> = []
         /// How long an answer to a wrong token waits.
         var unauthorizedDelay: TimeAmount = .milliseconds(500)
+        /// How long a request may take to arrive whole (and a kept-alive connection may idle).
+        var requestDeadline: TimeAmount = .seconds(10)
 
         /// Whether a request with `Origin: origin` and `Host: host` may call: an allowed origin,
         /// or the daemon's own loopback address (what aria2's clients send on WebSocket). A page
@@ -32,9 +34,16 @@ final class RPCServer: Sendable {
             return origin == "http://\(host)"
         }
 
+        /// `localhost`, or an IP literal in 127.0.0.0/8 or `::1` (never a name that merely
+        /// starts with `127.`, which anyone can register).
         static func isLoopback(_ host: String) -> Bool {
             let name = host.hasPrefix("[") ? String(host.prefix { $0 != "]" }.dropFirst()) : String(host.prefix { $0 != ":" })
-            return name == "localhost" || name == "::1" || name.hasPrefix("127.")
+            if name == "localhost" { return true }
+            var v4 = in_addr()
+            if inet_pton(AF_INET, name, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+            var v6 = in6_addr()
+            if inet_pton(AF_INET6, name, &v6) == 1 { return name == "::1" || name == "0:0:0:0:0:0:0:1" }
+            return false
         }
     }
 
@@ -48,9 +57,13 @@ final class RPCServer: Sendable {
     /// directory) when given; the same protocol and checks on both.
     static func start(host: String, port: Int, socketPath: String? = nil, service: RPCService, hub: NotificationHub,
                       policy: Policy) async throws -> RPCServer {
+        ConnectionGuard.raiseDescriptorLimit()
+        let guarded = ConnectionGuard()
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 256)
             .childChannelInitializer { channel in
+                guarded.admit(channel)
                 // `GET /jsonrpc` with an Upgrade becomes JSON-RPC over WebSocket, with the same
                 // Origin rule; anything else stays HTTP.
                 let upgrader = NIOWebSocketServerUpgrader(
@@ -64,10 +77,11 @@ final class RPCServer: Sendable {
                     upgradePipelineHandler: { channel, _ in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(
-                                WebSocketRPCHandler(service: service, hub: hub, maximumBytes: policy.maximumBodyBytes))
+                                WebSocketRPCHandler(service: service, hub: hub, maximumBytes: policy.maximumBodyBytes,
+                                                    unauthorizedDelay: policy.unauthorizedDelay))
                         }
                     })
-                let http = RPCHTTPHandler(service: service, policy: policy)
+                let http = RPCHTTPHandler(service: service, policy: policy, guarded: guarded)
                 return channel.eventLoop.makeCompletedFuture {
                     let bound = NIOLoopBound(http, eventLoop: channel.eventLoop)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
@@ -106,13 +120,32 @@ final class RPCHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let service: RPCService
     private let policy: RPCServer.Policy
+    private let guarded: ConnectionGuard
+    /// Closes the connection if the next request has not arrived whole in time.
+    private var deadline: Scheduled<Void>?
     private var head: HTTPRequestHead?
     private var body = Data()
     private var refused: (HTTPResponseStatus, String)?
 
-    init(service: RPCService, policy: RPCServer.Policy) {
+    init(service: RPCService, policy: RPCServer.Policy, guarded: ConnectionGuard) {
         self.service = service
         self.policy = policy
+        self.guarded = guarded
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        armDeadline(context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    private func armDeadline(_ context: ChannelHandlerContext) {
+        deadline?.cancel()
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: policy.requestDeadline) { channel.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -132,6 +165,9 @@ final class RPCHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard let request = head else { return }
             head = nil
+            deadline?.cancel()
+            deadline = nil
+            guarded.served(context.channel)
             if let (status, message) = refused {
                 respond(context: context, request: request, status: status, body: Data(message.utf8), type: "text/plain")
                 return
@@ -200,5 +236,6 @@ final class RPCHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
             if !keepAlive { channel.close(promise: nil) }
         }
+        if keepAlive { armDeadline(context) }
     }
 }

@@ -11,6 +11,8 @@ final class RPCService: @unchecked Sendable {
     private let secret: String
     /// Called (on the queue) for `aria2.shutdown` / `aria2.forceShutdown`.
     var onShutdown: () -> Void = {}
+    /// Set (on the queue) when a call inside `system.multicall` had a wrong token.
+    private var unauthorizedInside = false
 
     static let methods = [
         "aria2.addUri", "aria2.remove", "aria2.forceRemove", "aria2.pause", "aria2.forcePause", "aria2.pauseAll",
@@ -35,7 +37,8 @@ final class RPCService: @unchecked Sendable {
     /// wrong in any request (the caller slows the answer down). Runs on the queue.
     func handle(_ body: Data) -> (response: Data, unauthorized: Bool) {
         dispatchPrecondition(condition: .onQueue(downloads.queue))
-        return {
+        unauthorizedInside = false
+        let (data, unauthorized) = {
             var unauthorized = false
             switch try? JSONSerialization.jsonObject(with: body) {
             case let batch as [Any]:
@@ -55,6 +58,7 @@ final class RPCService: @unchecked Sendable {
                 return (Self.serialize(Self.error(.parse, id: NSNull())), false)
             }
         }()
+        return (data, unauthorized || unauthorizedInside)
     }
 
     /// One response object, serialized.
@@ -220,16 +224,29 @@ final class RPCService: @unchecked Sendable {
         case "system.listNotifications":
             return Self.notifications
         case "system.multicall":
-            guard let calls = params.first as? [Any] else { throw .invalidParams("system.multicall takes an array of calls") }
+            guard let calls = params.first as? [Any], calls.count <= 1000 else {
+                throw .invalidParams("system.multicall takes an array of at most 1000 calls")
+            }
+            // After one wrong token, later calls are refused untried: a multicall tries one guess,
+            // not a thousand (and the answer is slowed down).
+            var refusing = false
             return calls.map { item -> Any in
                 guard let item = item as? [String: Any], let name = item["methodName"] as? String, name != "system.multicall" else {
                     return ["code": 1, "message": "each call needs a methodName (not system.multicall)"]
+                }
+                if refusing, name.hasPrefix("aria2.") || name.hasPrefix("haul.") {
+                    return ["code": RPCError.unauthorized.code, "message": RPCError.unauthorized.message]
                 }
                 do throws(RPCError) {
                     let result = try call(name, params: item["params"] as? [Any] ?? [])
                     guard let encoded = result as? EncodedJSON else { return [result] }
                     return [(try? JSONSerialization.jsonObject(with: encoded.data)) ?? []]
                 } catch {
+                    // A wrong token inside slows the whole answer down, as one outside would.
+                    if error == .unauthorized {
+                        unauthorizedInside = true
+                        refusing = true
+                    }
                     return ["code": error.code, "message": error.message]
                 }
             }

@@ -9,7 +9,13 @@ struct StateStore: Sendable {
     static let fileName = "queue.json"
 
     func load() throws -> DaemonState {
-        guard let data = root.read(Self.fileName, limit: 64 << 20) else { return DaemonState() }
+        guard let data = root.read(Self.fileName, limit: 256 << 20) else {
+            // Missing is an empty queue; present but unreadable must never be taken for one
+            // (the next save would overwrite every download).
+            if (try? root.status(of: Self.fileName)) ?? nil == nil { return DaemonState() }
+            throw DaemonError.corruptState("\(root.location(of: Self.fileName)) cannot be read (not a regular file of "
+                + "this user, or over 256 MiB); move it away to start empty")
+        }
         do {
             return try JSONDecoder().decode(DaemonState.self, from: data)
         } catch {

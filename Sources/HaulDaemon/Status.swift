@@ -41,12 +41,13 @@ enum Status {
     /// in reverse order), `num` items at most.
     static func window(count: Int, offset: Int, num: Int) -> [Int] {
         guard num > 0, count > 0 else { return [] }
+        let num = min(num, count)
         if offset >= 0 {
             guard offset < count else { return [] }
             return Array(offset..<min(count, offset + num))
         }
+        guard offset >= -count else { return [] }
         let start = count + offset
-        guard start >= 0 else { return [] }
         return Array(stride(from: start, through: max(0, start - num + 1), by: -1))
     }
 }

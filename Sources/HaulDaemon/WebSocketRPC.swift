@@ -36,12 +36,14 @@ final class WebSocketRPCHandler: ChannelInboundHandler {
     private let service: RPCService
     private let hub: NotificationHub
     private let maximumBytes: Int
+    private let unauthorizedDelay: TimeAmount
     private var message = Data()
 
-    init(service: RPCService, hub: NotificationHub, maximumBytes: Int) {
+    init(service: RPCService, hub: NotificationHub, maximumBytes: Int, unauthorizedDelay: TimeAmount) {
         self.service = service
         self.hub = hub
         self.maximumBytes = maximumBytes
+        self.unauthorizedDelay = unauthorizedDelay
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -68,10 +70,16 @@ final class WebSocketRPCHandler: ChannelInboundHandler {
             message = Data()
             let channel = context.channel
             let service = self.service
+            let delay = unauthorizedDelay
             service.downloads.queue.async {
-                let (answer, _) = service.handle(payload)
-                channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: answer)),
-                                      promise: nil)
+                let (answer, unauthorized) = service.handle(payload)
+                let frame = WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: answer))
+                guard unauthorized else {
+                    channel.writeAndFlush(frame, promise: nil)
+                    return
+                }
+                // Wrong tokens are answered slowly here too.
+                channel.eventLoop.scheduleTask(in: delay) { channel.writeAndFlush(frame, promise: nil) }
             }
         case .ping:
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)),
