@@ -67,7 +67,7 @@ final class DownloadQueue: @unchecked Sendable {
 
     func add(uris: [String], name: String?, connections: Int?, checksum: String?, headers: [String],
              position: Int?, paused: Bool = false, session: String? = nil, taskDescription: String? = nil,
-             speed: Int64? = nil) throws(RPCError) -> String {
+             speed: Int64? = nil, minSplit: Int64? = nil, allowOverwrite: Bool = false) throws(RPCError) -> String {
         dispatchPrecondition(condition: .onQueue(queue))
         for uri in uris {
             guard let url = URL(string: uri), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
@@ -91,10 +91,15 @@ final class DownloadQueue: @unchecked Sendable {
             }
             wanted = name
         }
-        var entry = QueueEntry(gid: Self.newGID(), uris: uris, name: reserve(wanted), status: paused ? .paused : .waiting,
+        // With allow-overwrite, a regular file already at the name may be replaced: only the
+        // queue's own names are avoided.
+        let name = allowOverwrite && name != nil ? reserve(wanted, avoidingFiles: false) : reserve(wanted)
+        var entry = QueueEntry(gid: Self.newGID(), uris: uris, name: name, status: paused ? .paused : .waiting,
                                connections: connections, checksum: checksum, headers: headers, session: session,
                                taskDescription: taskDescription)
         entry.maxDownloadLimit = speed
+        entry.minSplit = minSplit
+        entry.allowOverwrite = allowOverwrite
         var updated = state
         let index = min(max(position ?? updated.queue.count, 0), updated.queue.count)
         updated.queue.insert(entry, at: index)
@@ -281,6 +286,8 @@ final class DownloadQueue: @unchecked Sendable {
         task.expectedSHA256 = entry.checksum
         task.connectionsOverride = entry.connections
         if let limit = entry.maxDownloadLimit, limit > 0 { task.maximumBytesPerSecond = limit }
+        task.minimumSplitOverride = entry.minSplit
+        task.replacesExistingFileOverride = entry.allowOverwrite
         let run = Running(task: task)
         running[entry.gid] = run
         let gid = entry.gid
@@ -367,7 +374,7 @@ final class DownloadQueue: @unchecked Sendable {
 
     /// A name no other download of the queue uses and no file in the root has (aria2's
     /// auto-file-renaming: `NAME.1.EXT`, …).
-    private func reserve(_ name: String) -> String {
+    private func reserve(_ name: String, avoidingFiles: Bool = true) -> String {
         let taken = Set(state.queue.map { root.appendingPathComponent($0.name).path })
         // Room for a `.N` before the extension, within the file system's name limit.
         var short = name
@@ -384,11 +391,13 @@ final class DownloadQueue: @unchecked Sendable {
         while true {
             candidate = OutputName.distinct(wanted, taken: existing)
             // A name that cannot even be looked at counts as taken.
-            let present: Bool
-            do {
-                present = try rootDirectory.status(of: candidate.lastPathComponent) != nil
-            } catch {
-                present = true
+            var present = false
+            if avoidingFiles {
+                do {
+                    present = try rootDirectory.status(of: candidate.lastPathComponent) != nil
+                } catch {
+                    present = true
+                }
             }
             if !present { break }
             existing.insert(candidate.path)

@@ -55,21 +55,42 @@ enum Options {
 
     /// `max-download-limit`: bytes per second, with aria2's `K` and `M` suffixes (0: none).
     static func speed(_ options: [String: Any]) throws(RPCError) -> Int64? {
-        guard let value = options["max-download-limit"] else { return nil }
+        try size(options, "max-download-limit")
+    }
+
+    /// `min-split-size`: at least 1 KiB (aria2 takes 1M to 1024M).
+    static func minimumSplit(_ options: [String: Any]) throws(RPCError) -> Int64? {
+        guard let value = try size(options, "min-split-size") else { return nil }
+        guard value >= 1024 else { throw .invalidParams("min-split-size must be at least 1K") }
+        return value
+    }
+
+    /// `allow-overwrite=true`: a regular file already at `out` may be replaced.
+    static func allowOverwrite(_ options: [String: Any]) throws(RPCError) -> Bool {
+        guard let value = options["allow-overwrite"] else { return false }
+        switch "\(value)" {
+        case "true": return true
+        case "false": return false
+        default: throw .invalidParams("allow-overwrite must be true or false")
+        }
+    }
+
+    private static func size(_ options: [String: Any], _ key: String) throws(RPCError) -> Int64? {
+        guard let value = options[key] else { return nil }
         let text = "\(value)".trimmingCharacters(in: .whitespaces).uppercased()
         var multiplier: Int64 = 1
         var digits = Substring(text)
         if text.hasSuffix("K") { multiplier = 1 << 10; digits = digits.dropLast() }
         if text.hasSuffix("M") { multiplier = 1 << 20; digits = digits.dropLast() }
         guard let number = Int64(digits), number >= 0, number < Int64.max / multiplier else {
-            throw .invalidParams("max-download-limit must be bytes per second, e.g. 500K or 2M")
+            throw .invalidParams("\(key) must be a size in bytes, e.g. 500K or 2M")
         }
         return number * multiplier
     }
 
     /// Options a queued download cannot take.
     static func refuseUnsupported(_ options: [String: Any]) throws(RPCError) {
-        for key in ["max-overall-download-limit", "allow-overwrite"] where options[key] != nil {
+        for key in ["max-overall-download-limit"] where options[key] != nil {
             throw .unsupported("the option \(key)")
         }
     }
@@ -90,6 +111,8 @@ enum Options {
         if let connections = entry.connections { options["split"] = "\(connections)" }
         if let checksum = entry.checksum { options["checksum"] = checksum }
         if let limit = entry.maxDownloadLimit { options["max-download-limit"] = "\(limit)" }
+        if let split = entry.minSplit { options["min-split-size"] = "\(split)" }
+        options["allow-overwrite"] = entry.allowOverwrite ? "true" : "false"
         return options
     }
 }

@@ -37,6 +37,10 @@ struct QueueEntry: Codable, Sendable, Equatable {
     var delivered = false
     /// aria2's `max-download-limit` in bytes per second (nil or 0: none).
     var maxDownloadLimit: Int64?
+    /// aria2's `min-split-size` in bytes.
+    var minSplit: Int64?
+    /// aria2's `allow-overwrite`: a regular file already at the name may be replaced.
+    var allowOverwrite = false
 
     init(gid: String, uris: [String], name: String, status: Status, connections: Int? = nil, checksum: String? = nil,
          headers: [String] = [], session: String? = nil, taskDescription: String? = nil) {
@@ -53,7 +57,8 @@ struct QueueEntry: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case gid, uris, name, status, connections, checksum, headers, totalLength, completedLength, errorCode,
-             errorMessage, sha256, seamsChecked, session, taskDescription, delivered, maxDownloadLimit
+             errorMessage, sha256, seamsChecked, session, taskDescription, delivered, maxDownloadLimit, minSplit,
+             allowOverwrite
     }
 
     init(from decoder: any Decoder) throws {
@@ -75,6 +80,8 @@ struct QueueEntry: Codable, Sendable, Equatable {
         taskDescription = try c.decodeIfPresent(String.self, forKey: .taskDescription)
         delivered = try c.decodeIfPresent(Bool.self, forKey: .delivered) ?? false
         maxDownloadLimit = try c.decodeIfPresent(Int64.self, forKey: .maxDownloadLimit)
+        minSplit = try c.decodeIfPresent(Int64.self, forKey: .minSplit)
+        allowOverwrite = try c.decodeIfPresent(Bool.self, forKey: .allowOverwrite) ?? false
     }
 }
 

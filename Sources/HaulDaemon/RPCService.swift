@@ -116,7 +116,8 @@ final class RPCService: @unchecked Sendable {
                                      position: position, paused: try Options.paused(options),
                                      session: options["haul-session"] as? String,
                                      taskDescription: options["haul-description"] as? String,
-                                     speed: try Options.speed(options))
+                                     speed: try Options.speed(options), minSplit: try Options.minimumSplit(options),
+                                     allowOverwrite: try Options.allowOverwrite(options))
         case "aria2.remove", "aria2.forceRemove":
             let gid = try arguments.string(0)
             try downloads.remove(gid)

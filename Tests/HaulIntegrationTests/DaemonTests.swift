@@ -467,3 +467,32 @@ extension Integration.DaemonTests {
         #expect(try SHA256.hex(ofFileAt: scratch.file("root/a.bin").path) == content.sha256)
     }
 }
+
+extension Integration.DaemonTests {
+    @Test("allow-overwrite replaces a regular file at out (never a directory); min-split-size shapes the segments")
+    func overwriteAndSplit() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let content = GeneratedContent(size: 4 << 20, seed: 540)
+        server.serve(ServedFile(content: content, etag: "\"w\""), at: "/w.bin")
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let (daemon, rpc) = try await startDaemon(scratch)
+        defer { Task { await daemon.stop() } }
+        try Data("old".utf8).write(to: scratch.file("root/w.bin"))
+        let url = server.url("/w.bin").absoluteString
+        let gid = try #require(try await rpc.call("aria2.addUri", [[url], ["out": "w.bin", "allow-overwrite": "true",
+                                                                           "min-split-size": "2M", "split": "8"]]) as? String)
+        #expect(try await rpc.waitStopped(gid)["status"] as? String == "complete")
+        #expect(try SHA256.hex(ofFileAt: scratch.file("root/w.bin").path) == content.sha256)
+        // 4 MiB with 2 MiB segments: the probe and one more range request, whatever split says.
+        #expect(server.requests.count <= 4, "\(server.requests.map(\.range))")
+        // A directory at out is never replaced, allow-overwrite or not.
+        try FileManager.default.createDirectory(at: scratch.file("root/d.bin"), withIntermediateDirectories: false)
+        let blocked = try #require(try await rpc.call("aria2.addUri", [[url], ["out": "d.bin", "allow-overwrite": "true"]]) as? String)
+        let status = try await rpc.waitStopped(blocked)
+        #expect(status["status"] as? String == "error")
+        var isDirectory: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: scratch.file("root/d.bin").path, isDirectory: &isDirectory) && isDirectory.boolValue)
+    }
+}

@@ -47,12 +47,15 @@ extension Integration {
 
         @Test("503 with Retry-After on a segment is retried after the delay; exact bytes")
         func serviceUnavailable() async throws {
-            let file = ServedFile(content: GeneratedContent(size: 4 << 20, seed: 23),
+            // Throttled, so the 503 arrives long before the other segments end: otherwise an endgame
+            // twin of the segment may race its 503 and finish first (correct, but no Retry-After).
+            let file = ServedFile(content: GeneratedContent(size: 4 << 20, seed: 23), bytesPerSecond: 4 << 20,
                                   faults: [Fault(.status(503, retryAfter: 1), times: 1, minimumOffset: 1)])
             let started = ContinuousClock.now
             let (server, _) = try await downloadAndVerify(file, session: testSession(connections: 4))
-            // Segment 1 is 1048576..<2097152; its requests reach 16 KiB across both seams.
-            #expect(server.requests.filter { $0.range == "bytes=1032192-2113535" }.count == 2)
+            // The segment that got the 503 (whichever asked first) is asked again, with the same range.
+            let counts = Dictionary(grouping: server.requests.compactMap(\.range), by: { $0 }).mapValues(\.count)
+            #expect(counts.filter { $0.key != "bytes=0-" && $0.value == 2 }.count == 1, "\(counts)")
             #expect(ContinuousClock.now - started >= .seconds(1), "Retry-After was not honoured")
         }
 

@@ -255,7 +255,9 @@ public final class DownloadSession: Sendable {
     /// even if the directory was moved), else in the temporary directory under a fresh name.
     /// Every name is resolved in the directory's `PlacementRoot`; no path is taken from resume
     /// data beside a destination.
-    func files(for destination: URL?, task: Int, resume: ResumeData? = nil) throws(HaulError) -> DownloadOperation.Files {
+    func files(for destination: URL?, task: Int, resume: ResumeData? = nil,
+               replacing: Bool? = nil) throws(HaulError) -> DownloadOperation.Files {
+        let replaces = replacing ?? configuration.replacesExistingFiles
         if let destination, resume == nil || resume?.destination != nil {
             // Beside the destination; for a resume, the partial file is found by the
             // destination's name, never by a path in the resume data.
@@ -264,7 +266,7 @@ public final class DownloadSession: Sendable {
             let root = try PlacementRoot(directory: destination.deletingLastPathComponent().path)
             return .init(root: root, partName: SideNames.partial(for: name), journalName: SideNames.journal(for: name),
                          destinationRoot: root, destinationName: name, isBesideDestination: true,
-                         replacesDestination: configuration.replacesExistingFiles)
+                         replacesDestination: replaces)
         }
         if let resume {
             // The caller's resume data of a download without a destination names a temp file of
@@ -285,7 +287,7 @@ public final class DownloadSession: Sendable {
             return .init(root: root, partName: name, journalName: name + ".journal",
                          destinationRoot: try PlacementRoot(directory: destination.deletingLastPathComponent().path),
                          destinationName: target, isBesideDestination: false,
-                         replacesDestination: configuration.replacesExistingFiles)
+                         replacesDestination: replaces)
         }
         let random = String(UInt64.random(in: 0...UInt64.max), radix: 36)
         let directory = (configuration.temporaryDirectory ?? FileManager.default.temporaryDirectory).path

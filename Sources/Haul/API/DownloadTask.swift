@@ -62,6 +62,8 @@ public final class DownloadTask: @unchecked Sendable {
     private var _taskDescription: String?
     private var _maximumBytesPerSecond: Int64?
     private var _connectionsOverride: Int?
+    private var _minimumSplitOverride: Int64?
+    private var _replacesOverride: Bool?
 
     init(session: DownloadSession, identifier: Int, request: URLRequest?, resumeData: Data?,
          destination: URL?, completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) {
@@ -81,6 +83,19 @@ public final class DownloadTask: @unchecked Sendable {
     package var connectionsOverride: Int? {
         get { lock.withLock { _connectionsOverride } }
         set { lock.withLock { _connectionsOverride = newValue } }
+    }
+
+    /// The smallest range worth a connection for this task (the daemon's `min-split-size`).
+    package var minimumSplitOverride: Int64? {
+        get { lock.withLock { _minimumSplitOverride } }
+        set { lock.withLock { _minimumSplitOverride = newValue } }
+    }
+
+    /// Whether this task may replace a regular file at its destination (the daemon's
+    /// `allow-overwrite`), instead of the configuration's `replacesExistingFiles`.
+    package var replacesExistingFileOverride: Bool? {
+        get { lock.withLock { _replacesOverride } }
+        set { lock.withLock { _replacesOverride = newValue } }
     }
 
     /// This task's receive limit in bytes per second, instead of the configuration's
@@ -261,25 +276,35 @@ public final class DownloadTask: @unchecked Sendable {
         guard let resumeData else {
             guard let request = originalRequest else { throw .invalidURL("(no URL)") }
             var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
-            if let connections = connectionsOverride { settings.engine.connections = max(1, connections) }
+            applyOverrides(to: &settings)
             settings.expectedSHA256 = expected
             try applyMirrors(to: &settings)
-            let files = try session.files(for: destination, task: taskIdentifier)
+            let files = try session.files(for: destination, task: taskIdentifier, replacing: replacesExistingFileOverride)
             return (DownloadOperation(multi: session.multi, settings: settings, files: files, logger: session.logger,
                                       syscalls: session.syscalls), nil)
         }
         let resume = try ResumeData(resumeData)
-        let files = try session.files(for: destination, task: taskIdentifier, resume: resume)
+        let files = try session.files(for: destination, task: taskIdentifier, resume: resume,
+                                      replacing: replacesExistingFileOverride)
         try Self.checkPartialFile(of: resume, files: files)
         var request = URLRequest(url: resume.url)
         for header in resume.headers { request.addValue(header[1], forHTTPHeaderField: header[0]) }
         lock.withLock { _currentRequest = request }
         var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
-        if let connections = connectionsOverride { settings.engine.connections = max(1, connections) }
+        applyOverrides(to: &settings)
         settings.expectedSHA256 = expected
         try applyMirrors(to: &settings)
         return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
                                   logger: session.logger, syscalls: session.syscalls), resume)
+    }
+
+    /// The daemon's per-download settings, where it gave them.
+    private func applyOverrides(to settings: inout DownloadOperation.Settings) {
+        if let connections = connectionsOverride { settings.engine.connections = max(1, connections) }
+        if let split = minimumSplitOverride, split > 0 {
+            settings.engine.minimumSplit = split
+            settings.engine.endgameMinimumTail = max(1, split / 8)
+        }
     }
 
     private func applyMirrors(to settings: inout DownloadOperation.Settings) throws(HaulError) {
