@@ -24,6 +24,11 @@ final class DownloadQueue: @unchecked Sendable {
     var maxConcurrent: Int {
         didSet { schedule() }
     }
+    /// aria2's `max-overall-download-limit`: bytes per second for all downloads together (0:
+    /// none), shared equally by the running ones and rebalanced as they start and stop.
+    var overallLimit: Int64 = 0 {
+        didSet { rebalance() }
+    }
     /// Called on `queue` when a download starts, pauses, stops, completes or fails (for
     /// notifications), with aria2's event name.
     var onEvent: (String, String) -> Void = { _, _ in }
@@ -32,6 +37,8 @@ final class DownloadQueue: @unchecked Sendable {
         let task: DownloadTask
         var sample: (at: ContinuousClock.Instant, bytes: Int64)
         var speed: Int64 = 0
+        /// The receive limit given to it now (0: none).
+        var limit: Int64 = 0
         /// Why it is being stopped by us (pause or remove), so its cancellation is not an error.
         var stopping: QueueEntry.Status?
         init(task: DownloadTask) {
@@ -248,8 +255,23 @@ final class DownloadQueue: @unchecked Sendable {
 
     // MARK: Running
 
+    /// Gives each running download its share of the overall limit (within its own limit).
+    private func rebalance() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        let share = overallLimit > 0 && !running.isEmpty ? max(1, overallLimit / Int64(running.count)) : 0
+        for (gid, run) in running {
+            let own: Int64 = state.queue.first(where: { $0.gid == gid })?.maxDownloadLimit ?? 0
+            let limit: Int64 = [own, share].filter { $0 > 0 }.min() ?? 0
+            if run.limit != limit {
+                run.limit = limit
+                run.task.maximumBytesPerSecond = limit
+            }
+        }
+    }
+
     private func schedule() {
         dispatchPrecondition(condition: .onQueue(queue))
+        defer { rebalance() }
         var changed = false
         var updated = state
         for index in updated.queue.indices
@@ -286,9 +308,15 @@ final class DownloadQueue: @unchecked Sendable {
         task.expectedSHA256 = entry.checksum
         task.connectionsOverride = entry.connections
         if let limit = entry.maxDownloadLimit, limit > 0 { task.maximumBytesPerSecond = limit }
+        if overallLimit > 0 {
+            // Its share before it starts, so it is rate-limited from its first byte.
+            let share = max(1, overallLimit / Int64(running.count + 1))
+            task.maximumBytesPerSecond = min(share, entry.maxDownloadLimit.flatMap { $0 > 0 ? $0 : nil } ?? .max)
+        }
         task.minimumSplitOverride = entry.minSplit
         task.replacesExistingFileOverride = entry.allowOverwrite
         let run = Running(task: task)
+        run.limit = task.maximumBytesPerSecond ?? 0
         running[entry.gid] = run
         let gid = entry.gid
         let events = task.events

@@ -58,6 +58,11 @@ enum Options {
         try size(options, "max-download-limit")
     }
 
+    /// `max-overall-download-limit` (a global option).
+    static func overall(_ options: [String: Any]) throws(RPCError) -> Int64? {
+        try size(options, "max-overall-download-limit")
+    }
+
     /// `min-split-size`: at least 1 KiB (aria2 takes 1M to 1024M).
     static func minimumSplit(_ options: [String: Any]) throws(RPCError) -> Int64? {
         guard let value = try size(options, "min-split-size") else { return nil }
@@ -90,8 +95,8 @@ enum Options {
 
     /// Options a queued download cannot take.
     static func refuseUnsupported(_ options: [String: Any]) throws(RPCError) {
-        for key in ["max-overall-download-limit"] where options[key] != nil {
-            throw .unsupported("the option \(key)")
+        if options["max-overall-download-limit"] != nil {
+            throw .invalidParams("max-overall-download-limit is a global option: set it with changeGlobalOption")
         }
     }
 

@@ -178,13 +178,15 @@ final class RPCService: @unchecked Sendable {
                                  speed: try Options.speed(options))
             return "OK"
         case "aria2.getGlobalOption":
-            return ["dir": downloads.root.path, "max-concurrent-downloads": "\(downloads.maxConcurrent)"]
+            return ["dir": downloads.root.path, "max-concurrent-downloads": "\(downloads.maxConcurrent)",
+                    "max-overall-download-limit": "\(downloads.overallLimit)"]
         case "aria2.changeGlobalOption":
             let options = try arguments.object(0) ?? [:]
             if let value = options["max-concurrent-downloads"] {
                 guard let count = Int("\(value)"), count >= 1 else { throw .invalidParams("max-concurrent-downloads must be a positive number") }
                 downloads.maxConcurrent = count
             }
+            if let overall = try Options.overall(options) { downloads.overallLimit = overall }
             return "OK"
         case "aria2.getGlobalStat":
             return ["downloadSpeed": "\(downloads.totalSpeed)", "uploadSpeed": "0",

@@ -450,7 +450,7 @@ extension Integration.DaemonTests {
         _ = try await rpc.call("aria2.changeOption", [first, ["split": "2", "max-download-limit": "1M"]])
         let options = try #require(try await rpc.call("aria2.getOption", [first]) as? [String: String])
         #expect(options["split"] == "2" && options["max-download-limit"] == "\(1 << 20)")
-        await #expect(throws: RPCFailure(code: 1, message: "the option max-overall-download-limit is not supported by haul")) {
+        await #expect(throws: RPCFailure(code: 1, message: "max-overall-download-limit is a global option: set it with changeGlobalOption")) {
             _ = try await rpc.call("aria2.changeOption", [first, ["max-overall-download-limit": "1M"]])
         }
         let started = ContinuousClock.now
@@ -494,5 +494,37 @@ extension Integration.DaemonTests {
         #expect(status["status"] as? String == "error")
         var isDirectory: ObjCBool = false
         #expect(FileManager.default.fileExists(atPath: scratch.file("root/d.bin").path, isDirectory: &isDirectory) && isDirectory.boolValue)
+    }
+}
+
+extension Integration.DaemonTests {
+    @Test("max-overall-download-limit is shared by the running downloads (changeGlobalOption), and lifted again")
+    func overallLimit() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let content = GeneratedContent(size: 2 << 20, seed: 550)
+        server.serve(ServedFile(content: content, etag: "\"g\""), at: "/g.bin")
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let (daemon, rpc) = try await startDaemon(scratch)
+        defer { Task { await daemon.stop() } }
+        _ = try await rpc.call("aria2.changeGlobalOption", [["max-overall-download-limit": "2M"]])
+        let global = try #require(try await rpc.call("aria2.getGlobalOption") as? [String: String])
+        #expect(global["max-overall-download-limit"] == "\(2 << 20)")
+        let url = server.url("/g.bin").absoluteString
+        let started = ContinuousClock.now
+        let first = try #require(try await rpc.call("aria2.addUri", [[url], ["out": "g1.bin"]]) as? String)
+        let second = try #require(try await rpc.call("aria2.addUri", [[url], ["out": "g2.bin"]]) as? String)
+        _ = try await rpc.waitStopped(first, seconds: 20)
+        _ = try await rpc.waitStopped(second, seconds: 20)
+        // 4 MiB in all at 2 MiB/s together: about two seconds (unlimited: a few milliseconds).
+        #expect(ContinuousClock.now - started >= .milliseconds(1500), "took \(ContinuousClock.now - started)")
+        #expect(try SHA256.hex(ofFileAt: scratch.file("root/g1.bin").path) == content.sha256)
+        #expect(try SHA256.hex(ofFileAt: scratch.file("root/g2.bin").path) == content.sha256)
+        _ = try await rpc.call("aria2.changeGlobalOption", [["max-overall-download-limit": "0"]])
+        let fast = ContinuousClock.now
+        let third = try #require(try await rpc.call("aria2.addUri", [[url], ["out": "g3.bin"]]) as? String)
+        _ = try await rpc.waitStopped(third, seconds: 20)
+        #expect(ContinuousClock.now - fast < .milliseconds(1500))
     }
 }

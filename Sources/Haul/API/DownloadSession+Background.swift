@@ -34,7 +34,9 @@ extension DownloadSession {
     func attachBackgroundTasks(announcing: Bool, then done: (@Sendable ([DownloadTask]) -> Void)? = nil) {
         guard let identifier = configuration.identifier else { return }
         let stateDirectory = configuration.daemonStateDirectory
-        DispatchQueue.global().async { [self] in
+        // On the same queue as every task's addUri: a task made here meanwhile is either listed
+        // and already registered, or not listed at all.
+        RemoteDownload.io.async { [self] in
             var entries: [[String: Any]] = []
             if let endpoint = DaemonEndpoint.find(stateDirectory: stateDirectory) {
                 entries = ((try? DaemonConnection(endpoint: endpoint).call("haul.sessionTasks", [identifier])) as? [[String: Any]]) ?? []
@@ -42,7 +44,7 @@ extension DownloadSession {
                 logger.warning("no haul daemon found for background session", metadata: ["identifier": "\(identifier)"])
             }
             var tasks: [DownloadTask] = []
-            var ended = 0
+            var endedTasks: [DownloadTask] = []
             for entry in entries {
                 guard let gid = entry["gid"] as? String else { continue }
                 if let known = backgroundTask(gid) {
@@ -51,17 +53,18 @@ extension DownloadSession {
                 }
                 let url = (entry["url"] as? String).flatMap(URL.init(string:))
                 let task = makeBackgroundTask(gid: gid, url: url, description: entry["taskDescription"] as? String)
-                if ["complete", "error", "removed"].contains(entry["status"] as? String ?? "") { ended += 1 }
+                if ["complete", "error", "removed"].contains(entry["status"] as? String ?? "") { endedTasks.append(task) }
                 tasks.append(task)
             }
-            let pending = Atomic<Int>(ended)
+            // Announced once every task that had ended while no process was attached delivered.
+            let pending = Atomic<Int>(endedTasks.count)
             if announcing {
-                for task in tasks {
+                for task in endedTasks {
                     task.onDelivered = { [self] in
                         if pending.subtract(1, ordering: .relaxed).newValue == 0 { announceFinishedEvents() }
                     }
                 }
-                if ended == 0 { announceFinishedEvents() }
+                if endedTasks.isEmpty { announceFinishedEvents() }
             }
             for task in tasks where task.state == .suspended { task.resume() }
             done?(tasks)

@@ -99,10 +99,16 @@ public final class DownloadTask: @unchecked Sendable {
     }
 
     /// This task's receive limit in bytes per second, instead of the configuration's
-    /// `maximumBytesPerSecond` (0: none). Set it before `resume()`.
+    /// `maximumBytesPerSecond` (0: none). A change while the task runs applies at once.
     public var maximumBytesPerSecond: Int64? {
         get { lock.withLock { _maximumBytesPerSecond } }
-        set { lock.withLock { _maximumBytesPerSecond = newValue } }
+        set {
+            let running = lock.withLock { () -> (any DownloadRunner)? in
+                _maximumBytesPerSecond = newValue
+                return operation
+            }
+            running?.setRateLimit(newValue ?? session.configuration.maximumBytesPerSecond)
+        }
     }
 
     /// Your description of the task (kept by the daemon for background sessions, so a later

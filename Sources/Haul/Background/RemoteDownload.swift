@@ -7,7 +7,9 @@ import Foundation
 /// Confined to the session queue; calls to the daemon block, so they run on `io`.
 final class RemoteDownload: DownloadRunner, @unchecked Sendable {
     // Unchecked: mutable state is used on `queue` only.
-    private static let io = DispatchQueue(label: "haul.background")
+    /// Where every call to the daemon runs, one at a time: a task's `addUri` and its
+    /// registration with the session happen before, or after, a session's listing, never across.
+    static let io = DispatchQueue(label: "haul.background")
     private let connection: DaemonConnection
     private let queue: DispatchQueue
     /// What to queue (`nil` when attaching to a download the daemon already has).
@@ -15,8 +17,8 @@ final class RemoteDownload: DownloadRunner, @unchecked Sendable {
     private(set) var gid: String?
     private var completion: ((Result<DownloadResult, DownloadFailure>) -> Void)?
     var onResponse: (ResponseHead, String?) -> Void = { _, _ in }
-    /// Called on the session queue once the daemon gave the download its GID.
-    var onGID: (String) -> Void = { _ in }
+    /// Called on `io` as soon as the daemon gave the download its GID (before any other call).
+    var onGID: @Sendable (String) -> Void = { _ in }
     var onRestart: (String) -> Void = { _ in }
     private var timer: DispatchSourceTimer?
     private var latest: (done: Int64, expected: Int64?, connections: Int) = (0, nil, 0)
@@ -53,9 +55,9 @@ final class RemoteDownload: DownloadRunner, @unchecked Sendable {
                     gid = try connection.call("aria2.addUri", [request.uris, request.options]) as? String
                 }
                 guard let gid else { throw HaulError.unsupportedRequest(reason: "the haul daemon gave no GID") }
+                if request != nil { onGID(gid) }
                 queue.async { [self] in
                     self.gid = gid
-                    onGID(gid)
                     startPolling()
                 }
             } catch {
@@ -69,6 +71,9 @@ final class RemoteDownload: DownloadRunner, @unchecked Sendable {
         // journal, so none is produced here.
         send("aria2.remove")
     }
+
+    /// The daemon applies its own limits; a background task's is set before it starts.
+    func setRateLimit(_ bytesPerSecond: Int64) {}
 
     func suspend() { send("aria2.pause") }
 

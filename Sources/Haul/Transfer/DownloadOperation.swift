@@ -135,6 +135,8 @@ final class DownloadOperation: @unchecked Sendable {
     /// paused (curl keeps their bytes) until it refills.
     /// Bytes that may still be taken now (fractional, so a limit under 10 B/s still refills).
     private var tokens: Double = 0
+    /// The receive limit now (bytes per second, 0: none); it can change while running.
+    private var rate: Int64 = 0
     private var rateTimer: DispatchSourceTimer?
     private var lastRefill = ContinuousClock.now
     /// Transfers paused for the rate limit, oldest first: woken in turn, so none starves.
@@ -161,6 +163,7 @@ final class DownloadOperation: @unchecked Sendable {
         self.syscalls = syscalls
         self.resumeFrom = resume
         if let digest = settings.expectedSHA256 { expected = (digest, .caller) }
+        rate = settings.maxBytesPerSecond
         if let resume {
             if expected == nil, let hex = resume.expectedSHA256, let digest = SHA256Digest(hex: hex) {
                 expected = (digest, .caller)
@@ -406,13 +409,13 @@ final class DownloadOperation: @unchecked Sendable {
     @inline(__always)
     private func write(_ buffer: UnsafeRawBufferPointer, segment: Int) -> Int {
         guard let file else { return 0 }
-        if settings.maxBytesPerSecond > 0 {
+        if rate > 0 {
             // Whole callbacks only (curl cannot take part of one): wait until the bucket holds
             // all of it (or is full, for a callback larger than the bucket: the debt is paid by
             // later waits); curl keeps the bytes meanwhile. A transfer with nothing left to take
             // is stopped, never paused.
             if case .stop = machine.step(for: segment, available: buffer.count) { return 0 }
-            let needs = min(Double(buffer.count), bucketSize(settings.maxBytesPerSecond))
+            let needs = min(Double(buffer.count), bucketSize(rate))
             guard tokens >= needs else {
                 if !pausedForRate.contains(where: { $0.segment == segment }) { pausedForRate.append((segment, needs)) }
                 return ccurl_writefunc_pause
@@ -660,8 +663,8 @@ final class DownloadOperation: @unchecked Sendable {
 
     /// Refills the rate-limit bucket every 20 ms and lets paused transfers go on.
     private func startRateTimer() {
-        guard settings.maxBytesPerSecond > 0 else { return }
-        tokens = Double(settings.maxBytesPerSecond) / 10
+        guard rate > 0, rateTimer == nil else { return }
+        tokens = Double(rate) / 10
         lastRefill = .now
         let timer = DispatchSource.makeTimerSource(queue: multi.queue)
         timer.schedule(deadline: .now() + .milliseconds(20), repeating: .milliseconds(20), leeway: .milliseconds(5))
@@ -676,9 +679,27 @@ final class DownloadOperation: @unchecked Sendable {
         max(Double(rate) / 10, Double(settings.request.bufferSize))
     }
 
+    /// Changes the receive limit while the download runs (0 lifts it).
+    func setRateLimit(_ bytesPerSecond: Int64) {
+        multi.queue.async { [self] in
+            rate = max(0, bytesPerSecond)
+            guard !machine.isFinished, file != nil else { return }
+            if rate > 0 {
+                startRateTimer()
+                return
+            }
+            rateTimer?.cancel()
+            rateTimer = nil
+            let waiting = pausedForRate
+            pausedForRate.removeAll()
+            for item in waiting where !isSuspended {
+                if let easy = easies[item.segment] { multi.setPaused(easy, false) }
+            }
+        }
+    }
+
     private func refill() {
         let now = ContinuousClock.now
-        let rate = settings.maxBytesPerSecond
         tokens = min(bucketSize(rate), tokens + Double(rate) * (now - lastRefill).secondsValue)
         lastRefill = now
         guard !isSuspended else { return }

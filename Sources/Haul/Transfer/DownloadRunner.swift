@@ -13,6 +13,8 @@ protocol DownloadRunner: AnyObject, Sendable {
     func resume()
     /// Bytes done, the total when known, connections now (read on the session queue).
     var progress: (done: Int64, expected: Int64?, connections: Int) { get }
+    /// Changes the receive limit while running (0: none).
+    func setRateLimit(_ bytesPerSecond: Int64)
 }
 
 extension DownloadOperation: DownloadRunner {}
