@@ -41,7 +41,8 @@ extension DownloadSession {
             if let endpoint = DaemonEndpoint.find(stateDirectory: stateDirectory) {
                 entries = ((try? DaemonConnection(endpoint: endpoint).call("haul.sessionTasks", [identifier])) as? [[String: Any]]) ?? []
             } else {
-                logger.warning("no haul daemon found for background session", metadata: ["identifier": "\(identifier)"])
+                logger.warning("no haul daemon is running for this background session; start one with: haul daemon --dir DIR",
+                               metadata: ["identifier": "\(identifier)"])
             }
             var tasks: [DownloadTask] = []
             var endedTasks: [DownloadTask] = []
