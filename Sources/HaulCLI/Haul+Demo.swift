@@ -37,9 +37,19 @@ extension HaulCommand {
             let server = try await TestServer.start()
             let content = GeneratedContent(size: size.bytes, seed: UInt64.random(in: 1...UInt64.max))
             server.serve(ServedFile(content: content, etag: "\"demo\"", bytesPerSecond: Int(rate.bytes)), at: "/demo.bin")
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("haul-demo-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: directory) }
+            // A private scratch directory, made and emptied through the placement owner.
+            let temporary = try PlacementRoot(directory: FileManager.default.temporaryDirectory.path)
+            let scratchName = "haul-demo-\(UUID().uuidString)"
+            let scratch = try temporary.makeDirectory(scratchName)
+            let directory = URL(fileURLWithPath: scratch.location(of: ""), isDirectory: true)
+            var made: [String] = []
+            defer {
+                for name in made {
+                    try? DownloadSession.removePartialDownload(for: directory.appendingPathComponent(name))
+                    scratch.remove(name)
+                }
+                temporary.removeDirectory(scratchName)
+            }
 
             Console.line("haul demo: a \(Format.bytes(size.bytes)) file on a loopback server that allows "
                   + "\(Format.bytes(rate.bytes))/s per connection.")
@@ -52,6 +62,7 @@ extension HaulCommand {
                 configuration.syncsBeforeMove = false
                 let session = DownloadSession(configuration: configuration)
                 let job = Job(url: server.url("/demo.bin"), output: directory.appendingPathComponent("demo-x\(count).bin"))
+                made.append(job.output.lastPathComponent)
                 let task = session.downloadTask(with: URLRequest(url: job.url), to: job.output)
                 task.expectedSHA256 = content.sha256
                 job.task = task

@@ -191,6 +191,19 @@ package final class PlacementRoot: @unchecked Sendable {
         _ = unlinkat(fd, name, 0)
     }
 
+    /// Makes the private directory `name` (0700) and returns it held open, never through a link.
+    package func makeDirectory(_ name: String) throws(HaulError) -> PlacementRoot {
+        try checked(name)
+        guard mkdirat(fd, name, 0o700) == 0 else { throw DataFile.error("create the directory", location(of: name), errno) }
+        return try PlacementRoot(directory: location(of: name))
+    }
+
+    /// Removes the empty directory `name` (never a link or a file).
+    package func removeDirectory(_ name: String) {
+        guard Self.isValidName(name) else { return }
+        _ = unlinkat(fd, name, AT_REMOVEDIR)
+    }
+
     /// Flushes the directory's entries (after a rename that must survive a power cut).
     package func sync() {
         _ = fsync(fd)

@@ -63,9 +63,6 @@ struct SeamChecks {
         return nil
     }
 
-    /// Bytes still waiting for their first delivery.
-    var pendingBytes: Int { pending.reduce(0) { $0 + $1.bytes.count } }
-
     /// The download started over: nothing kept is comparable any more.
     mutating func reset() {
         pending.removeAll()
