@@ -67,7 +67,7 @@ struct TransferOptions: ParsableArguments {
         configuration.seamOverlap = seamOverlap.bytes
         for header in headers {
             let parts = header.split(separator: ":", maxSplits: 1)
-            configuration.httpAdditionalHeaders[String(parts[0]).trimmingCharacters(in: .whitespaces)] =
+            configuration.additionalHeaders[String(parts[0]).trimmingCharacters(in: .whitespaces)] =
                 parts.count > 1 ? String(parts[1]).trimmingCharacters(in: .whitespaces) : ""
         }
         if let userAgent { configuration.userAgent = userAgent }

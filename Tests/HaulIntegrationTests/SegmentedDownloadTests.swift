@@ -10,7 +10,7 @@ extension Integration {
         func sixtyFourMegabytes() async throws {
             let file = ServedFile(content: GeneratedContent(size: 64 << 20, seed: 7), etag: "\"v1\"")
             let (server, response) = try await downloadAndVerify(file, session: testSession())
-            #expect(response.statusCode == 206)
+            #expect(response.statusCode == 200, "the response describes the resource, not the range probe")
             let requests = server.requests
             #expect(requests.first?.range == "bytes=0-")
             #expect(Set(requests.compactMap(\.range)).count >= 16)

@@ -19,6 +19,21 @@ extension DownloadSession {
         }
     }
 
+    /// The session's tasks that have not ended, as `URLSession.getTasksWithCompletionHandler`:
+    /// data and upload tasks (always empty: a `DownloadSession` makes only download tasks), and
+    /// download tasks.
+    public func getTasksWithCompletionHandler(
+        _ completionHandler: @escaping @Sendable ([DownloadTask], [DownloadTask], [DownloadTask]) -> Void
+    ) {
+        getAllTasks { completionHandler([], [], $0) }
+    }
+
+    /// The session's tasks that have not ended, as `URLSession.tasks`: data and upload tasks
+    /// (always empty), and download tasks.
+    public var tasks: ([DownloadTask], [DownloadTask], [DownloadTask]) {
+        get async { ([], [], await allTasks) }
+    }
+
     /// The session's tasks that have not ended (see `getAllTasks(completionHandler:)`).
     public var allTasks: [DownloadTask] {
         get async {

@@ -26,7 +26,35 @@ extension DownloadSession {
         /// Where temp files go when a download has no destination (default: the system temp directory).
         public var temporaryDirectory: URL?
         /// Headers sent with every request, e.g. `["Authorization": "Bearer …"]`.
-        public var httpAdditionalHeaders: [String: String] = [:]
+        public var additionalHeaders: [String: String] = [:]
+
+        /// Headers sent with every request, typed as `URLSessionConfiguration`'s: keys and values
+        /// are read as strings (other values by their description); a request's own header of
+        /// the same name wins. The same storage as `additionalHeaders`.
+        public var httpAdditionalHeaders: [AnyHashable: Any]? {
+            get { additionalHeaders.isEmpty ? nil : Dictionary(uniqueKeysWithValues: additionalHeaders.map { (AnyHashable($0.key), $0.value as Any) }) }
+            set {
+                var headers: [String: String] = [:]
+                for (key, value) in newValue ?? [:] {
+                    let name = (key.base as? String) ?? "\(key.base)"
+                    headers[name] = (value as? String) ?? "\(value)"
+                }
+                additionalHeaders = headers
+            }
+        }
+
+        /// `URLSessionConfiguration`'s name for `connectionsPerHost`: connections to one host
+        /// across all downloads of the session (0: no limit).
+        public var httpMaximumConnectionsPerHost: Int {
+            get { connectionsPerHost }
+            set { connectionsPerHost = max(0, newValue) }
+        }
+
+        /// Whether a task whose server cannot be reached (no route, refused, name not found)
+        /// waits and tries again until `timeoutIntervalForResource` instead of failing, telling
+        /// its delegate `taskIsWaitingForConnectivity` once (default false, as URLSession's).
+        public var waitsForConnectivity: Bool = false
+
         /// `User-Agent` header (default `haul/<version>`).
         public var userAgent: String = "haul/\(Haul.version)"
         /// A PEM bundle of CA certificates to trust instead of the system's.
@@ -100,6 +128,17 @@ extension DownloadSession {
 
         /// The defaults.
         public static var `default`: Configuration { Configuration() }
+
+        /// Settings that leave nothing on disk but the downloaded files, as URLSession's
+        /// `.ephemeral`: no journal beside a download (so a killed process cannot continue
+        /// it; `cancel(byProducingResumeData:)` and a failure's resume data still work) and no
+        /// credentials in resume data.
+        public static var ephemeral: Configuration {
+            var configuration = Configuration()
+            configuration.writesJournal = false
+            configuration.resumeDataIncludesCredentials = false
+            return configuration
+        }
 
         /// A session whose tasks run in `haul daemon`, so they continue when this process is not
         /// running; a later process that creates a session with the same identifier gets them

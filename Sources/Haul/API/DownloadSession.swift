@@ -28,11 +28,22 @@ public final class DownloadSession: Sendable {
     let delivery: DelegateDelivery
     private let nextIdentifier = Atomic<Int>(1)
 
-    /// Running tasks and whether the session still takes new ones.
+    /// A task the session knows of without keeping it alive.
+    private struct WeakTask {
+        weak var task: DownloadTask?
+    }
+
+    /// The session's tasks and whether it still takes new ones.
     private struct Lifecycle {
         var delegate: (any DownloadSessionDelegate)?
+        var description: String?
+        /// Tasks made and not ended (weakly: a task nobody holds and nobody started is gone).
+        var open: [Int: WeakTask] = [:]
+        /// Started tasks, kept alive until they have delivered their end.
         var running: [Int: DownloadTask] = [:]
         var invalidated = false
+        /// `didBecomeInvalidWithError` was delivered (or is on its way).
+        var invalidationAnnounced = false
         /// Background tasks by the daemon's GID.
         var background: [String: DownloadTask] = [:]
     }
@@ -66,6 +77,12 @@ public final class DownloadSession: Sendable {
             // A background session made again: take back its tasks and deliver what ended.
             attachBackgroundTasks(announcing: true)
         }
+    }
+
+    /// Your description of the session, as `URLSession.sessionDescription`.
+    public var sessionDescription: String? {
+        get { lifecycle.withLock { $0.description } }
+        set { lifecycle.withLock { $0.description = newValue } }
     }
 
     // MARK: Tasks
@@ -116,60 +133,6 @@ public final class DownloadSession: Sendable {
         makeTask(request: nil, resumeData: resumeData, completionHandler: completionHandler)
     }
 
-    // MARK: Async
-
-    /// Downloads `url` and returns where the file is and the server's response.
-    ///
-    /// - Parameters:
-    ///   - destination: where to put the file (replaced if it exists). When `nil`, the file is
-    ///     left in the temporary directory and the caller owns it.
-    /// - Throws: `URLError` (HTTP statuses by the seed's Table 1, transport failures) or
-    ///   `HaulError`. Cancelling the Swift task cancels the download (`URLError.cancelled`);
-    ///   with a destination, the partial file and its journal stay beside it
-    ///   (`journalURL(for:)`), and `download(resumeFrom:)` with the journal continues it.
-    public func download(from url: URL, to destination: URL? = nil) async throws -> (URL, HTTPURLResponse) {
-        try await download(for: URLRequest(url: url), to: destination)
-    }
-
-    /// Downloads `request` (a GET) and returns where the file is and the server's response.
-    public func download(for request: URLRequest, to destination: URL? = nil) async throws -> (URL, HTTPURLResponse) {
-        try await run(makeTask(request: request, destination: destination, completionHandler: nil))
-    }
-
-    /// Downloads `request` and checks that the file's SHA-256 is `expectedSHA256` (64 hex digits,
-    /// `sha-256=HEX` or `sha256-BASE64`); on a mismatch it throws `HaulError.checksumMismatch` and
-    /// the file is not kept.
-    public func download(for request: URLRequest, to destination: URL? = nil,
-                         expectedSHA256: String) async throws -> (URL, HTTPURLResponse) {
-        let task = makeTask(request: request, destination: destination, completionHandler: nil)
-        task.expectedSHA256 = expectedSHA256
-        return try await run(task)
-    }
-
-    private func run(_ task: DownloadTask) async throws -> (URL, HTTPURLResponse) {
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                task.setFinishHook { continuation.resume(with: $0) }
-                task.resume()
-            }
-        } onCancel: {
-            task.cancel()
-        }
-    }
-
-    /// Continues a download from resume data (from `cancelByProducingResumeData()`, a failed
-    /// download's error, or the journal beside a destination).
-    ///
-    /// - Parameter destination: where the file goes; `nil` uses the destination recorded in the
-    ///   resume data, else leaves it at its temp path for the caller.
-    /// - Throws: `HaulError.resumeDataInvalid` when the data or its partial file cannot be used,
-    ///   and what `download(from:to:)` throws.
-    public func download(resumeFrom resumeData: Data, to destination: URL? = nil) async throws -> (URL, HTTPURLResponse) {
-        let recorded = (try? ResumeData(resumeData))?.destination.map { URL(fileURLWithPath: $0) }
-        return try await run(makeTask(request: nil, resumeData: resumeData, destination: destination ?? recorded,
-                                      completionHandler: nil))
-    }
-
     /// The journal a download to `destination` keeps beside it while running (and after it was
     /// cancelled or failed, so the same download can continue): its content is resume data.
     public static func journalURL(for destination: URL) -> URL {
@@ -178,32 +141,33 @@ public final class DownloadSession: Sendable {
 
     // MARK: Invalidation
 
-    /// Takes no new tasks; the running ones finish, then the session lets go of its delegate.
-    /// Tasks made afterwards fail with `HaulError.sessionInvalidated`. Ignored by `shared`.
+    /// Takes no new tasks; tasks made before, running or not, still run (also when resumed
+    /// later). Once every one of them has ended the delegate hears `didBecomeInvalidWithError`
+    /// (nil) and the session lets go of it. Tasks made afterwards fail with
+    /// `HaulError.sessionInvalidated`. Ignored by `shared`.
     public func finishTasksAndInvalidate() {
         guard self !== DownloadSession.shared else { return }
-        lifecycle.withLock { state in
-            state.invalidated = true
-            if state.running.isEmpty { state.delegate = nil }
-        }
+        lifecycle.withLock { $0.invalidated = true }
+        announceInvalidationIfDone()
     }
 
-    /// Cancels every running task and takes no new ones; the delegate is let go once they have
-    /// reported. Ignored by `shared`.
+    /// Cancels every task and takes no new ones; the delegate hears
+    /// `didBecomeInvalidWithError` (nil) once they have reported, then is let go. Ignored by
+    /// `shared`.
     public func invalidateAndCancel() {
         guard self !== DownloadSession.shared else { return }
-        let running = lifecycle.withLock { state -> [DownloadTask] in
+        let open = lifecycle.withLock { state -> [DownloadTask] in
             state.invalidated = true
-            if state.running.isEmpty { state.delegate = nil }
-            return Array(state.running.values)
+            return state.open.values.compactMap(\.task)
         }
-        for task in running { task.cancel() }
+        for task in open { task.cancel() }
+        announceInvalidationIfDone()
     }
 
-    /// A task starts; `false` when the session was invalidated.
+    /// A task starts; `false` when the session was invalidated before the task was made.
     func register(_ task: DownloadTask) -> Bool {
         lifecycle.withLock { state in
-            guard !state.invalidated else { return false }
+            guard !state.invalidated || state.open[task.taskIdentifier] != nil else { return false }
             state.running[task.taskIdentifier] = task
             return true
         }
@@ -211,17 +175,45 @@ public final class DownloadSession: Sendable {
 
     /// A task has delivered its last callback.
     func unregister(_ task: DownloadTask) {
-        lifecycle.withLock { state in
-            state.running[task.taskIdentifier] = nil
-            if state.invalidated, state.running.isEmpty { state.delegate = nil }
+        let ended = lifecycle.withLock { state -> DownloadTask? in
+            state.open[task.taskIdentifier] = nil
+            return state.running.removeValue(forKey: task.taskIdentifier)
+        }
+        _ = ended
+        announceInvalidationIfDone()
+    }
+
+    /// A task nobody holds any more (never started, or done).
+    func taskWentAway(_ identifier: Int) {
+        lifecycle.withLock { _ = $0.open.removeValue(forKey: identifier) }
+        announceInvalidationIfDone()
+    }
+
+    /// After invalidation, once no task made before it is left: `didBecomeInvalidWithError`,
+    /// then the delegate is let go.
+    private func announceInvalidationIfDone() {
+        let delegate = lifecycle.withLock { state -> (any DownloadSessionDelegate)?? in
+            state.open = state.open.filter { $0.value.task != nil }
+            guard state.invalidated, !state.invalidationAnnounced, state.open.isEmpty, state.running.isEmpty else { return .none }
+            state.invalidationAnnounced = true
+            return .some(state.delegate)
+        }
+        guard case .some(let delegate) = delegate else { return }
+        delivery.enqueue { [self] in
+            delegate?.downloadSession(self, didBecomeInvalidWithError: nil)
+            lifecycle.withLock { $0.delegate = nil }
         }
     }
 
     // MARK: Internal
 
-    /// Tasks that started and have not delivered their end.
+    /// Tasks made (and still held by someone) or started that have not delivered their end.
     var runningTasks: [DownloadTask] {
-        lifecycle.withLock { Array($0.running.values) }.sorted { $0.taskIdentifier < $1.taskIdentifier }
+        lifecycle.withLock { state in
+            var all = state.running
+            for (id, weak) in state.open where all[id] == nil { if let task = weak.task { all[id] = task } }
+            return Array(all.values)
+        }.sorted { $0.taskIdentifier < $1.taskIdentifier }
     }
 
     /// The task following the daemon's download `gid`, if this session has one.
@@ -243,11 +235,24 @@ public final class DownloadSession: Sendable {
         return task
     }
 
-    private func makeTask(request: URLRequest?, resumeData: Data? = nil, destination: URL? = nil,
-                          completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) -> DownloadTask {
+    func makeTask(request: URLRequest?, resumeData: Data? = nil, destination: URL? = nil,
+                  delegate: (any DownloadTaskDelegate)? = nil,
+                  completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) -> DownloadTask {
         let identifier = nextIdentifier.add(1, ordering: .relaxed).oldValue
-        return DownloadTask(session: self, identifier: identifier, request: request, resumeData: resumeData,
-                            destination: destination, completionHandler: completionHandler)
+        let task = DownloadTask(session: self, identifier: identifier, request: request, resumeData: resumeData,
+                                destination: destination, completionHandler: completionHandler)
+        task.delegate = delegate
+        let listener = lifecycle.withLock { state -> (any DownloadSessionDelegate)? in
+            guard !state.invalidated else { return nil }
+            state.open[identifier] = WeakTask(task: task)
+            return state.delegate
+        }
+        let listeners: [any DownloadTaskDelegate] = [delegate, listener].compactMap { $0 }
+            .reduce(into: []) { all, next in if !all.contains(where: { $0 === next }) { all.append(next) } }
+        if !listeners.isEmpty {
+            delivery.enqueue { [self] in for each in listeners { each.downloadSession(self, didCreateTask: task) } }
+        }
+        return task
     }
 
     /// Where a download's bytes and journal go: beside the destination with names derived from
@@ -306,11 +311,17 @@ public final class DownloadSession: Sendable {
             throw .invalidURL(request.url?.absoluteString ?? "(no URL)")
         }
         let method = request.httpMethod?.uppercased() ?? "GET"
-        guard method == "GET" else {
-            throw .unsupportedRequest(reason: "method \(method); downloads use GET")
+        guard method.allSatisfy({ $0.isASCII && ($0.isLetter || $0 == "-" || $0 == "_") }), !method.isEmpty,
+              method != "HEAD", method != "CONNECT" else {
+            throw .unsupportedRequest(reason: "method \(method) has no body to download")
+        }
+        guard request.httpBodyStream == nil else {
+            throw .unsupportedRequest(reason: "a body stream; give the body as httpBody")
         }
         var options = RequestOptions(url: url.absoluteString)
-        var headers = configuration.httpAdditionalHeaders
+        options.method = method
+        options.body = request.httpBody.map { Array($0) }
+        var headers = configuration.additionalHeaders
         for (name, value) in request.allHTTPHeaderFields ?? [:] { headers[name] = value }
         // Range and If-Range belong to the engine.
         headers = headers.filter { !["range", "if-range"].contains($0.key.lowercased()) }
@@ -345,11 +356,19 @@ public final class DownloadSession: Sendable {
         if configuration.timeoutIntervalForResource > 0, configuration.timeoutIntervalForResource < 365 * 24 * 3600 {
             settings.maxDuration = .milliseconds(Int64(configuration.timeoutIntervalForResource * 1000))
         }
+        if method != "GET" {
+            // Another method cannot be split, repeated or resumed: one stream, no retries.
+            settings.engine.singleStream = true
+            settings.engine.maxRetries = 0
+            settings.engine.restartsOnRemoteChange = false
+            settings.engine.connections = 1
+            settings.writesJournal = false
+        }
         settings.engine.replacesSlowConnections = configuration.replacesSlowConnections
         settings.engine.slowRatio = configuration.slowConnectionRatio
         settings.engine.slowGrace = .milliseconds(Int(configuration.slowConnectionGracePeriod * 1000))
         settings.syncOnFinish = configuration.syncsBeforeMove
-        settings.writesJournal = configuration.writesJournal
+        settings.writesJournal = configuration.writesJournal && method == "GET"
         settings.maxBytesPerSecond = rate
         settings.engine.rateLimited = rate > 0
         settings.computesSHA256 = configuration.computesSHA256

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// What a running download reports to async code through `DownloadTask.events`.
 public enum DownloadEvent: Sendable, Equatable {
@@ -24,4 +27,61 @@ extension DownloadTask {
     /// }
     /// ```
     public var events: AsyncThrowingStream<DownloadEvent, any Error> { makeEventStream() }
+}
+
+/// The async API's hook and the `events` streams.
+extension DownloadTask {
+    /// Sets the hook the async API completes through (before `resume()`).
+    func setFinishHook(_ hook: @escaping @Sendable (Result<(URL, URLResponse), any Error>) -> Void) {
+        lock.withLock { finishHook = hook }
+    }
+
+    /// A stream of this task's events; see `events`.
+    func makeEventStream() -> AsyncThrowingStream<DownloadEvent, any Error> {
+        AsyncThrowingStream { continuation in
+            let id = UUID()
+            let replay: Result<URL, any Error>? = lock.withLock {
+                eventsAttached = true
+                if let terminal { return terminal }
+                streams[id] = continuation
+                return nil
+            }
+            if let replay {
+                Self.end(continuation, with: replay)
+                return
+            }
+            continuation.onTermination = { [weak self] termination in
+                guard let self else { return }
+                self.lock.withLock { _ = self.streams.removeValue(forKey: id) }
+                if case .cancelled = termination { self.cancel() }
+            }
+        }
+    }
+
+    func yield(_ event: DownloadEvent) {
+        let continuations = lock.withLock { Array(streams.values) }
+        for continuation in continuations { continuation.yield(event) }
+    }
+
+    func finishEvents(_ result: Result<URL, any Error>) {
+        let continuations = lock.withLock {
+            terminal = result
+            let all = Array(streams.values)
+            streams.removeAll()
+            return all
+        }
+        for continuation in continuations { Self.end(continuation, with: result) }
+    }
+
+    /// Ends an event stream: `.finished` then the end, or the error.
+    static func end(_ continuation: AsyncThrowingStream<DownloadEvent, any Error>.Continuation,
+                            with result: Result<URL, any Error>) {
+        switch result {
+        case .success(let location):
+            continuation.yield(.finished(location: location))
+            continuation.finish()
+        case .failure(let error):
+            continuation.finish(throwing: error)
+        }
+    }
 }

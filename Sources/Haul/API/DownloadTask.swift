@@ -9,14 +9,14 @@ import FoundationNetworking
 
 /// One download, shaped like `URLSessionDownloadTask`. Tasks start suspended: call `resume()`.
 ///
-/// Progress reaches the delegate (`didWriteData`), `progress`, the counters and `events` at most
-/// about every 100 ms.
-public final class DownloadTask: @unchecked Sendable {
+/// Progress reaches the delegates (`didWriteData`), `progress`, the counters and `events` at
+/// most about every 100 ms. Two tasks are equal only when they are the same task.
+public final class DownloadTask: @unchecked Sendable, Hashable {
     // Unchecked: `lock` guards every stored `var`; the `let`s are Sendable or immutable.
 
     /// Where a task is in its life (the cases of `URLSessionTask.State`).
     public enum State: Int, Sendable {
-        /// Transferring (or waiting to retry).
+        /// Transferring (or waiting to retry, or for `earliestBeginDate`).
         case running = 0
         /// Not started yet, or paused by `suspend()`.
         case suspended = 1
@@ -25,6 +25,13 @@ public final class DownloadTask: @unchecked Sendable {
         /// Finished, failed or cancelled; see `error`.
         case completed = 3
     }
+
+    /// The priority a task gets when none is set (0.5), as `URLSessionTask.defaultPriority`.
+    public static let defaultPriority: Float = 0.5
+    /// The lowest priority (0), as `URLSessionTask.lowPriority`.
+    public static let lowPriority: Float = 0
+    /// The highest priority (1), as `URLSessionTask.highPriority`.
+    public static let highPriority: Float = 1
 
     /// Identifies the task within its session.
     public let taskIdentifier: Int
@@ -39,31 +46,47 @@ public final class DownloadTask: @unchecked Sendable {
     let destination: URL?
     let completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?
 
-    private let lock = NSLock()
-    private var _state: State = .suspended
-    private var _currentRequest: URLRequest?
-    private var _response: URLResponse?
-    private var _error: (any Error)?
-    private var _received: Int64 = 0
-    private var _expected: Int64 = NSURLSessionTransferSizeUnknown
-    private var operation: (any DownloadRunner)?
-    private var ticker: DispatchSourceTimer?
-    private var finishHook: (@Sendable (Result<(URL, HTTPURLResponse), any Error>) -> Void)?
-    private var streams: [UUID: AsyncThrowingStream<DownloadEvent, any Error>.Continuation] = [:]
-    private var eventsAttached = false
-    private var terminal: Result<URL, any Error>?
-    private var resumeDataHandler: (@Sendable (Data?) -> Void)?
-    private var _expectedSHA256: String?
-    private var _sha256: String?
-    private var _checksumSource: ChecksumSource?
-    private var _seams: (checked: Int, mismatched: Int) = (0, 0)
-    private var _connections = 0
-    private var _mirrors: [URL] = []
-    private var _taskDescription: String?
-    private var _maximumBytesPerSecond: Int64?
-    private var _connectionsOverride: Int?
-    private var _minimumSplitOverride: Int64?
-    private var _replacesOverride: Bool?
+    let lock = NSLock()
+    var _state: State = .suspended
+    var _currentRequest: URLRequest?
+    var _response: URLResponse?
+    var _probeResponse: HTTPURLResponse?
+    var _error: (any Error)?
+    var _received: Int64 = 0
+    var _expected: Int64 = NSURLSessionTransferSizeUnknown
+    var operation: (any DownloadRunner)?
+    var ticker: DispatchSourceTimer?
+    var finishHook: (@Sendable (Result<(URL, URLResponse), any Error>) -> Void)?
+    var streams: [UUID: AsyncThrowingStream<DownloadEvent, any Error>.Continuation] = [:]
+    var eventsAttached = false
+    var terminal: Result<URL, any Error>?
+    var resumeDataHandler: (@Sendable (Data?) -> Void)?
+    var _expectedSHA256: String?
+    var _sha256: String?
+    var _checksumSource: ChecksumSource?
+    var _seams: (checked: Int, mismatched: Int) = (0, 0)
+    var _connections = 0
+    var _mirrors: [URL] = []
+    var _taskDescription: String?
+    var _maximumBytesPerSecond: Int64?
+    var _connectionsOverride: Int?
+    var _minimumSplitOverride: Int64?
+    var _replacesOverride: Bool?
+    var _delegate: (any DownloadTaskDelegate)?
+    var _priority: Float = DownloadTask.defaultPriority
+    var _earliestBeginDate: Date?
+    var _clientExpectsToReceive: Int64 = NSURLSessionTransferSizeUnknown
+    var _clientExpectsToSend: Int64 = NSURLSessionTransferSizeUnknown
+    /// A start waiting for `earliestBeginDate` or for connectivity.
+    var pendingStart: DispatchWorkItem?
+    /// When `resume()` first ran, and whether the delegate already heard that the task waits
+    /// for connectivity.
+    var startedAt: Date?
+    var announcedWaiting = false
+    var connectivityAttempts = 0
+    var _attachedGID: String?
+    /// Called (on the delegate queue) once the task's end has been delivered.
+    var onDelivered: (@Sendable () -> Void)?
 
     init(session: DownloadSession, identifier: Int, request: URLRequest?, resumeData: Data?,
          destination: URL?, completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) {
@@ -77,7 +100,58 @@ public final class DownloadTask: @unchecked Sendable {
         self.progress = Progress(totalUnitCount: -1)
     }
 
+    deinit {
+        // Later, not here: the last reference may go while the session's lock is held.
+        let session = self.session
+        let identifier = taskIdentifier
+        session.multi.queue.async { session.taskWentAway(identifier) }
+    }
+
+    public static func == (lhs: DownloadTask, rhs: DownloadTask) -> Bool { lhs === rhs }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+
     // MARK: Properties
+
+    /// This task's own delegate, as `URLSessionTask.delegate`: it hears the task's events before
+    /// the session's delegate does, and answers its redirect and authentication questions. Set
+    /// it before `resume()`; the task lets go of it when it completes.
+    public var delegate: (any DownloadTaskDelegate)? {
+        get { lock.withLock { _delegate } }
+        set { lock.withLock { _delegate = newValue } }
+    }
+
+    /// A hint from 0 (`lowPriority`) to 1 (`highPriority`), as `URLSessionTask.priority`. Haul
+    /// runs every resumed task at once; the value is kept for code that reads it back.
+    public var priority: Float {
+        get { lock.withLock { _priority } }
+        set { lock.withLock { _priority = min(1, max(0, newValue)) } }
+    }
+
+    /// The task does not start before this date, as `URLSessionTask.earliestBeginDate`: after
+    /// `resume()` it is `running` and waits. Set it before `resume()`.
+    public var earliestBeginDate: Date? {
+        get { lock.withLock { _earliestBeginDate } }
+        set { lock.withLock { _earliestBeginDate = newValue } }
+    }
+
+    /// Your estimate of the response's size (a hint; `NSURLSessionTransferSizeUnknown` by default).
+    public var countOfBytesClientExpectsToReceive: Int64 {
+        get { lock.withLock { _clientExpectsToReceive } }
+        set { lock.withLock { _clientExpectsToReceive = newValue } }
+    }
+
+    /// Your estimate of the request body's size (a hint; `NSURLSessionTransferSizeUnknown` by default).
+    public var countOfBytesClientExpectsToSend: Int64 {
+        get { lock.withLock { _clientExpectsToSend } }
+        set { lock.withLock { _clientExpectsToSend = newValue } }
+    }
+
+    /// The request body's size (0 for a GET).
+    public var countOfBytesExpectedToSend: Int64 { Int64(originalRequest?.httpBody?.count ?? 0) }
+
+    /// The request body bytes sent: the whole body once the server answered.
+    public var countOfBytesSent: Int64 { response == nil ? 0 : countOfBytesExpectedToSend }
 
     /// Connections for this task instead of the configuration's (the daemon's `split`).
     package var connectionsOverride: Int? {
@@ -122,8 +196,20 @@ public final class DownloadTask: @unchecked Sendable {
     public var state: State { lock.withLock { _state } }
     /// The request being made now: the original with the URL after redirects.
     public var currentRequest: URLRequest? { lock.withLock { _currentRequest } }
-    /// The server's response (an `HTTPURLResponse`), once its headers arrived; also on failure.
+
+    /// The server's response, as a plain GET of the resource would have it: status `200`, the
+    /// whole file's `Content-Length` and the server's other headers (an `HTTPURLResponse`), once
+    /// its headers arrived; also on failure, with the failing status (`404`, `401`, …).
+    ///
+    /// Haul's first request asks for `Range: bytes=0-` to learn whether the file can be split;
+    /// the server's literal answer (usually `206`, or `416` for an empty file) is
+    /// `probeResponse`.
     public var response: URLResponse? { lock.withLock { _response } }
+
+    /// The server's answer to the task's first request exactly as it came (`206 Partial Content`
+    /// with a `Content-Range` when the server supports ranges).
+    public var probeResponse: HTTPURLResponse? { lock.withLock { _probeResponse } }
+
     /// Why the task failed; `nil` while running or after success.
     public var error: (any Error)? { lock.withLock { _error } }
     /// Bytes written to the file so far.
@@ -162,18 +248,31 @@ public final class DownloadTask: @unchecked Sendable {
     /// so the file is still one whole version).
     public var seamChecks: (checked: Int, mismatched: Int) { lock.withLock { _seams } }
 
+    /// The daemon's GID of a background task made by an earlier process (set when attaching).
+    var attachedGID: String? {
+        get { lock.withLock { _attachedGID } }
+        set { lock.withLock { _attachedGID = newValue } }
+    }
+
     // MARK: Control
 
-    /// Starts the task, or continues it after `suspend()`.
+    /// Starts the task, or continues it after `suspend()`. A task with an `earliestBeginDate`
+    /// in the future is `running` and starts at that date.
     public func resume() {
         let action: (start: Bool, continue: (any DownloadRunner)?) = lock.withLock {
             guard _state == .suspended else { return (false, nil) }
             _state = .running
             if let operation { return (false, operation) }
+            if pendingStart != nil { return (false, nil) }
             return (true, nil)
         }
         if action.start {
-            start()
+            let delay = earliestBeginDate.map { $0.timeIntervalSinceNow } ?? 0
+            if delay > 0 {
+                scheduleStart(after: delay)
+            } else {
+                start()
+            }
         } else if let operation = action.continue {
             operation.resume()
             session.multi.queue.async { self.startTicker() }
@@ -197,6 +296,8 @@ public final class DownloadTask: @unchecked Sendable {
         let operation: (any DownloadRunner)?? = lock.withLock {
             guard _state == .running || _state == .suspended else { return .none }
             _state = .canceling
+            pendingStart?.cancel()
+            pendingStart = nil
             return .some(self.operation)
         }
         switch operation {
@@ -214,6 +315,8 @@ public final class DownloadTask: @unchecked Sendable {
             guard _state == .running || _state == .suspended else { return .none }
             _state = .canceling
             resumeDataHandler = completionHandler
+            pendingStart?.cancel()
+            pendingStart = nil
             return .some(self.operation)
         }
         switch operation {
@@ -231,370 +334,18 @@ public final class DownloadTask: @unchecked Sendable {
         }
     }
 
-    // MARK: Running
-
-    private func start() {
-        guard session.register(self) else {
-            session.multi.queue.async { self.finished(.failure(DownloadFailure(error: .sessionInvalidated))) }
-            return
-        }
-        let operation: any DownloadRunner
-        let resume: ResumeData?
-        do throws(HaulError) {
-            (operation, resume) = try makeOperation()
-        } catch {
-            session.multi.queue.async { self.finished(.failure(DownloadFailure(error: error))) }
-            return
-        }
-        let fallbackURL = resume?.url ?? originalRequest?.url
-        operation.setCompletion { [self] result in finished(result) }
-        operation.onResponse = { [self] head, effective in
-            received(head, url: effective.flatMap(URL.init(string:)) ?? fallbackURL ?? URL(fileURLWithPath: "/"))
-        }
-        operation.onRestart = { [self] _ in restarted() }
-        lock.withLock { self.operation = operation }
-        if let resume {
-            let trusted = resume.trustedRanges(currentBootID: currentBootID())
-            let done = trusted.reduce(0) { $0 + $1.count64 }
-            let offset = trusted.first.map { $0.lowerBound == 0 ? $0.upperBound : 0 } ?? 0
-            lock.withLock {
-                _received = done
-                _expected = resume.length
+    /// Starts the task after `delay` seconds unless it was cancelled meanwhile.
+    func scheduleStart(after delay: TimeInterval) {
+        let item = DispatchWorkItem { [self] in
+            let due = lock.withLock { () -> Bool in
+                guard pendingStart != nil else { return false }
+                pendingStart = nil
+                // Suspended meanwhile: the next `resume()` starts it.
+                return _state == .running
             }
-            progress.totalUnitCount = resume.length
-            progress.completedUnitCount = done
-            announceResume(offset: offset, expected: resume.length)
+            if due { start() }
         }
-        operation.start()
-        session.multi.queue.async { self.startTicker() }
-    }
-
-    /// The operation for a new download, or for resume data after checking it and its file.
-    private func makeOperation() throws(HaulError) -> (any DownloadRunner, ResumeData?) {
-        var expected: SHA256Digest?
-        if let text = expectedSHA256 {
-            guard let digest = SHA256Digest(expected: text) else { throw .invalidChecksum(text) }
-            expected = digest
-        }
-        if let identifier = session.configuration.identifier {
-            return (try backgroundOperation(identifier: identifier, expected: expected), nil)
-        }
-        guard let resumeData else {
-            guard let request = originalRequest else { throw .invalidURL("(no URL)") }
-            var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
-            applyOverrides(to: &settings)
-            settings.expectedSHA256 = expected
-            try applyMirrors(to: &settings)
-            let files = try session.files(for: destination, task: taskIdentifier, replacing: replacesExistingFileOverride)
-            return (DownloadOperation(multi: session.multi, settings: settings, files: files, logger: session.logger,
-                                      syscalls: session.syscalls), nil)
-        }
-        let resume = try ResumeData(resumeData)
-        let files = try session.files(for: destination, task: taskIdentifier, resume: resume,
-                                      replacing: replacesExistingFileOverride)
-        try Self.checkPartialFile(of: resume, files: files)
-        var request = URLRequest(url: resume.url)
-        for header in resume.headers { request.addValue(header[1], forHTTPHeaderField: header[0]) }
-        lock.withLock { _currentRequest = request }
-        var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
-        applyOverrides(to: &settings)
-        settings.expectedSHA256 = expected
-        try applyMirrors(to: &settings)
-        return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
-                                  logger: session.logger, syscalls: session.syscalls), resume)
-    }
-
-    /// The daemon's per-download settings, where it gave them.
-    private func applyOverrides(to settings: inout DownloadOperation.Settings) {
-        if let connections = connectionsOverride { settings.engine.connections = max(1, connections) }
-        if let split = minimumSplitOverride, split > 0 {
-            settings.engine.minimumSplit = split
-            settings.engine.endgameMinimumTail = max(1, split / 8)
-        }
-    }
-
-    private func applyMirrors(to settings: inout DownloadOperation.Settings) throws(HaulError) {
-        let mirrors = self.mirrors
-        for mirror in mirrors {
-            guard let scheme = mirror.scheme?.lowercased(), scheme == "http" || scheme == "https", mirror.host != nil else {
-                throw .invalidURL(mirror.absoluteString)
-            }
-        }
-        settings.mirrorURLs = mirrors.map(\.absoluteString)
-        settings.engine.mirrors = 1 + mirrors.count
-    }
-
-    /// For a background session: the download queued in (or, for an attached task, followed in)
-    /// the daemon.
-    private func backgroundOperation(identifier: String, expected: SHA256Digest?) throws(HaulError) -> RemoteDownload {
-        guard completionHandler == nil else {
-            throw .unsupportedRequest(reason: "background sessions deliver through a delegate; completion handlers are not supported")
-        }
-        guard let endpoint = DaemonEndpoint.find(stateDirectory: session.configuration.daemonStateDirectory) else {
-            throw .unsupportedRequest(reason: "no haul daemon is running for background session '\(identifier)'; "
-                + "start one with: haul daemon --dir DIR")
-        }
-        let connection = DaemonConnection(endpoint: endpoint)
-        if let gid = attachedGID { return RemoteDownload(connection: connection, queue: session.multi.queue, gid: gid) }
-        let session = self.session
-        guard resumeData == nil, destination == nil, let url = originalRequest?.url else {
-            throw .unsupportedRequest(reason: "background tasks download a URL into the daemon's directory "
-                + "(no destination or resume data)")
-        }
-        var options = ["haul-session": identifier]
-        if let description = taskDescription { options["haul-description"] = description }
-        if let expected { options["checksum"] = "sha-256=\(expected.hex)" }
-        for (name, value) in originalRequest?.allHTTPHeaderFields ?? [:] where !["range", "if-range"].contains(name.lowercased()) {
-            options["header"] = "\(name): \(value)"
-        }
-        let remote = RemoteDownload(connection: connection, queue: session.multi.queue,
-                                    uris: [url.absoluteString] + mirrors.map(\.absoluteString), options: options)
-        remote.onGID = { [unowned self] gid in session.registerBackground(gid, task: self) }
-        return remote
-    }
-
-    /// The daemon's GID of a background task made by an earlier process (set when attaching).
-    var attachedGID: String? {
-        get { lock.withLock { _attachedGID } }
-        set { lock.withLock { _attachedGID = newValue } }
-    }
-    private var _attachedGID: String?
-    /// Called (on the delegate queue) once the task's end has been delivered.
-    var onDelivered: (@Sendable () -> Void)?
-
-    /// The partial file must be there, be the same file, and be as long as recorded; it is
-    /// opened in its directory without following links, as the download will open it.
-    static func checkPartialFile(of resume: ResumeData, files: DownloadOperation.Files) throws(HaulError) {
-        do throws(HaulError) {
-            let file = try files.root.openExisting(files.partName, displayPath: files.displayPath)
-            defer { file.close() }
-            try DownloadOperation.check(file, against: resume)
-        } catch {
-            switch error {
-            case .fileSystem(_, _, let code) where code == ENOENT:
-                throw .resumeDataInvalid(reason: "the partial file \(files.partPath) is missing")
-            case .resumeDataInvalid, .fileInUse:
-                throw error
-            default:
-                throw .resumeDataInvalid(reason: "the partial file cannot be used: \(error)")
-            }
-        }
-    }
-
-    /// Tells the delegate and `events` where the download continues.
-    private func announceResume(offset: Int64, expected: Int64) {
-        yield(.resumed(offset: offset, expectedTotalBytes: expected))
-        guard completionHandler == nil, let delegate = session.delegate else { return }
-        let session = self.session
-        session.delivery.enqueue {
-            delegate.downloadSession(session, downloadTask: self, didResumeAtOffset: offset, expectedTotalBytes: expected)
-        }
-    }
-
-    /// The file changed on the server and the download started over (on the session queue).
-    private func restarted() {
-        lock.withLock {
-            _received = 0
-            _expected = NSURLSessionTransferSizeUnknown
-        }
-        progress.totalUnitCount = -1
-        progress.completedUnitCount = 0
-        announceResume(offset: 0, expected: NSURLSessionTransferSizeUnknown)
-    }
-
-    /// The probe's response arrived (on the session queue).
-    private func received(_ head: ResponseHead, url: URL) {
-        var fields: [String: String] = [:]
-        for field in head.fields { fields[field.name] = field.value }
-        let response = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: fields)
-        lock.withLock {
-            _response = response
-            if var request = _currentRequest, request.url != url {
-                request.url = url
-                _currentRequest = request
-            }
-        }
-    }
-
-    private func startTicker() {
-        dispatchPrecondition(condition: .onQueue(session.multi.queue))
-        guard ticker == nil, state == .running else { return }
-        let timer = DispatchSource.makeTimerSource(queue: session.multi.queue)
-        timer.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100), leeway: .milliseconds(20))
-        timer.setEventHandler { [weak self] in self?.tick() }
-        ticker = timer
-        timer.activate()
-    }
-
-    private func stopTicker() {
-        ticker?.cancel()
-        ticker = nil
-    }
-
-    /// Reports progress if bytes were written since the last report (on the session queue).
-    private func tick() {
-        guard let operation = lock.withLock({ self.operation }) else { return }
-        let (done, length, connections) = operation.progress
-        let expected = length ?? NSURLSessionTransferSizeUnknown
-        let delta: Int64 = lock.withLock {
-            _connections = connections
-            let delta = done - _received
-            guard delta > 0 || (expected != _expected) else { return 0 }
-            _received = max(_received, done)
-            _expected = expected
-            return delta
-        }
-        guard delta > 0 else { return }
-        progress.totalUnitCount = expected
-        progress.completedUnitCount = done
-        yield(.progress(totalBytesWritten: done, totalBytesExpectedToWrite: expected))
-        guard completionHandler == nil, let delegate = session.delegate else { return }
-        let session = self.session
-        session.delivery.enqueue {
-            delegate.downloadSession(session, downloadTask: self, didWriteData: delta, totalBytesWritten: done,
-                                     totalBytesExpectedToWrite: expected)
-        }
-    }
-
-    /// The operation ended (on the session queue): report progress, then the outcome.
-    private func finished(_ result: Result<DownloadResult, DownloadFailure>) {
-        tick()
-        stopTicker()
-        let remote = lock.withLock { operation as? RemoteDownload }
-        defer {
-            // After the last callback has been delivered, the session may let go of its delegate;
-            // a background task's end is then acknowledged to the daemon (exactly once).
-            let session = self.session
-            let delivered = onDelivered
-            session.delivery.enqueue {
-                remote?.acknowledge()
-                delivered?()
-                session.unregister(self)
-            }
-        }
-        let url = currentRequest?.url ?? originalRequest?.url
-        switch result {
-        case .success(let download):
-            let location = URL(fileURLWithPath: download.path)
-            let (response, hook, keep) = lock.withLock {
-                _state = .completed
-                _connections = 0
-                _sha256 = download.sha256
-                _checksumSource = download.checksumSource
-                _seams = (download.seamsChecked, download.seamMismatches)
-                _expected = download.length
-                progress.totalUnitCount = download.length
-                progress.completedUnitCount = download.length
-                operation = nil
-                return (_response, finishHook, eventsAttached || destination != nil || finishHook != nil)
-            }
-            deliverSuccess(location: location, response: response, hook: hook,
-                           unmoved: keep ? nil : download.handedOver)
-        case .failure(let failure):
-            let error = failure.error.publicError(url: url, resumeData: failure.resumeData)
-            let (response, hook, resumeHandler) = lock.withLock {
-                _state = .completed
-                _connections = 0
-                _error = error
-                operation = nil
-                defer { resumeDataHandler = nil }
-                return (_response, finishHook, resumeDataHandler)
-            }
-            hook?(.failure(error))
-            finishEvents(.failure(error))
-            let session = self.session
-            if let resumeHandler {
-                let data = failure.resumeData
-                session.delivery.enqueue { resumeHandler(data) }
-            }
-            if let handler = completionHandler {
-                session.delivery.enqueue { handler(nil, response, error) }
-            } else if let delegate = session.delegate {
-                session.delivery.enqueue { delegate.downloadSession(session, task: self, didCompleteWithError: error) }
-            }
-        }
-    }
-
-    private func deliverSuccess(location: URL, response: URLResponse?,
-                                hook: (@Sendable (Result<(URL, HTTPURLResponse), any Error>) -> Void)?,
-                                unmoved: (root: PlacementRoot, name: String)?) {
-        if let hook {
-            let http = (response as? HTTPURLResponse)
-                ?? HTTPURLResponse(url: originalRequest?.url ?? location, statusCode: 200, httpVersion: "HTTP/1.1",
-                                   headerFields: [:])!
-            hook(.success((location, http)))
-        }
-        finishEvents(.success(location))
-        let session = self.session
-        let handler = completionHandler
-        let delegate = hook == nil ? session.delegate : nil
-        session.delivery.enqueue {
-            if let handler {
-                handler(location, response, nil)
-            } else if let delegate {
-                delegate.downloadSession(session, downloadTask: self, didFinishDownloadingTo: location)
-            }
-            // Valid only during the call, as in Foundation: remove what was not moved.
-            if let unmoved { unmoved.root.remove(unmoved.name) }
-            if handler == nil, let delegate {
-                delegate.downloadSession(session, task: self, didCompleteWithError: nil)
-            }
-        }
-    }
-
-    // MARK: Async support
-
-    /// Sets the hook the async API completes through (before `resume()`).
-    func setFinishHook(_ hook: @escaping @Sendable (Result<(URL, HTTPURLResponse), any Error>) -> Void) {
-        lock.withLock { finishHook = hook }
-    }
-
-    /// A stream of this task's events; see `events`.
-    func makeEventStream() -> AsyncThrowingStream<DownloadEvent, any Error> {
-        AsyncThrowingStream { continuation in
-            let id = UUID()
-            let replay: Result<URL, any Error>? = lock.withLock {
-                eventsAttached = true
-                if let terminal { return terminal }
-                streams[id] = continuation
-                return nil
-            }
-            if let replay {
-                Self.end(continuation, with: replay)
-                return
-            }
-            continuation.onTermination = { [weak self] termination in
-                guard let self else { return }
-                self.lock.withLock { _ = self.streams.removeValue(forKey: id) }
-                if case .cancelled = termination { self.cancel() }
-            }
-        }
-    }
-
-    private func yield(_ event: DownloadEvent) {
-        let continuations = lock.withLock { Array(streams.values) }
-        for continuation in continuations { continuation.yield(event) }
-    }
-
-    private func finishEvents(_ result: Result<URL, any Error>) {
-        let continuations = lock.withLock {
-            terminal = result
-            let all = Array(streams.values)
-            streams.removeAll()
-            return all
-        }
-        for continuation in continuations { Self.end(continuation, with: result) }
-    }
-
-    /// Ends an event stream: `.finished` then the end, or the error.
-    private static func end(_ continuation: AsyncThrowingStream<DownloadEvent, any Error>.Continuation,
-                            with result: Result<URL, any Error>) {
-        switch result {
-        case .success(let location):
-            continuation.yield(.finished(location: location))
-            continuation.finish()
-        case .failure(let error):
-            continuation.finish(throwing: error)
-        }
+        lock.withLock { pendingStart = item }
+        session.multi.queue.asyncAfter(deadline: .now() + delay, execute: item)
     }
 }

@@ -10,11 +10,15 @@ extension HaulError: LocalizedError {
 }
 
 extension HaulError {
-    /// The `userInfo` key under which a `URLError` made by Haul carries the HTTP status code.
+    /// The `userInfo` key under which a `URLError` made by Haul carries the HTTP status code
+    /// (the response itself is on the task: `DownloadTask.response`).
     public static let httpStatusCodeKey = "HaulHTTPStatusCode"
 
-    /// The error the public API reports: `URLError` where Foundation has a code (the seed's
-    /// Table 1 for HTTP statuses, transport failures by curl code), else this `HaulError`.
+    /// The error the public API reports: `URLError` where Foundation has a code (HTTP statuses
+    /// by URLSession's download-task error table, transport failures by curl code), else this
+    /// `HaulError`. A `URLError`'s `userInfo` carries, as Foundation's do, the failing URL
+    /// (`NSURLErrorFailingURLErrorKey`, and its string under `"NSErrorFailingURLStringKey"`), the resume data
+    /// (`NSURLSessionDownloadTaskResumeData`) and this `HaulError` as `NSUnderlyingErrorKey`.
     ///
     /// | status | error |
     /// |---|---|
@@ -26,7 +30,9 @@ extension HaulError {
         if let resumeData { info[URLSessionDownloadTaskResumeData] = resumeData }
         if let url {
             info[NSURLErrorFailingURLErrorKey] = url
+            info["NSErrorFailingURLStringKey"] = url.absoluteString
         }
+        info[NSUnderlyingErrorKey] = self as NSError
         let code: URLError.Code
         switch self {
         case .httpStatus(let status):
@@ -86,3 +92,15 @@ extension HaulError {
         }
     }
 }
+
+#if canImport(FoundationNetworking)
+/// Apple's spelling of the resume-data key, so code written for URLSession compiles unchanged
+/// (on Linux, Foundation only has `URLSessionDownloadTaskResumeData`).
+public let NSURLSessionDownloadTaskResumeData: String = URLSessionDownloadTaskResumeData
+
+extension URLError {
+    /// The resume data of a failed download, as on Apple's platforms: `nil` when it cannot be
+    /// continued.
+    public var downloadTaskResumeData: Data? { userInfo[URLSessionDownloadTaskResumeData] as? Data }
+}
+#endif

@@ -17,6 +17,8 @@ final class RemoteDownload: DownloadRunner, @unchecked Sendable {
     private(set) var gid: String?
     private var completion: ((Result<DownloadResult, DownloadFailure>) -> Void)?
     var onResponse: (ResponseHead, String?) -> Void = { _, _ in }
+    /// The daemon times its own requests; none are collected here.
+    var collectedMetrics: CollectedMetrics { CollectedMetrics() }
     /// Called on `io` as soon as the daemon gave the download its GID (before any other call).
     var onGID: @Sendable (String) -> Void = { _ in }
     var onRestart: (String) -> Void = { _ in }

@@ -34,6 +34,9 @@ struct DownloadStateMachine: Sendable {
         /// Invalid `206` answers (wrong range, wrong length) the download tolerates before it
         /// stops trusting ranges and fetches the file as one stream.
         var maxRangeFaults = 3
+        /// Fetch the file as one stream without `Range` from the start (a request that is not a
+        /// GET: it cannot be split or repeated).
+        var singleStream = false
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
              endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2,
@@ -222,7 +225,7 @@ struct DownloadStateMachine: Sendable {
     // MARK: Events
 
     mutating func start() -> [Action] {
-        guard probeSegment < 0 else { return [start(segment: probeSegment, kind: .probe)] }
+        guard probeSegment < 0 else { return [start(segment: probeSegment, kind: options.singleStream ? .whole : .probe)] }
         // Resumed: hand out the gaps, then split the largest ones until every connection works.
         if plan.isComplete {
             phase = .finished

@@ -69,6 +69,8 @@ struct ResponseHeadParser: Sendable {
 
     /// Whether 3xx blocks are skipped because curl follows them.
     var followsRedirects = true
+    /// Whether the first `401` with a challenge is skipped because curl answers it (Digest).
+    var skipsAuthChallenge = false
 
     /// Feeds one header line (with or without CRLF). Returns the head when a final block ends.
     /// `status` is curl's own reading of the status line (`CURLINFO_RESPONSE_CODE`), which wins.
@@ -89,6 +91,10 @@ struct ResponseHeadParser: Sendable {
             if code < 200 { return nil }
             if followsRedirects, (300..<400).contains(code),
                fields.contains(where: { $0.name.lowercased() == "location" }) {
+                return nil
+            }
+            if skipsAuthChallenge, code == 401, fields.contains(where: { $0.name.lowercased() == "www-authenticate" }) {
+                skipsAuthChallenge = false
                 return nil
             }
             return ResponseHead(status: code, fields: fields)

@@ -15,6 +15,21 @@ struct RequestOptions: Sendable {
     var caFile: String?
     var verifyTLS: Bool = true
     var proxy: String?
+    /// The HTTP method; anything but GET is sent as one stream without `Range`.
+    var method: String = "GET"
+    /// The request body, for methods that carry one.
+    var body: [UInt8]?
+    /// Whether curl follows redirects itself (off when a delegate decides each one).
+    var followsRedirects = true
+    /// A user name and password from an authentication challenge, and the scheme they are for
+    /// (`CURLAUTH_BASIC` or `CURLAUTH_DIGEST`).
+    var credential: (user: String, password: String, scheme: UInt)?
+}
+
+/// libcurl's `CURLAUTH_*` bits (macros Swift does not import).
+enum CurlAuth {
+    static let basic: UInt = 1 << 0
+    static let digest: UInt = 1 << 1
 }
 
 /// One libcurl easy handle: one HTTP request of one segment.
@@ -26,7 +41,7 @@ final class CurlEasy: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer: UnsafeMutablePointer<CChar>
-    private var headParser = ResponseHeadParser()
+    private var headParser: ResponseHeadParser
 
     var onHead: (ResponseHead) -> Void = { _ in }
     var onBody: (UnsafeRawBufferPointer) -> Int = { $0.count }
@@ -35,14 +50,35 @@ final class CurlEasy: @unchecked Sendable {
     init(options: RequestOptions, range: String?, extraHeaders: [String], fresh: Bool = false, multi: CurlMulti) {
         guard let handle = curl_easy_init() else { fatalError("curl_easy_init failed (out of memory?)") }
         self.handle = handle
+        headParser = ResponseHeadParser()
+        headParser.followsRedirects = options.followsRedirects
+        // Digest authentication costs curl one 401 before the answer: that head is curl's.
+        headParser.skipsAuthChallenge = options.credential.map { $0.scheme == CurlAuth.digest } ?? false
         errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
 
         ccurl_easy_setopt_string(handle, CURLOPT_URL, options.url)
         ccurl_easy_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
         ccurl_easy_setopt_string(handle, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
-        ccurl_easy_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 1)
+        ccurl_easy_setopt_long(handle, CURLOPT_FOLLOWLOCATION, options.followsRedirects ? 1 : 0)
         ccurl_easy_setopt_long(handle, CURLOPT_MAXREDIRS, 10)
+        if options.method != "GET" {
+            if let body = options.body {
+                ccurl_easy_setopt_off_t(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
+                body.withUnsafeBufferPointer { bytes in
+                    _ = ccurl_easy_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS,
+                                                  UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafePointer(bitPattern: 1)!))
+                }
+            }
+            if options.method != "POST" || options.body == nil {
+                ccurl_easy_setopt_string(handle, CURLOPT_CUSTOMREQUEST, options.method)
+            }
+        }
+        if let credential = options.credential {
+            ccurl_easy_setopt_string(handle, CURLOPT_USERNAME, credential.user)
+            ccurl_easy_setopt_string(handle, CURLOPT_PASSWORD, credential.password)
+            ccurl_easy_setopt_long(handle, CURLOPT_HTTPAUTH, Int(credential.scheme))
+        }
         ccurl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         // Separate TCP connections are the point of segmenting: no HTTP/2 multiplexing.
         ccurl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)

@@ -1,6 +1,9 @@
 import CCurl
 import Dispatch
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Logging
 
 /// What a finished download produced.
@@ -27,6 +30,9 @@ struct DownloadResult: Sendable {
 struct DownloadFailure: Error, Sendable {
     var error: HaulError
     var resumeData: Data? = nil
+    /// A partial file (and journal) kept in the temporary directory for the resume data: the
+    /// task removes them when nobody can receive that data.
+    var keptTempFile: (root: PlacementRoot, partName: String, journalName: String)? = nil
 }
 
 /// Runs one download: owns its state machine, temp file, journal and curl handles, and is the
@@ -93,32 +99,52 @@ final class DownloadOperation: @unchecked Sendable {
         var displayPath: String { destinationPath ?? partPath }
     }
 
-    private let multi: CurlMulti
+    let multi: CurlMulti
     private let settings: Settings
     private let files: Files
     private let journal: Journal
     private let logger: Logger
     private let syscalls: Syscalls
     private let resumeFrom: ResumeData?
-    private var machine: DownloadStateMachine
+    var machine: DownloadStateMachine
     private var file: DataFile?
-    private var easies: [Int: CurlEasy] = [:]
+    var easies: [Int: CurlEasy] = [:]
     private var writeErrors: [Int: HaulError] = [:]
     private var retryTimers: [Int: DispatchWorkItem] = [:]
     private var effectiveURL: String?
     /// Where range requests to the URL go: the probe's URL after redirects, so a redirector in
     /// front of several backends cannot send segments of one download to different ones.
-    private var segmentURL: String?
+    var segmentURL: String?
     private var seams = SeamChecks()
     private var warnedUnverifiable = false
     private var deadline: DispatchWorkItem?
     private var completion: ((Result<DownloadResult, DownloadFailure>) -> Void)?
     /// Holds the operation alive from `start()` until it finishes.
-    private var running: DownloadOperation?
+    var running: DownloadOperation?
     private var isSuspended = false
     /// Requests that came due while suspended; started on resume.
     private var deferredStarts: [DownloadStateMachine.Request] = []
-    private var reportedResponse = false
+    var reportedResponse = false
+    /// The requests made so far, timed by curl.
+    var collectedMetrics = CollectedMetrics()
+
+    // Questions for the delegate (DownloadOperation+Questions.swift).
+    /// Asks whether to follow a redirect of the first request; `nil`: curl follows by itself.
+    var onRedirect: ((HTTPURLResponse, URLRequest, @escaping @Sendable (URLRequest?) -> Void) -> Void)?
+    /// Asks for credentials when the first request gets a `401` challenge; `nil`: it fails.
+    var onChallenge: ((AuthenticationQuestion, @escaping @Sendable (AuthenticationAnswer) -> Void) -> Void)?
+    /// The URL, method, body and headers of requests to the URL (source 0): the caller's, or
+    /// those of a redirect the delegate chose.
+    var primaryURL: String
+    var primaryMethod: String
+    var primaryBody: [UInt8]?
+    var primaryHeaders: [String]
+    /// Credentials the delegate gave, and the URL they were given for.
+    var credential: (user: String, password: String, scheme: UInt)?
+    var credentialOrigin: String?
+    var authenticationRounds = 0
+    /// The delegate declined: the next answer of the first request counts as it is.
+    var declinesQuestions = false
     private var produceResumeDataOnCancel = false
 
     // Journal and durability state.
@@ -162,6 +188,10 @@ final class DownloadOperation: @unchecked Sendable {
         self.logger = logger
         self.syscalls = syscalls
         self.resumeFrom = resume
+        primaryURL = settings.request.url
+        primaryMethod = settings.request.method
+        primaryBody = settings.request.body
+        primaryHeaders = settings.request.headers
         if let digest = settings.expectedSHA256 { expected = (digest, .caller) }
         rate = settings.maxBytesPerSecond
         if let resume {
@@ -259,7 +289,7 @@ final class DownloadOperation: @unchecked Sendable {
 
     // MARK: Actions
 
-    private func run(_ actions: [DownloadStateMachine.Action]) {
+    func run(_ actions: [DownloadStateMachine.Action]) {
         for action in actions {
             logger.trace("action", metadata: ["action": "\(action)"])
             switch action {
@@ -345,10 +375,20 @@ final class DownloadOperation: @unchecked Sendable {
         }
     }
 
-    private func startRequest(_ request: DownloadStateMachine.Request) {
+    func startRequest(_ request: DownloadStateMachine.Request) {
         var headers: [String] = []
         if let validator = request.ifRange { headers.append("If-Range: \(validator)") }
         var options = settings.request
+        if request.mirror == 0 {
+            options.url = primaryURL
+            options.method = primaryMethod
+            options.body = primaryBody
+            options.headers = primaryHeaders
+            options.followsRedirects = onRedirect == nil || reportedResponse
+            if let credential, Self.sameOrigin(credentialOrigin ?? "", request.kind == .range ? (segmentURL ?? primaryURL) : primaryURL) {
+                options.credential = credential
+            }
+        }
         if request.mirror > 0, request.mirror <= settings.mirrorURLs.count {
             options.url = settings.mirrorURLs[request.mirror - 1]
             if !settings.sendsCredentialsToMirrors { options.headers = options.headers.filter { !Self.isCredential($0) } }
@@ -362,8 +402,12 @@ final class DownloadOperation: @unchecked Sendable {
         let easy = CurlEasy(options: options, range: request.rangeSpec, extraHeaders: headers, fresh: request.fresh,
                             multi: multi)
         let segment = request.segment
+        let fetchStart = Date()
+        var answer: ResponseHead?
         easy.onHead = { [unowned self, unowned easy] head in
             guard easies[segment] === easy else { return }
+            answer = head
+            if intercepts(head, easy: easy, request: request) { return }
             if !reportedResponse {
                 reportedResponse = true
                 effectiveURL = easy.effectiveURL
@@ -380,6 +424,8 @@ final class DownloadOperation: @unchecked Sendable {
         easy.onDone = { [unowned self, unowned easy] code, message in
             guard easies[segment] === easy else { return }
             easies[segment] = nil
+            collectedMetrics.append(easy.transactionMetrics(started: fetchStart, request: Self.metricsRequest(options, range: request.rangeSpec),
+                                                            head: answer, viaProxy: options.proxy != nil))
             if let error = writeErrors.removeValue(forKey: segment) {
                 run(machine.diskFailed(error))
             } else {
@@ -469,14 +515,14 @@ final class DownloadOperation: @unchecked Sendable {
 
     /// Same scheme, host and port (default ports filled in), as curl judges where credentials
     /// may go.
-    private static func sameOrigin(_ a: String, _ b: String) -> Bool {
+    static func sameOrigin(_ a: String, _ b: String) -> Bool {
         guard let x = URLComponents(string: a), let y = URLComponents(string: b) else { return false }
         func port(_ c: URLComponents) -> Int? { c.port ?? (c.scheme?.lowercased() == "https" ? 443 : 80) }
         return x.scheme?.lowercased() == y.scheme?.lowercased() && x.host?.lowercased() == y.host?.lowercased()
             && port(x) == port(y)
     }
 
-    private static func isCredential(_ header: String) -> Bool {
+    static func isCredential(_ header: String) -> Bool {
         let name = header.prefix { $0 != ":" }.lowercased()
         return name == "authorization" || name == "cookie"
     }
@@ -583,7 +629,7 @@ final class DownloadOperation: @unchecked Sendable {
         }
     }
 
-    private func failed(_ error: HaulError) {
+    func failed(_ error: HaulError) {
         let keep = keepsPartialFile(after: error)
         var blob: Data?
         if keep, machine.isResumable, let data = makeResumeData()?.encoded() {
@@ -599,8 +645,9 @@ final class DownloadOperation: @unchecked Sendable {
         }
         stopEverything()
         var keepsBytes = blob != nil
-        // A full disk keeps what was written even when the server makes resuming impossible.
-        if case .diskFull = error { keepsBytes = true }
+        // A full disk keeps what was written beside a destination even when the server makes
+        // resuming impossible; in the temporary directory nobody could find it again.
+        if case .diskFull = error, files.isBesideDestination { keepsBytes = true }
         if !keepsBytes {
             if let file {
                 file.close()
@@ -611,7 +658,19 @@ final class DownloadOperation: @unchecked Sendable {
             if let file { _ = try? file.syncData() }
             file?.close()
         }
-        finish(.failure(DownloadFailure(error: error, resumeData: blob)))
+        var failure = DownloadFailure(error: error, resumeData: blob)
+        if keepsBytes, !files.isBesideDestination {
+            failure.keptTempFile = (files.root, files.partName, files.journalName)
+        }
+        finish(.failure(failure))
+    }
+
+    /// The request a transaction's metrics describe.
+    static func metricsRequest(_ options: RequestOptions, range: String?) -> URLRequest {
+        var request = URLRequest(url: URL(string: options.url) ?? URL(fileURLWithPath: "/"))
+        request.httpMethod = options.method
+        if let range { request.setValue("bytes=\(range)", forHTTPHeaderField: "Range") }
+        return request
     }
 
     private func stopEverything() {

@@ -15,6 +15,20 @@ protocol DownloadRunner: AnyObject, Sendable {
     var progress: (done: Int64, expected: Int64?, connections: Int) { get }
     /// Changes the receive limit while running (0: none).
     func setRateLimit(_ bytesPerSecond: Int64)
+    /// The requests made so far, timed (read on the session queue).
+    var collectedMetrics: CollectedMetrics { get }
+}
+
+/// The timings of a download's requests, for `DownloadTaskMetrics`.
+struct CollectedMetrics: Sendable {
+    /// At most `limit` requests are kept, so a long download's memory stays flat.
+    static let limit = 1000
+    var transactions: [DownloadTaskTransactionMetrics] = []
+    var redirects = 0
+
+    mutating func append(_ transaction: DownloadTaskTransactionMetrics) {
+        if transactions.count < Self.limit { transactions.append(transaction) }
+    }
 }
 
 extension DownloadOperation: DownloadRunner {}

@@ -59,7 +59,8 @@ final class ScenarioCore: Sendable {
                     nil
                 }
                 guard selector.matches(index: index, connection: connection, path: path, rangeHeader: range,
-                                       start: start, size: size) else { continue }
+                                       start: start, size: size,
+                                       authorization: head.headers.first(name: "authorization")) else { continue }
                 if let times = selector.times, state.ruleHits[number] >= times { continue }
                 if rule.then.redirect != nil { redirectTurn = state.ruleHits[number] }
                 state.ruleHits[number] += 1

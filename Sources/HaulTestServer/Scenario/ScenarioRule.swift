@@ -32,9 +32,14 @@ public struct RequestSelector: Decodable, Sendable, Equatable {
     public var startInLast: Int64?
     /// Only the first this-many requests that match the rest of the selector.
     public var times: Int?
+    /// Requests whose `Authorization` header is not exactly this (or is absent): a server that
+    /// wants these credentials.
+    public var authorizationIsNot: String?
 
     /// Whether a request matches (ignoring `times`, which the server counts).
-    func matches(index: Int, connection: Int, path: String, rangeHeader: String?, start: Int64?, size: Int64) -> Bool {
+    func matches(index: Int, connection: Int, path: String, rangeHeader: String?, start: Int64?, size: Int64,
+                 authorization: String? = nil) -> Bool {
+        if let wanted = authorizationIsNot, authorization == wanted { return false }
         if let wanted = self.index, wanted != index { return false }
         if let indices, !indices.contains(index) { return false }
         if let fromIndex, index < fromIndex { return false }
