@@ -68,6 +68,12 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // A URLSession download sample ported with only the README's renames, run for real.
+        .testTarget(
+            name: "HaulPortTests",
+            dependencies: ["Haul", "HaulTestServer"],
+            exclude: ["URLSessionSample.swift.txt"]
+        ),
         .testTarget(
             name: "HaulEngineTests",
             dependencies: ["Haul"]

@@ -135,3 +135,8 @@ extension DownloadTaskDelegate {
     /// Does nothing.
     public func downloadSessionDidFinishEvents(forBackgroundSession session: DownloadSession) {}
 }
+
+extension DownloadSession {
+    /// URLSession's answers to an authentication challenge, under the name ported code uses.
+    public typealias AuthChallengeDisposition = URLSession.AuthChallengeDisposition
+}
