@@ -210,7 +210,7 @@ extension Integration {
             #expect(task.state == .completed)
         }
 
-        @Test("Table 1: HTTP status to URLError", arguments: [
+        @Test("URLSession's download-task error table: HTTP status to URLError", arguments: [
             (401, URLError.Code.userAuthenticationRequired), (403, .noPermissionsToReadFile),
             (407, .userAuthenticationRequired), (404, .fileDoesNotExist), (410, .fileDoesNotExist),
             (500, .fileDoesNotExist), (416, .fileDoesNotExist),
