@@ -268,5 +268,53 @@ extension Integration {
             #expect(task.state == .completed && task.error != nil)
             #expect(scratch.contents.isEmpty, "left in the temporary directory: \(scratch.contents)")
         }
+
+        @Test("Configuration as URLSession's: typed httpAdditionalHeaders are sent, the per-host limit, .ephemeral writes no journal")
+        func configurationNames() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 4 << 20, seed: 157)
+            server.serve(ServedFile(content: content, etag: "\"e\"", bytesPerSecond: 8 << 20), at: "/f")
+            var configuration = DownloadSession.Configuration.ephemeral
+            configuration.httpAdditionalHeaders = ["X-Token": "abc", "X-Number": 7]
+            configuration.httpMaximumConnectionsPerHost = 3
+            #expect(configuration.connectionsPerHost == 3)
+            #expect(configuration.additionalHeaders == ["X-Token": "abc", "X-Number": "7"])
+            #expect(configuration.httpAdditionalHeaders?["X-Token"] as? String == "abc")
+            configuration.syncsBeforeMove = false
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let destination = scratch.file("out")
+            let session = DownloadSession(configuration: configuration)
+            let task = Task { try await session.download(from: server.url("/f"), to: destination) }
+            try await Task.sleep(for: .milliseconds(250))
+            #expect(!FileManager.default.fileExists(atPath: DownloadSession.journalURL(for: destination).path),
+                    "an ephemeral session keeps no journal")
+            _ = try await task.value
+            #expect(try SHA256.hex(ofFileAt: destination.path) == content.sha256)
+            #expect(server.requests.allSatisfy { $0.headers["x-token"] == "abc" && $0.headers["x-number"] == "7" })
+        }
+
+        @Test("download(resumeFrom:delegate:) continues cancelled work and returns (URL, URLResponse)")
+        func asyncResumeWithDelegate() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 6 << 20, seed: 158)
+            server.serve(ServedFile(content: content, etag: "\"r\"", bytesPerSecond: 3 << 20), at: "/f")
+            let session = paritySession()
+            let task = session.downloadTask(with: server.url("/f"))
+            task.resume()
+            for _ in 0..<100 where task.countOfBytesReceived < 1 << 20 { try await Task.sleep(for: .milliseconds(20)) }
+            let blob = try #require(await task.cancelByProducingResumeData())
+            let log = EventLog()
+            let (location, response) = try await session.download(resumeFrom: blob, delegate: log)
+            defer { try? FileManager.default.removeItem(at: location) }
+            let http = try #require(response as? HTTPURLResponse)
+            #expect(http.statusCode == 200 && http.value(forHTTPHeaderField: "Content-Length") == String(content.size),
+                    "a resumed task's response describes the whole resource too")
+            #expect(try SHA256.hex(ofFileAt: location.path) == content.sha256)
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(log.events.last == "completed")
+        }
     }
 }

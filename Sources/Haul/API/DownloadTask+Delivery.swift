@@ -64,11 +64,12 @@ extension DownloadTask {
         }
     }
 
-    /// A range answer to the first request stands for the resource's `200`: a `206` that starts
-    /// at byte 0, or the `416` an empty file gets.
+    /// A range answer to the first request stands for the resource's `200`: a `206` that names
+    /// the whole length or starts at byte 0 (a resumed task's first request starts later), or
+    /// the `416` an empty file gets.
     static func plainStatus(_ head: ResponseHead) -> Int {
         switch head.status {
-        case 206 where head.contentRange?.first == 0: return 200
+        case 206 where head.contentRange?.first == 0 || head.contentRange?.completeLength != nil: return 200
         case 416 where head.contentRange?.completeLength == 0: return 200
         default: return head.status
         }
