@@ -97,7 +97,16 @@ extension HaulCommand {
             Console.line("  \(fast.connections) connections: \(speed(fast.seconds))  (\(String(format: "%.2f", fast.seconds)) s)")
             Console.line("  speedup:         \(String(format: "%.1f", slow.seconds / fast.seconds))×")
             Console.line("  SHA-256 verified for both: \(fast.digest ?? "-")")
-            Console.line("Next: `haul get URL -o FILE`, `haul get --help`, or `make test`.")
+            Console.line(Self.nextSteps(invokedAs: CommandLine.arguments.first ?? "haul"))
+        }
+
+        /// What to run next, runnable as printed: the binary's own path when it was not found
+        /// on PATH, and how to put it there.
+        static func nextSteps(invokedAs argument: String) -> String {
+            guard argument.contains("/") else { return "Next: `haul get URL -o FILE`, `haul --help`." }
+            let binary = URL(fileURLWithPath: argument).standardizedFileURL.path
+            return "Next: `\(binary) get URL -o FILE` (the binary is there), or `sudo make install` "
+                + "to put `haul`, its completions and man page under /usr/local."
         }
     }
 }

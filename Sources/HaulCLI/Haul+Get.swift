@@ -32,7 +32,7 @@ extension HaulCommand {
         @Option(name: .shortAndLong, help: "Where to write the file (one URL only).")
         var output: String?
 
-        @Option(name: [.customShort("d"), .long], help: "Directory for the files (default: the current one).")
+        @Option(name: [.customShort("d"), .long], help: "Directory for the files (default: the current one); made if missing, as are -o's parents.")
         var dir: String?
 
         @OptionGroup var transfer: TransferOptions
@@ -152,6 +152,7 @@ extension HaulCommand {
 
         func run() async throws {
             let reporter = Reporter(quiet: quiet, json: json)
+            try makeOutputDirectories(reporter)
             var configuration = transfer.configuration()
             configuration.syncsBeforeMove = !noSync
             configuration.writesJournal = !noJournal
