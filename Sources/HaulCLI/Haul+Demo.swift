@@ -54,6 +54,7 @@ extension HaulCommand {
             Console.line("haul demo: a \(Format.bytes(size.bytes)) file on a loopback server that allows "
                   + "\(Format.bytes(rate.bytes))/s per connection.")
             let reporter = Reporter(quiet: false, json: false)
+            _ = ConsoleLogHandler.bootstrap(reporter: reporter, level: .warning)
             var results: [(connections: Int, seconds: Double, digest: String?)] = []
             for count in [1, connections] {
                 var configuration = DownloadSession.Configuration()

@@ -37,6 +37,8 @@ extension HaulCommand {
 
         @OptionGroup var transfer: TransferOptions
 
+        @OptionGroup var logging: LoggingOptions
+
         @Option(help: "Another URL serving the same file (repeat for several); one download only.")
         var mirror: [String] = []
 
@@ -154,6 +156,7 @@ extension HaulCommand {
             let reporter = Reporter(quiet: quiet, json: json)
             try makeOutputDirectories(reporter)
             var configuration = transfer.configuration()
+            configuration.logger = ConsoleLogHandler.bootstrap(reporter: reporter, level: logging.level)
             configuration.syncsBeforeMove = !noSync
             configuration.writesJournal = !noJournal
             configuration.computesSHA256 = !noHash

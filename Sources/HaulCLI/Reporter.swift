@@ -1,5 +1,6 @@
 import Foundation
 import Haul
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -158,6 +159,28 @@ final class Reporter: @unchecked Sendable {
         }
     }
 
+    /// A log record: `haul: [level: ]message (key: value, …)` on standard error, a JSON object
+    /// there with `--json`, nothing with `-q`. Never on standard output.
+    func log(level: Logger.Level, message: String, metadata: [String: String]) {
+        switch mode {
+        case .quiet:
+            return
+        case .json:
+            var object: [String: Any] = ["event": "log", "level": level.rawValue, "message": message,
+                                         "time": (Date().timeIntervalSince1970 * 1000).rounded() / 1000]
+            if !metadata.isEmpty { object["metadata"] = metadata }
+            emit(object, toStandardError: true)
+        case .plain, .terminal:
+            let marker = level >= .warning ? "\(level == .warning ? "warning" : "error"): "
+                : (level <= .debug ? "\(level.rawValue): " : "")
+            var text = "haul: " + marker + message
+            if !metadata.isEmpty {
+                text += " (" + metadata.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")"
+            }
+            printAbove(text, toStandardError: true)
+        }
+    }
+
     /// An error, to standard error, whatever the mode.
     func error(_ message: String) {
         if mode == .json {
@@ -234,9 +257,11 @@ final class Reporter: @unchecked Sendable {
         }
     }
 
-    private func emit(_ object: [String: Any]) {
+    private func emit(_ object: [String: Any], toStandardError: Bool = false) {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        lock.withLock { FileHandle.standardOutput.write(data + Data("\n".utf8)) }
+        lock.withLock {
+            (toStandardError ? FileHandle.standardError : FileHandle.standardOutput).write(data + Data("\n".utf8))
+        }
     }
 }
 

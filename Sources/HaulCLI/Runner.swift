@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Haul
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -77,6 +78,11 @@ struct Runner: Sendable {
             return .diskError
         }
         reporter.started(job)
+        Logger(label: "haul").info("downloading", metadata: [
+            "url": "\(job.primary.withoutCredentials.absoluteString)", "output": "\(job.output.path)",
+            "mirrors": "\(job.mirrors.count)", "connections": "up to \(session.configuration.connectionsPerDownload)",
+            "resume": "\(resumeData == nil ? "no, from byte 0" : "yes, from the journal")",
+        ])
         do {
             if let resumeData {
                 do {
