@@ -78,8 +78,8 @@ let package = Package(
         .testTarget(
             name: "HaulIntegrationTests",
             dependencies: ["Haul", "HaulDaemon", "HaulTestServer"],
-            // Fault scenarios as data, read at run time next to the test sources.
-            exclude: ["Scenarios", "RPC"]
+            // Fault scenarios as data and the pseudo-terminal driver, read at run time next to the test sources.
+            exclude: ["Scenarios", "RPC", "Terminal"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -11,6 +11,14 @@ struct LoggingOptions: ParsableArguments {
                                valueName: "level"))
     var logLevel: Logger.Level?
 
+    @Option(help: ArgumentHelp("Seconds between progress lines when the output is not a terminal (on standard error, as wget).",
+                               valueName: "seconds"))
+    var progressInterval: Double = 5
+
+    func validate() throws {
+        guard progressInterval > 0 else { throw ValidationError("--progress-interval must be positive") }
+    }
+
     /// The level asked for; warnings (a dropped source, a restart) show by default.
     var level: Logger.Level {
         if let logLevel { return logLevel }

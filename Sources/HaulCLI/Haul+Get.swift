@@ -153,7 +153,7 @@ extension HaulCommand {
         }
 
         func run() async throws {
-            let reporter = Reporter(quiet: quiet, json: json)
+            let reporter = Reporter(quiet: quiet, json: json, plainInterval: logging.progressInterval)
             try makeOutputDirectories(reporter)
             var configuration = transfer.configuration()
             configuration.logger = ConsoleLogHandler.bootstrap(reporter: reporter, level: logging.level)

@@ -53,8 +53,10 @@ struct Runner: Sendable {
                 reporter.note("interrupted; no journal could be saved for \(unsaved.map(\.output.path).joined(separator: ", ")): "
                     + "running the command again starts those over")
             }
+            reporter.summarize(jobs)
             return .interrupted
         }
+        reporter.summarize(jobs)
         return statuses.first { $0 != .success } ?? .success
     }
 
@@ -118,7 +120,9 @@ struct Runner: Sendable {
         if interruption.happened { task.cancel() }
         let events = task.events
         task.resume()
-        for try await _ in events {}
+        for try await event in events {
+            if case .resumed(let offset, _) = event { job.resumedFrom = offset }
+        }
     }
 
     /// Why the output cannot be written, when something is already there: anything but a
@@ -155,7 +159,8 @@ struct Runner: Sendable {
             guard let source = sources.first(where: { $0.withoutCredentials == resume.url.withoutCredentials }) else {
                 return try startOver(job, "the journal at \(path.path) is for \(resume.url.withoutCredentials.absoluteString)")
             }
-            reporter.note("\(job.output.lastPathComponent): resuming: \(resume.bytesDone) of \(resume.length) bytes already downloaded")
+            reporter.note("\(job.output.lastPathComponent): resuming: \(Format.bytes(resume.bytesDone)) of "
+                + "\(Format.bytes(resume.length)) already downloaded (\(resume.length > 0 ? resume.bytesDone * 100 / resume.length : 0)%)")
             if source.user != nil {
                 resume.url = source
                 return resume.encoded()
