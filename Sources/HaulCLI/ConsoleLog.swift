@@ -7,7 +7,7 @@ struct LoggingOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Say more: the sources and connections used, each retry and why, resume decisions (-vv: debug, seam checks).")
     var verbose: Int
 
-    @Option(help: ArgumentHelp("How much to log: trace, debug, info, notice, warning, error or critical.",
+    @Option(help: ArgumentHelp("How much to log (default: warning; -v info, -vv debug).",
                                valueName: "level"))
     var logLevel: Logger.Level?
 

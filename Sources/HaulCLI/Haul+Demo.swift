@@ -12,8 +12,8 @@ extension HaulCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show the speedup of many connections on an embedded loopback server.",
             discussion: """
-            Starts an HTTP server on 127.0.0.1 that limits every connection (as many real servers
-            and paths do), downloads the same generated file with one connection and with many,
+            Starts an HTTP server on 127.0.0.1 that limits every connection (as many real servers \
+            and paths do), downloads the same generated file with one connection and with many, \
             checks its SHA-256, prints both speeds and removes everything it made.
             """
         )

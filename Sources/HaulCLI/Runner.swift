@@ -110,6 +110,7 @@ struct Runner: Sendable {
         }
         renameFromContentDisposition(job)
         reporter.finished(job)
+        if let hook = command.habits.onComplete { await OnComplete.run(hook, for: job, reporter: reporter) }
         return .success
     }
 
