@@ -387,7 +387,11 @@ final class DownloadOperation: @unchecked Sendable {
         easy.onDone = { [unowned self, unowned easy] code, message in
             guard easies[segment] === easy else { return }
             easies[segment] = nil
-            if code != CURLE_OK, failureReasons[segment] == nil { failureReasons[segment] = message }
+            if code != CURLE_OK, failureReasons[segment] == nil {
+                // A write error without a disk error is the engine refusing the response's body.
+                failureReasons[segment] = code == CURLE_WRITE_ERROR && writeErrors[segment] == nil
+                    ? "its response was refused before any byte was kept" : message
+            }
             if let error = writeErrors.removeValue(forKey: segment) {
                 run(machine.diskFailed(error))
             } else {
