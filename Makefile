@@ -6,7 +6,7 @@ DESTDIR ?=
 BINDIR = $(DESTDIR)$(PREFIX)/bin
 SHAREDIR = $(DESTDIR)$(PREFIX)/share
 # swift-argument-parser's generate-manual plugin writes the man page here.
-MANUAL = .build/plugins/GenerateManual/outputs/haul/haul.1
+MANUAL = .build/plugins/GenerateManual/outputs/HaulCLI/haul.1
 SYSTEM_PACKAGES = libcurl4-openssl-dev libssl-dev
 BENCH_PACKAGES = nginx-light aria2 axel
 # aria2's own Python client, driven against haul daemon in the tests.
