@@ -1,11 +1,18 @@
-# Haul — the two commands a newcomer needs: `make demo` and `make test`.
+# Haul — the commands a newcomer needs: `make demo`, `make install` and `make test`.
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+# Where `make install` puts haul; DESTDIR stages it (for packaging).
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+SHAREDIR = $(DESTDIR)$(PREFIX)/share
+# swift-argument-parser's generate-manual plugin writes the man page here.
+MANUAL = .build/plugins/GenerateManual/outputs/HaulCLI/haul.1
 SYSTEM_PACKAGES = libcurl4-openssl-dev libssl-dev
 BENCH_PACKAGES = nginx-light aria2 axel
 # aria2's own Python client, driven against haul daemon in the tests.
 PYTHON_PACKAGES = aria2p==0.12.3
 
-.PHONY: demo test build release deps bench-deps bench compare clean
+.PHONY: demo test build release install uninstall manual deps bench-deps bench compare clean
 
 # Installs the system libraries Haul links (curl, OpenSSL) when they are missing.
 deps:
@@ -19,6 +26,25 @@ build: deps
 
 release: deps
 	$(SWIFT) build -c release --product haul --static-swift-stdlib
+
+# The man page, from the command's own help (swift-argument-parser's generate-manual plugin).
+manual: deps
+	$(SWIFT) package plugin generate-manual --configuration release
+
+# The release binary, bash/zsh/fish completions and the man page under $(DESTDIR)$(PREFIX).
+install: manual release
+	install -d $(BINDIR) $(SHAREDIR)/man/man1 $(SHAREDIR)/bash-completion/completions \
+		$(SHAREDIR)/zsh/site-functions $(SHAREDIR)/fish/vendor_completions.d
+	install -m 0755 "$$($(SWIFT) build -c release --show-bin-path)/haul" $(BINDIR)/haul
+	$(BINDIR)/haul --generate-completion-script bash > $(SHAREDIR)/bash-completion/completions/haul
+	$(BINDIR)/haul --generate-completion-script zsh > $(SHAREDIR)/zsh/site-functions/_haul
+	$(BINDIR)/haul --generate-completion-script fish > $(SHAREDIR)/fish/vendor_completions.d/haul.fish
+	install -m 0644 $(MANUAL) $(SHAREDIR)/man/man1/haul.1
+	@echo "haul installed in $(BINDIR); try: haul --help, man haul"
+
+uninstall:
+	rm -f $(BINDIR)/haul $(SHAREDIR)/man/man1/haul.1 $(SHAREDIR)/bash-completion/completions/haul \
+		$(SHAREDIR)/zsh/site-functions/_haul $(SHAREDIR)/fish/vendor_completions.d/haul.fish
 
 test: deps
 	@bash scripts/ensure-python-packages.sh $(PYTHON_PACKAGES)

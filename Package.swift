@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "Haul", targets: ["Haul"]),
+        // Test-only: the in-process server the tests, the benchmark package and `haul demo` use.
+        // Not part of Haul's API (documented as such in the README); applications use `Haul`.
         .library(name: "HaulTestServer", targets: ["HaulTestServer"]),
         .executable(name: "haul", targets: ["HaulCLI"]),
     ],
@@ -55,6 +57,7 @@ let package = Package(
                 "HaulDaemon",
                 "HaulTestServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // In-process HTTP/1.1 server for tests, benchmarks and the demo. Never used by Haul itself.
@@ -81,8 +84,8 @@ let package = Package(
         .testTarget(
             name: "HaulIntegrationTests",
             dependencies: ["Haul", "HaulDaemon", "HaulTestServer"],
-            // Fault scenarios as data, read at run time next to the test sources.
-            exclude: ["Scenarios", "RPC"]
+            // Fault scenarios as data and the pseudo-terminal driver, read at run time next to the test sources.
+            exclude: ["Scenarios", "RPC", "Terminal"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -204,41 +204,36 @@ READING = [
 
 
 def write_plot(path, scenarios, names, table):
-    """Horizontal bars of median throughput, one group per scenario, as a standalone SVG."""
-    colors = ["#1f77b4", "#aec7e8", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
-    bar, gap, label_width, chart_width = 16, 22, 170, 520
-    rows = []
-    y = 40
-    for key in scenarios:
-        present = [n for n in names if (key, n) in table]
-        if not present:
-            continue
-        rows.append(("title", SCENARIOS[key]["title"], y))
-        y += 20
-        peak = max(table[(key, n)] for n in present)
-        for name in present:
-            rows.append(("bar", name, y, table[(key, name)], peak))
-            y += bar + 4
-        y += gap
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + chart_width + 120}" height="{y}" '
-           f'font-family="sans-serif" font-size="12">',
-           '<rect width="100%" height="100%" fill="white"/>',
-           f'<text x="10" y="22" font-size="15" font-weight="bold">Median throughput (MiB/s), loopback, '
-           f'higher is better</text>']
-    for row in rows:
-        if row[0] == "title":
-            svg.append(f'<text x="10" y="{row[2] + 12}" font-weight="bold">{row[1]}</text>')
-            continue
-        _, name, top, value, peak = row
-        width = max(1, int(chart_width * value / peak)) if peak else 1
-        color = colors[names.index(name) % len(colors)]
-        svg.append(f'<text x="{label_width - 6}" y="{top + 12}" text-anchor="end">{name}</text>')
-        svg.append(f'<rect x="{label_width}" y="{top}" width="{width}" height="{bar}" fill="{color}"/>')
-        svg.append(f'<text x="{label_width + width + 6}" y="{top + 12}">{value:.0f}</text>')
-    svg.append("</svg>")
+    """Horizontal bars of median throughput, one panel per scenario, drawn by matplotlib (SVG)."""
+    import matplotlib
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    panels = [(key, [n for n in names if (key, n) in table]) for key in scenarios]
+    panels = [(key, present) for key, present in panels if present]
+    if not panels:
+        return
+    colors = plt.get_cmap("tab10")
+    heights = [0.5 + 0.3 * len(present) for _, present in panels]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(8, sum(heights) + 0.8), squeeze=False,
+                                gridspec_kw={"height_ratios": heights})
+    for axis, (key, present) in zip(axes[:, 0], panels):
+        values = [table[(key, name)] for name in present]
+        bars = axis.barh(range(len(present)), values, color=[colors(names.index(n) % 10) for n in present])
+        axis.set_yticks(range(len(present)), labels=present)
+        axis.invert_yaxis()
+        axis.bar_label(bars, labels=[f"{v:.0f}" for v in values], padding=3, fontsize=8)
+        axis.set_title(SCENARIOS[key]["title"], loc="left", fontsize=10, fontweight="bold")
+        axis.set_xlim(0, max(values) * 1.15 if max(values) > 0 else 1)
+        axis.tick_params(labelsize=8)
+        for side in ("top", "right"):
+            axis.spines[side].set_visible(False)
+    axes[-1, 0].set_xlabel("MiB/s")
+    figure.suptitle("Median throughput (MiB/s), loopback, higher is better", fontsize=12, fontweight="bold")
+    figure.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write("\n".join(svg) + "\n")
+    figure.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(figure)
 
 
 def main():

@@ -1,7 +1,7 @@
 import ArgumentParser
 
 /// A size such as `512`, `64K`, `8M` or `1G` (binary units).
-struct ByteSize: ExpressibleByArgument, Equatable {
+struct ByteSize: ExpressibleByArgument, Equatable, CustomStringConvertible {
     var bytes: Int64
 
     init(bytes: Int64) { self.bytes = bytes }
@@ -22,6 +22,18 @@ struct ByteSize: ExpressibleByArgument, Equatable {
         guard !overflow else { return nil }
         bytes = product
     }
+
+    /// The size as it is typed: `1M`, `16K`, `3G`, or bytes when not a whole unit.
+    var description: String {
+        for (suffix, unit) in [("G", Int64(1) << 30), ("M", Int64(1) << 20), ("K", Int64(1) << 10)]
+        where bytes >= unit && bytes % unit == 0 {
+            return "\(bytes / unit)\(suffix)"
+        }
+        return "\(bytes)"
+    }
+
+    /// How `--help` shows a default (`1M`, not the struct's fields).
+    var defaultValueDescription: String { description }
 }
 
 import Foundation

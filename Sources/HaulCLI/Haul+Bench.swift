@@ -8,8 +8,8 @@ extension HaulCommand {
         static let configuration = CommandConfiguration(
             abstract: "Measure mirrors: time to first byte, throughput over 1 and N connections, range support.",
             discussion: """
-            Each URL is measured in turn, bounded by --duration per phase and --bytes; nothing is
-            written to disk. Prints a table ranked by N-connection throughput (fastest first), or
+            Each URL is measured in turn, bounded by --duration per phase and --bytes; nothing is \
+            written to disk. Prints a table ranked by N-connection throughput (fastest first), or \
             JSON with --json. Also says whether the mirrors agree on length and validators.
             """
         )

@@ -10,10 +10,10 @@ extension HaulCommand {
             commandName: "daemon",
             abstract: "Run a download queue that outlives its clients, driven over aria2's JSON-RPC.",
             discussion: """
-            Listens on 127.0.0.1:6800 (POST /jsonrpc), so aria2 clients (aria2p, AriaNg, browser
-            extensions) work unchanged. Every call needs the secret as aria2's 'token:SECRET'
-            first parameter: made once and kept (0600) in the state directory, or given with
-            --secret. Downloads are written only inside --dir; the queue is saved (and synced)
+            Listens on 127.0.0.1:6800 (POST /jsonrpc), so aria2 clients (aria2p, AriaNg, browser \
+            extensions) work unchanged. Every call needs the secret as aria2's 'token:SECRET' \
+            first parameter: made once and kept (0600) in the state directory, or given with \
+            --secret. Downloads are written only inside --dir; the queue is saved (and synced) \
             before every answer, so a killed daemon starts again with every download where it was.
             """
         )

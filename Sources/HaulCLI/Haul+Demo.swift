@@ -12,8 +12,8 @@ extension HaulCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show the speedup of many connections on an embedded loopback server.",
             discussion: """
-            Starts an HTTP server on 127.0.0.1 that limits every connection (as many real servers
-            and paths do), downloads the same generated file with one connection and with many,
+            Starts an HTTP server on 127.0.0.1 that limits every connection (as many real servers \
+            and paths do), downloads the same generated file with one connection and with many, \
             checks its SHA-256, prints both speeds and removes everything it made.
             """
         )
@@ -54,6 +54,7 @@ extension HaulCommand {
             Console.line("haul demo: a \(Format.bytes(size.bytes)) file on a loopback server that allows "
                   + "\(Format.bytes(rate.bytes))/s per connection.")
             let reporter = Reporter(quiet: false, json: false)
+            _ = ConsoleLogHandler.bootstrap(reporter: reporter, level: .warning)
             var results: [(connections: Int, seconds: Double, digest: String?)] = []
             for count in [1, connections] {
                 var configuration = DownloadSession.Configuration()
@@ -97,7 +98,16 @@ extension HaulCommand {
             Console.line("  \(fast.connections) connections: \(speed(fast.seconds))  (\(String(format: "%.2f", fast.seconds)) s)")
             Console.line("  speedup:         \(String(format: "%.1f", slow.seconds / fast.seconds))×")
             Console.line("  SHA-256 verified for both: \(fast.digest ?? "-")")
-            Console.line("Next: `haul get URL -o FILE`, `haul get --help`, or `make test`.")
+            Console.line(Self.nextSteps(invokedAs: CommandLine.arguments.first ?? "haul"))
+        }
+
+        /// What to run next, runnable as printed: the binary's own path when it was not found
+        /// on PATH, and how to put it there.
+        static func nextSteps(invokedAs argument: String) -> String {
+            guard argument.contains("/") else { return "Next: `haul get URL -o FILE`, `haul --help`." }
+            let binary = URL(fileURLWithPath: argument).standardizedFileURL.path
+            return "Next: `\(binary) get URL -o FILE` (the binary is there), or `sudo make install` "
+                + "to put `haul`, its completions and man page under /usr/local."
         }
     }
 }

@@ -17,10 +17,19 @@ extension HaulCommand {
         static let configuration = CommandConfiguration(
             abstract: "Download URLs over several connections each.",
             discussion: """
-            Without -o the name comes from the URL path, or from the server's Content-Disposition
-            (reduced to a bare file name). An existing file is not overwritten without --force.
-            An interrupted download (Ctrl-C, a crash, a lost connection) leaves a journal beside
+            Without -o the name comes from the URL path, or from the server's Content-Disposition \
+            (reduced to a bare file name). An existing file is not overwritten without --force. \
+            An interrupted download (Ctrl-C, a crash, a lost connection) leaves a journal beside \
             the output; running the same command again continues where it stopped.
+
+            EXAMPLES:
+              haul get https://example.org/big.iso
+              haul example.org/big.iso -x16          (get is the default; http:// too)
+              haul get https://example.org/big.iso -o big.iso --sha256 HEX
+              haul get -i urls.txt -j 4 -d downloads/ --checksum-file SHA256SUMS
+              haul get https://a.example/f.iso --mirror https://b.example/f.iso
+              haul get https://example.org/big.iso -v --limit-rate 2M
+              haul get https://example.org/big.iso --dry-run
 
             \(ExitStatus.helpText)
             """
@@ -32,10 +41,14 @@ extension HaulCommand {
         @Option(name: .shortAndLong, help: "Where to write the file (one URL only).")
         var output: String?
 
-        @Option(name: [.customShort("d"), .long], help: "Directory for the files (default: the current one).")
+        @Option(name: [.customShort("d"), .long], help: "Directory for the files (default: the current one); made if missing, as are -o's parents.")
         var dir: String?
 
         @OptionGroup var transfer: TransferOptions
+
+        @OptionGroup var logging: LoggingOptions
+
+        @OptionGroup var habits: HabitOptions
 
         @Option(help: "Another URL serving the same file (repeat for several); one download only.")
         var mirror: [String] = []
@@ -74,7 +87,7 @@ extension HaulCommand {
         @Option(name: [.customShort("i"), .long], help: "A file of URLs, one per line (# starts a comment).")
         var inputFile: String?
 
-        @Option(name: [.customShort("j"), .long], help: "Downloads at once.")
+        @Option(name: [.customShort("j", allowingJoined: true), .long], help: "Downloads at once.")
         var maxConcurrentDownloads: Int = 4
 
         @Flag(name: .shortAndLong, help: "Print nothing but errors.")
@@ -101,7 +114,7 @@ extension HaulCommand {
                     throw ValidationError("'\(redactingCredentials(text))' is not an http or https URL")
                 }
             }
-            for text in mirror {
+            for text in mirror.map(Self.withScheme) {
                 guard let parsed = URL(string: text), let scheme = parsed.scheme?.lowercased(),
                       scheme == "http" || scheme == "https", parsed.host != nil else {
                     throw ValidationError("--mirror '\(redactingCredentials(text))' is not an http or https URL")
@@ -134,25 +147,30 @@ extension HaulCommand {
                 throw ValidationError("--no-hash cannot be combined with a checksum to verify")
             }
             guard !(quiet && json) else { throw ValidationError("give -q or --json, not both") }
+            guard !(habits.remoteName && output != nil) else { throw ValidationError("give -o FILE or -O, not both") }
         }
 
         /// URLs from the arguments and the input file.
         private func allURLs() throws -> [String] {
             var all = urls
             if let inputFile {
-                guard let text = try? String(contentsOfFile: inputFile, encoding: .utf8) else {
+                guard let text = inputFile == "-" ? StandardInput.text
+                    : try? String(contentsOfFile: inputFile, encoding: .utf8) else {
                     throw ValidationError("cannot read the input file \(inputFile)")
                 }
                 all += text.split(whereSeparator: \.isNewline)
                     .map { $0.trimmingCharacters(in: .whitespaces) }
                     .filter { !$0.isEmpty && !$0.hasPrefix("#") }
             }
-            return all
+            return all.map(Self.withScheme)
         }
 
         func run() async throws {
-            let reporter = Reporter(quiet: quiet, json: json)
+            let reporter = Reporter(quiet: quiet, json: json, plainInterval: logging.progressInterval)
+            if habits.dryRun { return try await dryRun(try allURLs(), reporter: reporter) }
+            try makeOutputDirectories(reporter)
             var configuration = transfer.configuration()
+            configuration.logger = ConsoleLogHandler.bootstrap(reporter: reporter, level: logging.level)
             configuration.syncsBeforeMove = !noSync
             configuration.writesJournal = !noJournal
             configuration.computesSHA256 = !noHash
@@ -163,7 +181,7 @@ extension HaulCommand {
 
             var jobs: [Job] = []
             var sources = try allURLs()
-            var mirrors = mirror.compactMap(URL.init(string:))
+            var mirrors = mirror.map(Self.withScheme).compactMap(URL.init(string:))
             if sameFile {
                 mirrors = sources.dropFirst().compactMap(URL.init(string:)) + mirrors
                 sources = Array(sources.prefix(1))

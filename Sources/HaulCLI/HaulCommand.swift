@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Haul
 
 /// The `haul` command: segmented, parallel downloads.
@@ -9,6 +10,30 @@ struct HaulCommand: AsyncParsableCommand {
         abstract: "Segmented, parallel HTTP downloads with exact resume and SHA-256 verification.",
         version: Haul.version,
         subcommands: [Get.self, Bench.self, Demo.self, Daemon.self, Add.self, Ls.self, Pause.self, Resume.self, Rm.self,
-                      Wait.self]
+                      Wait.self],
+        // `haul URL…` is `haul get URL…`, as with curl and wget.
+        defaultSubcommand: Get.self
     )
+
+    /// Parses the arguments with the config file's options in front of them (see `ConfigFile`),
+    /// then runs the command.
+    static func main() async {
+        let given = Array(CommandLine.arguments.dropFirst())
+        let (arguments, file) = ConfigFile.apply(to: given, subcommands: configuration.subcommands.map {
+            $0.configuration.commandName ?? ""
+        })
+        do {
+            var command = try parseAsRoot(arguments)
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if let file, !(error is ExitCode) {
+                FileHandle.standardError.write(Data("haul: options from \(file) were read first; --no-config leaves them out\n".utf8))
+            }
+            exit(withError: error)
+        }
+    }
 }

@@ -1,65 +1,27 @@
 import Foundation
 import Haul
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// One download of a `haul get` run, as the reporter sees it.
-final class Job: @unchecked Sendable {
-    // Unchecked: `lock` guards the vars.
-    let url: URL
-    /// The URL requests start from (the first given, or the fastest with --mirror-select).
-    var primary: URL {
-        get { lock.withLock { _primary ?? url } }
-        set { lock.withLock { _primary = newValue } }
-    }
-    private var _primary: URL?
-    /// Other URLs of the same file.
-    var mirrors: [URL] {
-        get { lock.withLock { _mirrors } }
-        set { lock.withLock { _mirrors = newValue } }
-    }
-    private var _mirrors: [URL] = []
-    private let lock = NSLock()
-    private var _output: URL
-    private var _task: DownloadTask?
-    let started = ContinuousClock.now
-    /// Speed estimate (exponential moving average) and the sample it was last updated from.
-    fileprivate var speed: Double = 0
-    fileprivate var lastSample: (ContinuousClock.Instant, Int64)?
-    fileprivate var lastJSON: ContinuousClock.Instant?
-
-    /// The URL as it may be shown or logged: without a user name or password.
-    var shownURL: String { url.withoutCredentials.absoluteString }
-
-    init(url: URL, output: URL) {
-        self.url = url
-        self._output = output
-    }
-
-    var output: URL {
-        get { lock.withLock { _output } }
-        set { lock.withLock { _output = newValue } }
-    }
-
-    var task: DownloadTask? {
-        get { lock.withLock { _task } }
-        set { lock.withLock { _task = newValue } }
-    }
-}
-
-/// Shows downloads: a redrawn block on a terminal, plain lines otherwise, JSON lines with
+/// Shows downloads: a redrawn block that fits the terminal's width on a terminal, a plain
+/// progress line every few seconds otherwise (on standard error, as wget), JSON lines with
 /// `--json`, nothing but errors with `-q`.
 final class Reporter: @unchecked Sendable {
-    // Unchecked: `lock` guards `active`, `drawnLines` and the jobs' speed fields.
+    // Unchecked: `lock` guards `active`, `drawnLines`, `lastPlainLine` and the jobs' meters.
     enum Mode { case quiet, plain, terminal, json }
 
     let mode: Mode
+    /// Seconds between plain progress lines (not on a terminal).
+    let plainInterval: Double
     private let lock = NSLock()
     private var active: [Job] = []
     private var drawnLines = 0
+    private var lastPlainLine = ContinuousClock.now
+    private let width: TerminalWidth?
 
-    init(quiet: Bool, json: Bool) {
+    init(quiet: Bool, json: Bool, plainInterval: Double = 5) {
         if json {
             mode = .json
         } else if quiet {
@@ -67,9 +29,12 @@ final class Reporter: @unchecked Sendable {
         } else {
             mode = isatty(STDOUT_FILENO) == 1 ? .terminal : .plain
         }
+        self.plainInterval = plainInterval
+        width = mode == .terminal ? TerminalWidth(descriptor: STDOUT_FILENO) : nil
     }
 
     func started(_ job: Job) {
+        job.started = ContinuousClock.now
         lock.withLock { active.append(job) }
         if mode == .json {
             emit(["event": "start", "url": job.shownURL, "output": job.output.path])
@@ -80,39 +45,54 @@ final class Reporter: @unchecked Sendable {
     func tick() {
         let now = ContinuousClock.now
         lock.withLock {
-            for job in active { sample(job, now: now) }
+            for job in active {
+                if let task = job.task { job.meter.add(task.countOfBytesReceived, at: now) }
+            }
         }
         switch mode {
         case .terminal:
-            lock.withLock { redraw(active.map(line(for:))) }
+            lock.withLock {
+                let columns = width?.current ?? 80
+                redraw(active.map { line(for: $0, width: columns) })
+            }
         case .json:
-            let due: [Job] = lock.withLock {
-                active.filter { job in
-                    guard job.lastJSON.map({ now - $0 >= .seconds(1) }) ?? (now - job.started >= .seconds(1)) else { return false }
+            let due: [(Job, Double?)] = lock.withLock {
+                active.compactMap { job in
+                    guard job.lastJSON.map({ now - $0 >= .seconds(1) }) ?? (now - job.started >= .seconds(1)) else { return nil }
                     job.lastJSON = now
-                    return true
+                    return (job, job.meter.bytesPerSecond)
                 }
             }
-            for job in due {
+            for (job, speed) in due {
                 guard let task = job.task else { continue }
                 emit(["event": "progress", "url": job.shownURL, "bytes": task.countOfBytesReceived,
-                      "total": task.countOfBytesExpectedToReceive, "bytes_per_second": Int(job.speed),
+                      "total": task.countOfBytesExpectedToReceive, "bytes_per_second": Int(speed ?? 0),
                       "connections": task.activeConnections])
             }
-        case .plain, .quiet:
+        case .plain:
+            let lines: [String] = lock.withLock {
+                guard (now - lastPlainLine).seconds >= plainInterval else { return [] }
+                lastPlainLine = now
+                return active.compactMap(plainLine(for:))
+            }
+            for text in lines { printAbove(text, toStandardError: true) }
+        case .quiet:
             break
         }
     }
 
-    func finished(_ job: Job, resumedNote: String? = nil) {
+    func finished(_ job: Job) {
         remove(job)
         guard let task = job.task else { return }
         let seconds = (ContinuousClock.now - job.started).seconds
         let bytes = task.countOfBytesExpectedToReceive
+        let thisRun = max(0, bytes - job.resumedFrom)
+        job.outcome = .init(succeeded: true, message: "ok", bytes: bytes, seconds: seconds, bytesThisRun: thisRun)
         switch mode {
         case .json:
             var object: [String: Any] = ["event": "finish", "url": job.shownURL, "output": job.output.path,
-                                         "bytes": bytes, "seconds": (seconds * 1000).rounded() / 1000]
+                                         "bytes": bytes, "bytes_this_run": thisRun,
+                                         "seconds": (seconds * 1000).rounded() / 1000]
             object["sha256"] = task.sha256
             object["checksum_source"] = task.checksumSource?.rawValue
             object["seams_checked"] = task.seamChecks.checked
@@ -120,7 +100,8 @@ final class Reporter: @unchecked Sendable {
             emit(object)
         case .terminal, .plain:
             var text = "\(job.output.path): \(Format.bytes(bytes)) in \(String(format: "%.2f", seconds)) s "
-                + "(\(Format.bytes(Int64(seconds > 0 ? Double(bytes) / seconds : 0)))/s)"
+                + "(\(Format.bytes(Int64(seconds > 0 ? Double(thisRun) / seconds : 0)))/s"
+                + (job.resumedFrom > 0 ? "; \(Format.bytes(job.resumedFrom)) were already there)" : ")")
             if let digest = task.sha256 {
                 text += ", sha-256 \(digest)"
                 if let source = task.checksumSource {
@@ -136,11 +117,13 @@ final class Reporter: @unchecked Sendable {
     /// Stops showing `job` without a result line.
     func dismiss(_ job: Job) {
         remove(job)
-        lock.withLock { redraw(active.map(line(for:))) }
+        lock.withLock { redraw(active.map { line(for: $0, width: width?.current ?? 80) }) }
     }
 
     func failed(_ job: Job, message: String, status: ExitStatus) {
         remove(job)
+        job.outcome = .init(succeeded: false, message: "\(message) (exit \(status.rawValue))",
+                            bytes: nil, seconds: (ContinuousClock.now - job.started).seconds, bytesThisRun: nil)
         if mode == .json {
             emit(["event": "error", "url": job.shownURL, "output": job.output.path, "message": message,
                   "exit_code": Int(status.rawValue)])
@@ -149,12 +132,40 @@ final class Reporter: @unchecked Sendable {
         }
     }
 
+    /// The results table at the end of a batch (more than one download), on standard output.
+    func summarize(_ jobs: [Job]) {
+        guard jobs.count > 1, mode == .terminal || mode == .plain else { return }
+        for row in ResultsTable.render(jobs) { printAbove(row, toStandardError: false) }
+    }
+
     /// A message about the run (not one download), to standard error.
     func note(_ message: String) {
         if mode == .json {
             emit(["event": "note", "message": message])
         } else if mode != .quiet {
             printAbove("haul: \(message)", toStandardError: true)
+        }
+    }
+
+    /// A log record: `haul: [level: ]message (key: value, …)` on standard error, a JSON object
+    /// there with `--json`, nothing with `-q`. Never on standard output.
+    func log(level: Logger.Level, message: String, metadata: [String: String]) {
+        switch mode {
+        case .quiet:
+            return
+        case .json:
+            var object: [String: Any] = ["event": "log", "level": level.rawValue, "message": message,
+                                         "time": (Date().timeIntervalSince1970 * 1000).rounded() / 1000]
+            if !metadata.isEmpty { object["metadata"] = metadata }
+            emit(object, toStandardError: true)
+        case .plain, .terminal:
+            let marker = level >= .warning ? "\(level == .warning ? "warning" : "error"): "
+                : (level <= .debug ? "\(level.rawValue): " : "")
+            var text = "haul: " + marker + message
+            if !metadata.isEmpty {
+                text += " (" + metadata.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")"
+            }
+            printAbove(text, toStandardError: true)
         }
     }
 
@@ -178,41 +189,29 @@ final class Reporter: @unchecked Sendable {
         lock.withLock { active.removeAll { $0 === job } }
     }
 
-    private func sample(_ job: Job, now: ContinuousClock.Instant) {
-        guard let task = job.task else { return }
-        let bytes = task.countOfBytesReceived
-        if let (time, previous) = job.lastSample {
-            let seconds = (now - time).seconds
-            if seconds > 0 {
-                let instant = Double(max(0, bytes - previous)) / seconds
-                job.speed = job.speed == 0 ? instant : 0.7 * job.speed + 0.3 * instant
-            }
-        }
-        job.lastSample = (now, bytes)
+    /// The job's row in the block. Call with `lock` held.
+    private func line(for job: Job, width: Int) -> String {
+        let name = job.output.lastPathComponent
+        guard let task = job.task else { return ProgressLine.shorten(name, to: max(width - 1, 1)) }
+        return ProgressLine.render(name: name, done: task.countOfBytesReceived, total: task.countOfBytesExpectedToReceive,
+                                   bytesPerSecond: job.meter.bytesPerSecond, connections: task.activeConnections,
+                                   width: width)
     }
 
-    private func line(for job: Job) -> String {
-        guard let task = job.task else { return job.output.lastPathComponent }
+    /// A plain progress line (not a terminal). Call with `lock` held.
+    private func plainLine(for job: Job) -> String? {
+        guard let task = job.task else { return nil }
         let done = task.countOfBytesReceived
         let total = task.countOfBytesExpectedToReceive
-        let name = job.output.lastPathComponent
-        let shortName = name.count > 28 ? String(name.prefix(27)) + "…" : name
-        var text = shortName.padding(toLength: 29, withPad: " ", startingAt: 0)
+        let speed = job.meter.bytesPerSecond
+        var text = "haul: \(job.output.lastPathComponent): "
         if total > 0 {
-            let percent = Double(done) / Double(total)
-            let width = 20
-            let filled = Int(percent * Double(width))
-            text += "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "] "
-            text += String(format: "%3d%% ", Int(percent * 100))
-            text += "\(Format.bytes(done))/\(Format.bytes(total))"
+            text += "\(Int(Double(done) / Double(total) * 100))% of \(Format.bytes(total))"
         } else {
             text += Format.bytes(done)
         }
-        text += "  \(Format.bytes(Int64(job.speed)))/s"
-        if total > 0, job.speed > 1 {
-            text += "  ETA \(Format.duration(Double(total - done) / job.speed))"
-        }
-        text += "  x\(task.activeConnections)"
+        text += ", " + (speed.map { Format.bytes(Int64($0)) + "/s" } ?? "--/s")
+        if total > 0, let speed, speed > 1 { text += ", ETA \(Format.duration(Double(total - done) / speed))" }
         return text
     }
 
@@ -234,35 +233,10 @@ final class Reporter: @unchecked Sendable {
         }
     }
 
-    private func emit(_ object: [String: Any]) {
+    private func emit(_ object: [String: Any], toStandardError: Bool = false) {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        lock.withLock { FileHandle.standardOutput.write(data + Data("\n".utf8)) }
-    }
-}
-
-/// Human-readable sizes and durations without Foundation's locale-aware formatters.
-enum Format {
-    static func bytes(_ count: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(max(0, count))
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
+        lock.withLock {
+            (toStandardError ? FileHandle.standardError : FileHandle.standardOutput).write(data + Data("\n".utf8))
         }
-        return unit == 0 ? "\(Int(value)) B" : String(format: "%.1f ", value) + units[unit]
-    }
-
-    static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite, seconds >= 0 else { return "--:--" }
-        let total = Int(seconds.rounded())
-        if total >= 3600 { return String(format: "%d:%02d:%02d", total / 3600, total / 60 % 60, total % 60) }
-        return String(format: "%d:%02d", total / 60, total % 60)
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Haul
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,8 +53,10 @@ struct Runner: Sendable {
                 reporter.note("interrupted; no journal could be saved for \(unsaved.map(\.output.path).joined(separator: ", ")): "
                     + "running the command again starts those over")
             }
+            reporter.summarize(jobs)
             return .interrupted
         }
+        reporter.summarize(jobs)
         return statuses.first { $0 != .success } ?? .success
     }
 
@@ -77,6 +80,11 @@ struct Runner: Sendable {
             return .diskError
         }
         reporter.started(job)
+        Logger(label: "haul").info("downloading", metadata: [
+            "url": "\(job.primary.withoutCredentials.absoluteString)", "output": "\(job.output.path)",
+            "mirrors": "\(job.mirrors.count)", "connections": "up to \(session.configuration.connectionsPerDownload)",
+            "resume": "\(resumeData == nil ? "no, from byte 0" : "yes, from the journal")",
+        ])
         do {
             if let resumeData {
                 do {
@@ -102,6 +110,7 @@ struct Runner: Sendable {
         }
         renameFromContentDisposition(job)
         reporter.finished(job)
+        if let hook = command.habits.onComplete { await OnComplete.run(hook, for: job, reporter: reporter) }
         return .success
     }
 
@@ -112,7 +121,9 @@ struct Runner: Sendable {
         if interruption.happened { task.cancel() }
         let events = task.events
         task.resume()
-        for try await _ in events {}
+        for try await event in events {
+            if case .resumed(let offset, _) = event { job.resumedFrom = offset }
+        }
     }
 
     /// Why the output cannot be written, when something is already there: anything but a
@@ -149,7 +160,8 @@ struct Runner: Sendable {
             guard let source = sources.first(where: { $0.withoutCredentials == resume.url.withoutCredentials }) else {
                 return try startOver(job, "the journal at \(path.path) is for \(resume.url.withoutCredentials.absoluteString)")
             }
-            reporter.note("\(job.output.lastPathComponent): resuming: \(resume.bytesDone) of \(resume.length) bytes already downloaded")
+            reporter.note("\(job.output.lastPathComponent): resuming: \(Format.bytes(resume.bytesDone)) of "
+                + "\(Format.bytes(resume.length)) already downloaded (\(resume.length > 0 ? resume.bytesDone * 100 / resume.length : 0)%)")
             if source.user != nil {
                 resume.url = source
                 return resume.encoded()

@@ -4,13 +4,15 @@ import Haul
 
 /// Connection settings shared by the subcommands that download.
 struct TransferOptions: ParsableArguments {
-    @Option(name: [.customShort("x"), .long], help: "Connections per download (1-64).")
+    @Option(name: [.customShort("x", allowingJoined: true), .customShort("s", allowingJoined: true), .long],
+            help: "Connections per download (1-64); -s is aria2's spelling.")
     var connections: Int = 16
 
-    @Option(name: [.customShort("k"), .long], help: "Smallest range worth its own connection (e.g. 1M).")
+    @Option(name: [.customShort("k", allowingJoined: true), .long], help: "Smallest range worth its own connection (e.g. 1M).")
     var minSplit: ByteSize = ByteSize(bytes: 1 << 20)
 
-    @Option(help: "Tries per segment after a transient failure.")
+    @Option(name: [.long, .customShort("t", allowingJoined: true), .customLong("tries"), .customLong("retry")],
+            help: "Tries per segment after a transient failure (-t, --tries: wget's spelling; --retry: curl's).")
     var maxTries: Int = 5
 
     @Option(help: "Seconds a connection may stay under 1 KiB/s (silent or trickling) before it is dropped and retried; also the connect timeout.")
@@ -25,11 +27,11 @@ struct TransferOptions: ParsableArguments {
     @Option(help: "Limit each download to this many bytes per second (e.g. 2M).")
     var limitRate: ByteSize?
 
-    @Option(name: .customShort("H"), help: ArgumentHelp("Extra request header, e.g. -H 'Authorization: Bearer …'.",
+    @Option(name: [.customShort("H"), .customLong("header")], help: ArgumentHelp("Extra request header, e.g. -H 'Authorization: Bearer …'.",
                                                        valueName: "Name: value"))
     var headers: [String] = []
 
-    @Option(help: "User-Agent header.")
+    @Option(name: [.customShort("U"), .long], help: "User-Agent header.")
     var userAgent: String?
 
     @Option(help: "PEM file of CA certificates to trust.")

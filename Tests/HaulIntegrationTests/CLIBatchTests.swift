@@ -136,6 +136,10 @@ extension Integration {
             #expect(result.stdout.contains("1 connection:") && result.stdout.contains("8 connections:"))
             #expect(result.stdout.contains("speedup:"))
             #expect(result.stdout.contains("SHA-256 verified"))
+            // The hint is runnable as printed: it names the binary that ran.
+            let next = result.stdout.components(separatedBy: "Next: `").last?.components(separatedBy: " ").first ?? ""
+            #expect(next == (try haulExecutable()).standardizedFileURL.path, "stdout: \(result.stdout)")
+            #expect(result.stdout.contains("make install"))
             let after = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
             #expect(after.subtracting(before).filter { $0.hasPrefix("haul-demo") }.isEmpty)
         }

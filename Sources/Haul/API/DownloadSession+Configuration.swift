@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 extension DownloadSession {
     /// Settings shared by every download of a session. `Configuration()` gives the defaults.
@@ -115,6 +116,11 @@ extension DownloadSession {
         /// that sends other bytes than it claims, or two versions of the file, is caught even
         /// without validators; 0 turns the comparison off.
         public var seamOverlap: Int64 = 16 << 10
+        /// Where the session logs (swift-log): the sources and connections a download uses, each
+        /// retry, dropped source and restart with its `reason` in the metadata, seam checks.
+        /// `nil` (the default) logs through `Logger(label: "haul")` and the process's
+        /// `LoggingSystem`.
+        public var logger: Logger?
 
         /// The background session's identifier (`background(withIdentifier:)`), or `nil` for a
         /// session whose downloads run in this process.

@@ -70,7 +70,7 @@ public final class DownloadSession: Sendable {
         self.configuration = configuration
         self.lifecycle = Mutex(Lifecycle(delegate: delegate))
         self.delivery = DelegateDelivery(queue: delegateQueue)
-        self.logger = Logger(label: "haul")
+        self.logger = configuration.logger ?? Logger(label: "haul")
         self.multi = CurlMulti(label: "haul.session", maxHostConnections: configuration.connectionsPerHost,
                                logger: logger)
         if configuration.identifier != nil, delegate != nil {

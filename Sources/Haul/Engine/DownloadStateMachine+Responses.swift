@@ -210,7 +210,11 @@ extension DownloadStateMachine {
     /// is the last source left, the download starts over. Returns `nil` when the response is fine.
     private mutating func validateMirror(_ head: ResponseHead, for request: Request) -> [Action]? {
         var problem: String?
-        if head.status != 206 {
+        if head.status == 200, request.ifRange != nil, let mismatch = mirrorValidatorMismatch(head) {
+            // If-Range carried the first source's validator: a mirror whose own differs (the
+            // same bytes with another mtime, say) sends the whole file, which says nothing of ranges.
+            problem = "\(mismatch), so it did not honour If-Range and sent the whole file"
+        } else if head.status != 206 {
             problem = "it answered HTTP \(head.status) to a range request"
         } else if let length = plan.length, head.contentRange?.completeLength != length {
             problem = "its file is \(head.contentRange?.completeLength.map(String.init) ?? "of unknown length"), not \(length) bytes"
@@ -235,6 +239,17 @@ extension DownloadStateMachine {
         }
         // The last source left serves another file than the one begun: start over from it.
         return remoteChanged("mirror \(request.mirror): \(problem)")
+    }
+
+    /// How a mirror's validators differ from the download's, or `nil`.
+    private func mirrorValidatorMismatch(_ head: ResponseHead) -> String? {
+        if let expected = etag, let other = head.etag, other != expected {
+            return "its ETag \(other) is not the first source's \(expected)"
+        }
+        if let expected = lastModified, let other = head.lastModified, other != expected {
+            return "its Last-Modified \(other) is not the first source's \(expected)"
+        }
+        return nil
     }
 
     private func describe(_ head: ResponseHead) -> String {

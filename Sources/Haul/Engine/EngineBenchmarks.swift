@@ -49,6 +49,13 @@ public enum EngineBenchmarks {
         return produced
     }
 
+    /// The SHA-256 of `bytes` through the engine's OpenSSL EVP hasher (which is not API).
+    public static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+        var hash = SHA256()
+        hash.update(bytes)
+        return hash.finalize()
+    }
+
     /// A resume blob like a 16-segment download's halfway point, encoded.
     public static func sampleResumeData(segments: Int) -> ResumeData {
         let length: Int64 = 1 << 30

@@ -4,11 +4,11 @@ import COpenSSL
 ///
 /// A non-copyable owner of one `EVP_MD_CTX`: feed bytes with `update`, read the digest once
 /// with `finalize`.
-public struct SHA256: ~Copyable {
+package struct SHA256: ~Copyable {
     private let context: OpaquePointer
 
     /// A fresh hash context.
-    public init() {
+    package init() {
         guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1 else {
             fatalError("OpenSSL could not create a SHA-256 context (out of memory?)")
         }
@@ -18,13 +18,13 @@ public struct SHA256: ~Copyable {
     deinit { EVP_MD_CTX_free(context) }
 
     /// Adds bytes to the hash.
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         EVP_DigestUpdate(context, base, bytes.count)
     }
 
     /// Adds the bytes of any contiguous collection.
-    public mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+    package mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
         if let done: Void = bytes.withContiguousStorageIfAvailable({ update(UnsafeRawBufferPointer($0)) }) {
             return done
         }
@@ -33,7 +33,7 @@ public struct SHA256: ~Copyable {
     }
 
     /// The 32-byte digest. Consumes the hash.
-    public consuming func finalize() -> [UInt8] {
+    package consuming func finalize() -> [UInt8] {
         var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length: UInt32 = 0
         digest.withUnsafeMutableBufferPointer { _ = EVP_DigestFinal_ex(context, $0.baseAddress, &length) }
@@ -41,12 +41,12 @@ public struct SHA256: ~Copyable {
     }
 
     /// The digest as lowercase hex.
-    public consuming func finalizeHex() -> String {
+    package consuming func finalizeHex() -> String {
         finalize().hexString
     }
 
     /// SHA-256 of a whole file read with a fixed buffer (bounded memory), as lowercase hex.
-    public static func hex(ofFileAt path: String) throws(HaulError) -> String {
+    package static func hex(ofFileAt path: String) throws(HaulError) -> String {
         let fd = retryingInterrupts { open(path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw DataFile.error("open", path, errno) }
         defer { _ = close(fd) }

@@ -17,7 +17,7 @@ package final class PlacementRoot: @unchecked Sendable {
     // Unchecked: `fd` is set once in init and closed in deinit; every call is a syscall on it.
     /// The directory as the caller named it (for messages only).
     package let path: String
-    fileprivate let fd: Int32
+    let fd: Int32
 
     /// Opens `directory` (the caller's own choice of place, so a symbolic link in it is followed).
     package init(directory: String) throws(HaulError) {
@@ -30,6 +30,12 @@ package final class PlacementRoot: @unchecked Sendable {
             throw DataFile.error("open the directory", named, code)
         }
         fd = opened
+    }
+
+    /// Takes ownership of `descriptor`, an open directory known to the caller as `path`.
+    init(descriptor: Int32, path: String) {
+        self.path = path
+        fd = descriptor
     }
 
     deinit { _ = Glibc.close(fd) }
@@ -80,14 +86,14 @@ package final class PlacementRoot: @unchecked Sendable {
                 return file
             }
             if existing.st_mode & S_IFMT == S_IFDIR {
-                throw .notARegularFile(path: location(of: name))
+                throw .notARegularFile(path: displayPath ?? location(of: name))
             }
             remove(name)
         }
         let opened = retryingInterrupts {
             openat(fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         }
-        guard opened >= 0 else { throw DataFile.error("create", location(of: name), errno) }
+        guard opened >= 0 else { throw DataFile.error("create", displayPath ?? location(of: name), errno) }
         return try DataFile(descriptor: opened, path: displayPath ?? location(of: name), calls: calls)
     }
 
@@ -99,13 +105,13 @@ package final class PlacementRoot: @unchecked Sendable {
         let opened = retryingInterrupts { openat(fd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) }
         guard opened >= 0 else {
             let code = errno
-            if code == ELOOP || code == ENXIO { throw .notARegularFile(path: location(of: name)) }
-            throw DataFile.error("open", location(of: name), code)
+            if code == ELOOP || code == ENXIO { throw .notARegularFile(path: displayPath ?? location(of: name)) }
+            throw DataFile.error("open", displayPath ?? location(of: name), code)
         }
         var info = stat()
         guard fstat(opened, &info) == 0, Self.isOwnRegularFile(info) else {
             _ = Glibc.close(opened)
-            throw .notARegularFile(path: location(of: name))
+            throw .notARegularFile(path: displayPath ?? location(of: name))
         }
         _ = fcntl(opened, F_SETFL, fcntl(opened, F_GETFL) & ~O_NONBLOCK)
         return try DataFile(descriptor: opened, path: displayPath ?? location(of: name), calls: calls)

@@ -117,6 +117,9 @@ final class DownloadOperation: @unchecked Sendable {
     var segmentURL: String?
     private var seams = SeamChecks()
     private var warnedUnverifiable = false
+    /// Why each segment's last transfer failed (an HTTP status or curl's message), for the
+    /// retry's log record.
+    private var failureReasons: [Int: String] = [:]
     private var deadline: DispatchWorkItem?
     private var completion: ((Result<DownloadResult, DownloadFailure>) -> Void)?
     /// Holds the operation alive from `start()` until it finishes.
@@ -418,6 +421,10 @@ final class DownloadOperation: @unchecked Sendable {
                 }
                 onResponse(head, effectiveURL)
             }
+            if !(200..<300).contains(head.status) {
+                failureReasons[segment] = "HTTP \(head.status)"
+                    + (head.retryAfterSeconds.map { " (Retry-After: \($0) s)" } ?? "")
+            }
             run(machine.received(head, for: segment))
         }
         easy.onBody = { [unowned self] buffer in write(buffer, segment: segment) }
@@ -426,6 +433,11 @@ final class DownloadOperation: @unchecked Sendable {
             easies[segment] = nil
             collectedMetrics.append(easy.transactionMetrics(started: fetchStart, request: Self.metricsRequest(options, range: request.rangeSpec),
                                                             head: answer, viaProxy: options.proxy != nil))
+            if code != CURLE_OK, failureReasons[segment] == nil {
+                // A write error without a disk error is the engine refusing the response's body.
+                failureReasons[segment] = code == CURLE_WRITE_ERROR && writeErrors[segment] == nil
+                    ? "its response was refused before any byte was kept" : message
+            }
             if let error = writeErrors.removeValue(forKey: segment) {
                 run(machine.diskFailed(error))
             } else {
@@ -439,7 +451,9 @@ final class DownloadOperation: @unchecked Sendable {
     private func scheduleRetry(segment: Int, attempt: Int, retryAfter: Int?) {
         let delay = Backoff.delay(attempt: attempt, base: settings.retryBase, cap: settings.retryCap,
                                   jitter: Double.random(in: 0..<1), retryAfter: retryAfter)
-        logger.debug("retrying segment", metadata: ["segment": "\(segment)", "attempt": "\(attempt)", "delay": "\(delay)"])
+        let reason = failureReasons.removeValue(forKey: segment) ?? "the transfer ended early"
+        logger.info("retrying a segment", metadata: ["segment": "\(segment)", "attempt": "\(attempt)",
+                                                     "delay": "\((delay.secondsValue * 100).rounded() / 100) s", "reason": "\(reason)"])
         let item = DispatchWorkItem { [self] in
             retryTimers[segment] = nil
             run(machine.retryDue(segment))

@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+
+/// Spellings and extras people type by habit from curl, wget and aria2.
+struct HabitOptions: ParsableArguments {
+    @Flag(name: .customShort("O"), help: "Name the file after the URL (what haul does anyway; curl's -O).")
+    var remoteName = false
+
+    @Flag(name: .customShort("L"), help: "Follow redirects (haul always does; curl's -L).")
+    var location = false
+
+    @Flag(help: "Only ask each URL for its first byte and print the name, size, range support, validators and the server's digest; nothing is written.")
+    var dryRun = false
+
+    @Option(help: ArgumentHelp("A shell command to run after each download succeeds, with the file's path as $1 and in HAUL_FILE (aria2's --on-download-complete).",
+                               valueName: "command"))
+    var onComplete: String?
+
+    @Flag(help: "Do not read the config file (~/.config/haul/config: long option names, one per line).")
+    var noConfig = false
+}
+
+extension HaulCommand.Get {
+    /// A URL typed without a scheme is taken as `http://`, as curl does.
+    static func withScheme(_ text: String) -> String {
+        text.isEmpty || text.contains("://") ? text : "http://" + text
+    }
+}
+
+/// Standard input, read once (for `-i -`; `validate()` and `run()` both ask).
+enum StandardInput {
+    static let text: String? = String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8)
+}
