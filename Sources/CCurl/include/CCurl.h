@@ -19,6 +19,8 @@ CURLMcode ccurl_multi_setopt_pointer(CURLM *handle, CURLMoption option, void *va
 CURLMcode ccurl_multi_setopt_socket_function(CURLM *handle, curl_socket_callback value);
 CURLMcode ccurl_multi_setopt_timer_function(CURLM *handle, curl_multi_timer_callback value);
 
+CURLSHcode ccurl_share_setopt_long(CURLSH *share, CURLSHoption option, long value);
+
 CURLcode ccurl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode ccurl_easy_getinfo_off_t(CURL *handle, CURLINFO info, curl_off_t *value);
 CURLcode ccurl_easy_getinfo_pointer(CURL *handle, CURLINFO info, void **value);

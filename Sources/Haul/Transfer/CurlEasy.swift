@@ -106,6 +106,7 @@ final class CurlEasy: @unchecked Sendable {
         }
         if let headerList { ccurl_easy_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList) }
 
+        if let share = multi.share { ccurl_easy_setopt_pointer(handle, CURLOPT_SHARE, share) }
         ccurl_easy_setopt_pointer(handle, CURLOPT_CLOSESOCKETDATA, multi.closeSocketContext)
         ccurl_easy_setopt_closesocket_function(handle, CurlMulti.closeSocketCallback)
 

@@ -18,6 +18,10 @@ final class CurlMulti: @unchecked Sendable {
     // Unchecked: every stored property below is read and written on `queue` only.
     let queue: DispatchQueue
     private let multi: UnsafeMutableRawPointer
+    /// TLS sessions shared by every handle of this multi (curl keeps them per handle otherwise),
+    /// so a download's later connections resume the first one's session instead of a full
+    /// handshake. Used on `queue` only, so it needs no lock callbacks.
+    let share: UnsafeMutableRawPointer?
     private let timer: DispatchSourceTimer
     private var sockets: [Int32: SocketWatch] = [:]
     private var handles: [UnsafeMutableRawPointer: CurlEasy] = [:]
@@ -39,6 +43,10 @@ final class CurlMulti: @unchecked Sendable {
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed (out of memory?)") }
         self.multi = multi
         self.logger = logger
+        share = curl_share_init()
+        if let share {
+            ccurl_share_setopt_long(share, CURLSHOPT_SHARE, Int(CURL_LOCK_DATA_SSL_SESSION.rawValue))
+        }
         timer = DispatchSource.makeTimerSource(queue: queue)
         let me = Unmanaged.passUnretained(self).toOpaque()
         ccurl_multi_setopt_pointer(multi, CURLMOPT_SOCKETDATA, me)
@@ -65,6 +73,8 @@ final class CurlMulti: @unchecked Sendable {
         for (_, easy) in handles { curl_multi_remove_handle(multi, easy.handle) }
         handles.removeAll()
         curl_multi_cleanup(multi)
+        // Refused (and left) while a handle still uses it.
+        if let share { curl_share_cleanup(share) }
         for (fd, watch) in sockets {
             watch.read?.cancel()
             watch.write?.cancel()
