@@ -25,3 +25,12 @@ int chaul_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, co
     return -1;
 #endif
 }
+
+int chaul_start_writeback(int fd, off_t offset, off_t length) {
+#ifdef __linux__
+    return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)fd; (void)offset; (void)length;
+    return 0;
+#endif
+}

@@ -11,4 +11,8 @@ int chaul_fallocate(int fd, off_t offset, off_t length);
 /// instead of replacing. Returns -1 with errno ENOSYS where the call does not exist.
 int chaul_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 
+/// `sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)` on Linux: starts writeback of
+/// the range's dirty pages without waiting for it. Returns 0 (doing nothing) elsewhere.
+int chaul_start_writeback(int fd, off_t offset, off_t length);
+
 #endif

@@ -160,6 +160,8 @@ final class DownloadOperation: @unchecked Sendable {
     /// The fingerprint of the first done bytes of this epoch, computed once.
     private var sample: ResumeData.Sample?
     private var hasher: StreamingHasher?
+    /// Starts writeback of finished stretches early, when the file is synced at the end.
+    private var writeback: Writeback?
     /// Rate limit: a token bucket refilled by a 20 ms timer; transfers that find it empty are
     /// paused (curl keeps their bytes) until it refills.
     /// Bytes that may still be taken now (fractional, so a limit under 10 B/s still refills).
@@ -251,6 +253,7 @@ final class DownloadOperation: @unchecked Sendable {
             if settings.computesSHA256 || expected != nil, let file {
                 hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path)
             }
+            if settings.syncOnFinish, let file { writeback = Writeback(descriptor: file.duplicateDescriptor()) }
             startProgressTimer()
             startDeadline()
             run(machine.start())
@@ -688,6 +691,8 @@ final class DownloadOperation: @unchecked Sendable {
     }
 
     private func stopEverything() {
+        writeback?.close()
+        writeback = nil
         for (_, easy) in easies { multi.remove(easy) }
         easies.removeAll()
         for (_, item) in retryTimers { item.cancel() }
@@ -820,6 +825,11 @@ final class DownloadOperation: @unchecked Sendable {
         guard !machine.isFinished else { return }
         if let hasher, let first = machine.plan.doneRanges.first, first.lowerBound == 0 {
             hasher.advance(to: first.upperBound)
+        }
+        if let writeback {
+            let epoch = machine.plan.epoch
+            writeback.advance(machine.plan.segments.lazy.filter { $0.epoch == epoch }.map { ($0.id, $0.start, $0.cursor) },
+                              epoch: epoch)
         }
         guard settings.writesJournal, machine.isResumable, !journalFailed else { return }
         let epoch = machine.plan.epoch
