@@ -177,6 +177,9 @@ final class DownloadOperation: @unchecked Sendable {
     private var expected: (digest: SHA256Digest, source: ChecksumSource)?
     private let bootID = currentBootID()
     private static let syncQueue = DispatchQueue(label: "haul.sync")
+    /// Where finished downloads are synced and renamed into place (concurrent: each works on
+    /// its own file).
+    private static let finishQueue = DispatchQueue(label: "haul.finish", attributes: .concurrent)
 
     /// Called on the queue with the first response head of the download (of each restart) and
     /// the URL after redirects.
@@ -585,19 +588,37 @@ final class DownloadOperation: @unchecked Sendable {
             }
             return
         }
-        do throws(HaulError) {
-            if settings.syncOnFinish { try file.syncData() }
-            if let destination = files.destinationName {
-                // Published by descriptor: the result is the inode written and hashed here.
-                try files.root.publish(file, named: files.partName, to: destination, in: files.destinationRoot,
-                                       replacing: files.replacesDestination)
-                if settings.syncOnFinish { files.destinationRoot.sync() }
+        // The sync and the rename wait for the disk: off the session queue, so the session's
+        // other downloads go on meanwhile (and several downloads' syncs overlap).
+        let files = self.files
+        let syncs = settings.syncOnFinish
+        Self.finishQueue.async { [self] in
+            var failure: HaulError?
+            do throws(HaulError) {
+                if syncs { try file.syncData() }
+                if let destination = files.destinationName {
+                    // Published by descriptor: the result is the inode written and hashed here.
+                    try files.root.publish(file, named: files.partName, to: destination, in: files.destinationRoot,
+                                           replacing: files.replacesDestination)
+                    if syncs { files.destinationRoot.sync() }
+                }
+                file.close()
+            } catch {
+                failure = error
             }
-            file.close()
-        } catch {
-            discard(DownloadFailure(error: error))
-            return
+            let outcome = failure
+            multi.queue.async { [self] in
+                if let failure = outcome {
+                    discard(DownloadFailure(error: failure))
+                } else {
+                    published(length: length, digest: digest)
+                }
+            }
         }
+    }
+
+    /// The file is in place: the journal goes, the result is reported.
+    private func published(length: Int64, digest: String?) {
         journal.remove()
         logger.debug("seams", metadata: ["checked": "\(seams.checked)", "mismatched": "\(seams.mismatched)"])
         finish(.success(DownloadResult(path: files.destinationPath ?? files.partPath, length: length,
