@@ -16,6 +16,8 @@ public struct Metalink: Sendable, Equatable {
         public var value: [UInt8]
         /// The function when Haul can check it (SHA-256, SHA-512), else `nil`.
         public var algorithm: HashAlgorithm? { HashAlgorithm(rawValue: type) }
+        /// The digest as lowercase hex.
+        public var hex: String { value.hexString }
 
         /// A hash of `type` with digest bytes `value`.
         public init(type: String, value: [UInt8]) {
@@ -140,11 +142,7 @@ public struct Metalink: Sendable, Equatable {
 
     /// A metalink with only the file named `name`, or `nil` when it has none.
     public func selecting(fileNamed name: String) -> Metalink? {
-        files.first { $0.name == name }.map { Metalink(checked: [$0]) }
-    }
-
-    private init(checked files: [File]) {
-        self.files = files
+        files.first { $0.name == name }.map { Metalink(unchecked: [$0]) }
     }
 
     /// Checks what a file description promises: a safe name, digests of the right length, a
