@@ -77,6 +77,12 @@ extension HaulCommand {
         @Option(name: [.customShort("j"), .long], help: "Downloads at once.")
         var maxConcurrentDownloads: Int = 4
 
+        @Option(help: "A Metalink 4 file or its http(s) URL: download its files from its mirrors, checking every piece. (A FILE.meta4 argument does the same.)")
+        var metalink: String?
+
+        @Option(help: "With a metalink: try the mirrors in this country first (ISO 3166 code, e.g. de).")
+        var metalinkLocation: String?
+
         @Flag(name: .shortAndLong, help: "Print nothing but errors.")
         var quiet = false
 
@@ -93,7 +99,10 @@ extension HaulCommand {
         var noHash = false
 
         func validate() throws {
-            let all = try allURLs()
+            let all = try allURLs().filter { !Self.isMetalinkFile($0) }
+            if try metalink != nil || all.count != allURLs().count {
+                return try validateMetalink(urls: all)
+            }
             guard !all.isEmpty else { throw ValidationError("give at least one URL (or -i FILE)") }
             for text in all {
                 guard let parsed = URL(string: text), let scheme = parsed.scheme?.lowercased(),
@@ -137,7 +146,7 @@ extension HaulCommand {
         }
 
         /// URLs from the arguments and the input file.
-        private func allURLs() throws -> [String] {
+        func allURLs() throws -> [String] {
             var all = urls
             if let inputFile {
                 guard let text = try? String(contentsOfFile: inputFile, encoding: .utf8) else {
@@ -151,14 +160,9 @@ extension HaulCommand {
         }
 
         func run() async throws {
+            if try metalink != nil || allURLs().contains(where: Self.isMetalinkFile) { return try await runMetalinks() }
             let reporter = Reporter(quiet: quiet, json: json)
-            var configuration = transfer.configuration()
-            configuration.syncsBeforeMove = !noSync
-            configuration.writesJournal = !noJournal
-            configuration.computesSHA256 = !noHash
-            configuration.replacesExistingFiles = force
-            configuration.sendsCredentialsToMirrors = mirrorHeaders
-            let session = DownloadSession(configuration: configuration)
+            let session = makeSession()
             let sums = try checksumList(reporter)
 
             var jobs: [Job] = []
@@ -197,6 +201,17 @@ extension HaulCommand {
             let status = await runner.run(jobs, concurrency: maxConcurrentDownloads)
             reporter.close()
             if status != .success { throw status.code }
+        }
+
+        /// The session the options describe.
+        func makeSession() -> DownloadSession {
+            var configuration = transfer.configuration()
+            configuration.syncsBeforeMove = !noSync
+            configuration.writesJournal = !noJournal
+            configuration.computesSHA256 = !noHash
+            configuration.replacesExistingFiles = force
+            configuration.sendsCredentialsToMirrors = mirrorHeaders
+            return DownloadSession(configuration: configuration)
         }
 
         /// Measures the URL and its mirrors for a second each and makes the fastest the primary.

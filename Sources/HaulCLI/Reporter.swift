@@ -20,6 +20,12 @@ final class Job: @unchecked Sendable {
         set { lock.withLock { _mirrors = newValue } }
     }
     private var _mirrors: [URL] = []
+    /// The metalink (of this one file) and output directory, for a job made from one.
+    var metalink: MetalinkJob? {
+        get { lock.withLock { _metalink } }
+        set { lock.withLock { _metalink = newValue } }
+    }
+    private var _metalink: MetalinkJob?
     private let lock = NSLock()
     private var _output: URL
     private var _task: DownloadTask?
@@ -124,8 +130,12 @@ final class Reporter: @unchecked Sendable {
             if let digest = task.sha256 {
                 text += ", sha-256 \(digest)"
                 if let source = task.checksumSource {
-                    text += source == .caller ? " (verified)" : " (verified against the server's \(source.rawValue))"
+                    text += source == .caller ? " (verified)"
+                        : source == .metalink ? " (verified against the metalink)"
+                        : " (verified against the server's \(source.rawValue))"
                 }
+            } else if task.checksumSource == .metalink {
+                text += ", sha-512 verified against the metalink"
             }
             printAbove(text, toStandardError: false)
         case .quiet:

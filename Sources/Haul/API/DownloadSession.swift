@@ -146,7 +146,7 @@ public final class DownloadSession: Sendable {
         return try await run(task)
     }
 
-    private func run(_ task: DownloadTask) async throws -> (URL, HTTPURLResponse) {
+    func run(_ task: DownloadTask) async throws -> (URL, HTTPURLResponse) {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 task.setFinishHook { continuation.resume(with: $0) }
@@ -243,7 +243,7 @@ public final class DownloadSession: Sendable {
         return task
     }
 
-    private func makeTask(request: URLRequest?, resumeData: Data? = nil, destination: URL? = nil,
+    func makeTask(request: URLRequest?, resumeData: Data? = nil, destination: URL? = nil,
                           completionHandler: (@Sendable (URL?, URLResponse?, (any Error)?) -> Void)?) -> DownloadTask {
         let identifier = nextIdentifier.add(1, ordering: .relaxed).oldValue
         return DownloadTask(session: self, identifier: identifier, request: request, resumeData: resumeData,

@@ -285,13 +285,21 @@ public final class DownloadTask: @unchecked Sendable {
             applyOverrides(to: &settings)
             settings.expectedSHA256 = expected
             try applyMirrors(to: &settings)
-            let files = try session.files(for: destination, task: taskIdentifier, replacing: replacesExistingFileOverride)
-            return (DownloadOperation(multi: session.multi, settings: settings, files: files, logger: session.logger,
+            applyMetalink(to: &settings)
+            var files = try metalinkFiles(resume: nil)
+            if files == nil {
+                files = try session.files(for: destination, task: taskIdentifier, replacing: replacesExistingFileOverride)
+            }
+            return (DownloadOperation(multi: session.multi, settings: settings, files: files!, logger: session.logger,
                                       syscalls: session.syscalls), nil)
         }
         let resume = try ResumeData(resumeData)
-        let files = try session.files(for: destination, task: taskIdentifier, resume: resume,
-                                      replacing: replacesExistingFileOverride)
+        var resolved = try metalinkFiles(resume: resume)
+        if resolved == nil {
+            resolved = try session.files(for: destination, task: taskIdentifier, resume: resume,
+                                         replacing: replacesExistingFileOverride)
+        }
+        let files = resolved!
         try Self.checkPartialFile(of: resume, files: files)
         var request = URLRequest(url: resume.url)
         for header in resume.headers { request.addValue(header[1], forHTTPHeaderField: header[0]) }
@@ -300,6 +308,7 @@ public final class DownloadTask: @unchecked Sendable {
         applyOverrides(to: &settings)
         settings.expectedSHA256 = expected
         try applyMirrors(to: &settings)
+        applyMetalink(to: &settings)
         return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
                                   logger: session.logger, syscalls: session.syscalls), resume)
     }
@@ -359,6 +368,12 @@ public final class DownloadTask: @unchecked Sendable {
         set { lock.withLock { _attachedGID = newValue } }
     }
     private var _attachedGID: String?
+    /// The metalink file this task downloads, and where (set at creation).
+    var metalink: MetalinkRequest? {
+        get { lock.withLock { _metalink } }
+        set { lock.withLock { _metalink = newValue } }
+    }
+    private var _metalink: MetalinkRequest?
     /// Called (on the delegate queue) once the task's end has been delivered.
     var onDelivered: (@Sendable () -> Void)?
 

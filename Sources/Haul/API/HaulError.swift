@@ -92,7 +92,7 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
         case .resumeDataInvalid(let reason):
             return "the resume data cannot be used (\(reason)); start the download again"
         case .checksumMismatch(let expected, let actual):
-            return "SHA-256 mismatch: expected \(expected), got \(actual); the file was not kept — download it again"
+            return "\(expected.count == 128 ? "SHA-512" : "SHA-256") mismatch: expected \(expected), got \(actual); the file was not kept — download it again"
         case .invalidChecksum(let text):
             return "'\(text)' is not a SHA-256 (64 hex digits, sha-256=HEX or sha256-BASE64)"
         case .sessionInvalidated:

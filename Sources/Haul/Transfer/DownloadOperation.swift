@@ -58,6 +58,10 @@ final class DownloadOperation: @unchecked Sendable {
         var computesSHA256 = true
         /// The digest the file must have.
         var expectedSHA256: SHA256Digest?
+        /// The SHA-512 the file must have, when no SHA-256 is known (a metalink with only SHA-512).
+        var expectedSHA512: [UInt8]?
+        /// Where `expectedSHA256` came from.
+        var expectedSource: ChecksumSource = .caller
         /// Keep a file whose digest does not match (for inspection) instead of deleting it.
         var keepsFilesFailingChecksum = false
         /// Mirrors of the same file; request mirror `i` (i ≥ 1) goes to `mirrorURLs[i - 1]`.
@@ -162,7 +166,7 @@ final class DownloadOperation: @unchecked Sendable {
         self.logger = logger
         self.syscalls = syscalls
         self.resumeFrom = resume
-        if let digest = settings.expectedSHA256 { expected = (digest, .caller) }
+        if let digest = settings.expectedSHA256 { expected = (digest, settings.expectedSource) }
         rate = settings.maxBytesPerSecond
         if let resume {
             if expected == nil, let hex = resume.expectedSHA256, let digest = SHA256Digest(hex: hex) {
@@ -215,8 +219,9 @@ final class DownloadOperation: @unchecked Sendable {
                 finish(.failure(DownloadFailure(error: error, resumeData: nil)))
                 return
             }
-            if settings.computesSHA256 || expected != nil, let file {
-                hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path)
+            if settings.computesSHA256 || expected != nil || settings.expectedSHA512 != nil, let file {
+                hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path,
+                                         algorithm: expected == nil && settings.expectedSHA512 != nil ? .sha512 : .sha256)
             }
             startProgressTimer()
             startDeadline()
@@ -294,7 +299,7 @@ final class DownloadOperation: @unchecked Sendable {
                 segmentURL = nil
                 sample = nil
                 hasher?.reset()
-                if expected?.source != .caller { expected = nil }
+                if expected?.source != .caller, expected?.source != .metalink { expected = nil }
                 reportedResponse = false
                 journal.remove()
                 onRestart(reason)
@@ -368,7 +373,7 @@ final class DownloadOperation: @unchecked Sendable {
                 reportedResponse = true
                 effectiveURL = easy.effectiveURL
                 if request.mirror == 0 { segmentURL = effectiveURL }
-                if expected == nil, let server = SHA256Digest.fromServer(head.fields) {
+                if expected == nil, settings.expectedSHA512 == nil, let server = SHA256Digest.fromServer(head.fields) {
                     expected = server
                     logger.info("verifying with the server's digest", metadata: ["header": "\(server.1.rawValue)"])
                 }
@@ -510,9 +515,9 @@ final class DownloadOperation: @unchecked Sendable {
     /// The bytes are complete: check the digest, sync, and rename into place.
     private func moveIntoPlace(length: Int64, digest: String?) {
         guard let file else { return }
-        if let expected, let digest, digest != expected.digest.hex {
-            logger.error("checksum mismatch", metadata: ["expected": "\(expected.digest.hex)", "actual": "\(digest)"])
-            let error = HaulError.checksumMismatch(expected: expected.digest.hex, actual: digest)
+        if let wanted = expected?.digest.hex ?? settings.expectedSHA512?.hexString, let digest, digest != wanted {
+            logger.error("checksum mismatch", metadata: ["expected": "\(wanted)", "actual": "\(digest)"])
+            let error = HaulError.checksumMismatch(expected: wanted, actual: digest)
             if settings.keepsFilesFailingChecksum {
                 file.close()
                 journal.remove()
@@ -538,8 +543,8 @@ final class DownloadOperation: @unchecked Sendable {
         journal.remove()
         logger.debug("seams", metadata: ["checked": "\(seams.checked)", "mismatched": "\(seams.mismatched)"])
         finish(.success(DownloadResult(path: files.destinationPath ?? files.partPath, length: length,
-                                       effectiveURL: effectiveURL, sha256: digest,
-                                       checksumSource: digest == nil ? nil : expected?.source,
+                                       effectiveURL: effectiveURL, sha256: expected == nil && settings.expectedSHA512 != nil ? nil : digest,
+                                       checksumSource: digest == nil ? nil : expected?.source ?? (settings.expectedSHA512 == nil ? nil : .metalink),
                                        seamsChecked: seams.checked, seamMismatches: seams.mismatched,
                                        handedOver: files.destinationName == nil ? (files.root, files.partName) : nil)))
     }
@@ -658,7 +663,7 @@ final class DownloadOperation: @unchecked Sendable {
             headers: settings.resumeHeaders, etag: machine.etag, lastModified: machine.lastModified,
             length: length, tempFile: identity, sample: sample, doneRanges: done,
             syncedRanges: syncedRanges, bootID: bootID, destination: files.destinationPath,
-            expectedSHA256: expected?.source == .caller ? expected?.digest.hex : nil)
+            expectedSHA256: expected?.source == .caller || expected?.source == .metalink ? expected?.digest.hex : nil)
     }
 
     /// Refills the rate-limit bucket every 20 ms and lets paused transfers go on.
