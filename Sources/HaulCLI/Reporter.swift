@@ -123,6 +123,7 @@ final class Reporter: @unchecked Sendable {
             object["checksum_source"] = task.checksumSource?.rawValue
             object["seams_checked"] = task.seamChecks.checked
             object["seam_mismatches"] = task.seamChecks.mismatched
+            if !task.sourcesWithBadPieces.isEmpty { object["sources_with_bad_pieces"] = task.sourcesWithBadPieces }
             emit(object)
         case .terminal, .plain:
             var text = "\(job.output.path): \(Format.bytes(bytes)) in \(String(format: "%.2f", seconds)) s "
@@ -138,6 +139,9 @@ final class Reporter: @unchecked Sendable {
                 text += ", sha-512 verified against the metalink"
             }
             printAbove(text, toStandardError: false)
+            for source in task.sourcesWithBadPieces {
+                printAbove("haul: \(source) delivered bad pieces; they were fetched again from other sources", toStandardError: true)
+            }
         case .quiet:
             break
         }

@@ -13,6 +13,15 @@ extension DownloadTask {
     /// The expected digest and pieces from the metalink (its SHA-256, else its SHA-512).
     func applyMetalink(to settings: inout DownloadOperation.Settings) {
         guard let file = metalink?.file, let hash = file.strongHash else { return }
+        // The metalink's hashes identify the file: mirrors are held to its length, not to
+        // validators that differ from server to server.
+        settings.engine.identifiedByHashes = true
+        settings.metalinkSize = file.size
+        if let pieces = file.pieces, file.size != nil {
+            settings.pieces = pieces
+            // Piece hashes check every byte; a seam mismatch would only restart the whole file.
+            settings.engine.seamOverlap = 0
+        }
         switch hash.algorithm {
         case .sha256?:
             if settings.expectedSHA256 == nil, let digest = SHA256Digest(bytes: hash.value) {

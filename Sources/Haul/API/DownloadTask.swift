@@ -57,6 +57,7 @@ public final class DownloadTask: @unchecked Sendable {
     private var _sha256: String?
     private var _checksumSource: ChecksumSource?
     private var _seams: (checked: Int, mismatched: Int) = (0, 0)
+    private var _badSources: [String] = []
     private var _connections = 0
     private var _mirrors: [URL] = []
     private var _taskDescription: String?
@@ -161,6 +162,11 @@ public final class DownloadTask: @unchecked Sendable {
     /// compared, and how many differed (each difference restarted the download as one stream,
     /// so the file is still one whole version).
     public var seamChecks: (checked: Int, mismatched: Int) { lock.withLock { _seams } }
+
+    /// After a metalink download with piece hashes: the sources (URLs, without credentials)
+    /// that delivered bytes of a piece that failed its hash. Those pieces were fetched again
+    /// elsewhere; a source blamed twice was dropped.
+    public var sourcesWithBadPieces: [String] { lock.withLock { _badSources } }
 
     // MARK: Control
 
@@ -497,6 +503,7 @@ public final class DownloadTask: @unchecked Sendable {
                 _sha256 = download.sha256
                 _checksumSource = download.checksumSource
                 _seams = (download.seamsChecked, download.seamMismatches)
+                _badSources = download.badSources
                 _expected = download.length
                 progress.totalUnitCount = download.length
                 progress.completedUnitCount = download.length

@@ -34,6 +34,9 @@ struct DownloadStateMachine: Sendable {
         /// Invalid `206` answers (wrong range, wrong length) the download tolerates before it
         /// stops trusting ranges and fetches the file as one stream.
         var maxRangeFaults = 3
+        /// The file is identified by a metalink's hashes, not by validators: mirrors are held to
+        /// the length only (their ETags and Last-Modified differ from server to server).
+        var identifiedByHashes = false
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
              endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2,
@@ -108,6 +111,8 @@ struct DownloadStateMachine: Sendable {
         case restarted(reason: String)
         /// A mirror is no longer used for this download (logged).
         case droppedMirror(index: Int, reason: String)
+        /// A piece failed its hash; `sources` wrote its bytes (logged, and it is fetched again).
+        case badPiece(index: Int, offset: Int64, sources: [Int])
         /// The server gave no validator `If-Range` can use: seam checks are the only guard
         /// against a file that changes (logged once).
         case unverifiable
@@ -166,6 +171,10 @@ struct DownloadStateMachine: Sendable {
     /// When each running segment's cursor last moved, as seen by `tick`.
     private var lastMoved: [Int: (at: Duration, cursor: Int64)] = [:]
     var mirrors: MirrorSet
+    /// Piece hashes: which pieces are verified and who wrote each (`nil` without a metalink's pieces).
+    var pieces: PieceLedger?
+    /// A piece failing this often (from every source) ends the download.
+    static let maxPieceFailures = 3
     /// The latest time given by `tick(now:)`.
     private var now: Duration = .zero
     /// Failures found in a response head, applied when that transfer ends.
@@ -476,6 +485,7 @@ struct DownloadStateMachine: Sendable {
         }
         phase = .probing
         probeSegment = probe
+        pieces?.reset()
         actions.append(.restarted(reason: reason))
         actions.append(start(segment: probe, kind: self.singleStream ? .whole : .probe))
         return actions
@@ -521,7 +531,7 @@ struct DownloadStateMachine: Sendable {
         case .whole:
             request = Request(segment: segment, kind: .whole, from: 0, through: nil, ifRange: nil)
         }
-        request.mirror = kind == .range ? mirrors.pick() : mirrors.firstEnabled
+        request.mirror = kind == .range ? mirrors.pick(avoiding: seg.avoidSources) : mirrors.firstEnabled
         request.fresh = seg.failures > 0
         requests[segment] = request
         started[segment] = (now, seg.cursor)
@@ -553,8 +563,10 @@ struct DownloadStateMachine: Sendable {
         return actions
     }
 
-    /// Every byte is written: stop the requests still out and finish.
-    private mutating func finishNow() -> [Action] {
+    /// Every byte is written: stop the requests still out and finish (with pieces, once every
+    /// piece is verified).
+    mutating func finishNow() -> [Action] {
+        if let pieces, !pieces.allVerified { return [] }
         var actions: [Action] = []
         for id in plan.cancelAll() where endRequest(id) != nil {
             actions.append(.cancel(segment: id))

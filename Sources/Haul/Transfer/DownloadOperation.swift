@@ -18,6 +18,8 @@ struct DownloadResult: Sendable {
     /// download as one stream).
     var seamsChecked = 0
     var seamMismatches = 0
+    /// Sources that delivered bytes of a piece that failed its hash.
+    var badSources: [String] = []
     /// When the partial file itself is handed over (no destination): where it is, so what the
     /// caller did not move can be removed through the same owner.
     var handedOver: (root: PlacementRoot, name: String)?
@@ -62,6 +64,9 @@ final class DownloadOperation: @unchecked Sendable {
         var expectedSHA512: [UInt8]?
         /// Where `expectedSHA256` came from.
         var expectedSource: ChecksumSource = .caller
+        /// A metalink's piece hashes and file size: every piece is checked once on disk.
+        var pieces: Metalink.Pieces?
+        var metalinkSize: Int64?
         /// Keep a file whose digest does not match (for inspection) instead of deleting it.
         var keepsFilesFailingChecksum = false
         /// Mirrors of the same file; request mirror `i` (i ≥ 1) goes to `mirrorURLs[i - 1]`.
@@ -97,14 +102,14 @@ final class DownloadOperation: @unchecked Sendable {
         var displayPath: String { destinationPath ?? partPath }
     }
 
-    private let multi: CurlMulti
-    private let settings: Settings
-    private let files: Files
+    let multi: CurlMulti
+    let settings: Settings
+    let files: Files
     private let journal: Journal
     private let logger: Logger
     private let syscalls: Syscalls
     private let resumeFrom: ResumeData?
-    private var machine: DownloadStateMachine
+    var machine: DownloadStateMachine
     private var file: DataFile?
     private var easies: [Int: CurlEasy] = [:]
     private var writeErrors: [Int: HaulError] = [:]
@@ -135,6 +140,9 @@ final class DownloadOperation: @unchecked Sendable {
     /// The fingerprint of the first done bytes of this epoch, computed once.
     private var sample: ResumeData.Sample?
     private var hasher: StreamingHasher?
+    var pieceVerifier: PieceVerifier?
+    /// Sources that wrote a piece that failed its hash, in the order found.
+    private var badSources: [Int] = []
     /// Rate limit: a token bucket refilled by a 20 ms timer; transfers that find it empty are
     /// paused (curl keeps their bytes) until it refills.
     /// Bytes that may still be taken now (fractional, so a limit under 10 B/s still refills).
@@ -178,6 +186,16 @@ final class DownloadOperation: @unchecked Sendable {
             syncedRanges = resume.syncedRanges
         } else {
             machine = DownloadStateMachine(options: settings.engine)
+        }
+        if let pieces = settings.pieces, let size = settings.metalinkSize {
+            // Pieces verified before are trusted only as far as their bytes are.
+            let trusted = resume.map { $0.trustedRanges(currentBootID: currentBootID()) } ?? []
+            let ledger = PieceLedger(pieceLength: pieces.length, length: size)
+            let verified = resume?.pieceLength == pieces.length ? (resume?.verifiedPieces ?? []).filter { index in
+                let range = ledger.range(of: index)
+                return trusted.contains { $0.lowerBound <= range.lowerBound && range.upperBound <= $0.upperBound }
+            } : []
+            machine.pieces = PieceLedger(pieceLength: pieces.length, length: size, verified: verified)
         }
     }
 
@@ -223,6 +241,9 @@ final class DownloadOperation: @unchecked Sendable {
                 hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path,
                                          algorithm: expected == nil && settings.expectedSHA512 != nil ? .sha512 : .sha256)
             }
+            if let pieces = settings.pieces, let file {
+                pieceVerifier = PieceVerifier(descriptor: file.reopenForReading(), pieces: pieces)
+            }
             startProgressTimer()
             startDeadline()
             run(machine.start())
@@ -264,11 +285,15 @@ final class DownloadOperation: @unchecked Sendable {
 
     // MARK: Actions
 
-    private func run(_ actions: [DownloadStateMachine.Action]) {
+    func run(_ actions: [DownloadStateMachine.Action]) {
         for action in actions {
             logger.trace("action", metadata: ["action": "\(action)"])
             switch action {
             case .preallocate(let length):
+                if let size = settings.metalinkSize, size != length {
+                    run(machine.diskFailed(.remoteFileChanged(reason: "the server's file is \(length) bytes; the metalink says \(size)")))
+                    return
+                }
                 do throws(HaulError) {
                     try preallocate(length)
                 } catch {
@@ -287,6 +312,11 @@ final class DownloadOperation: @unchecked Sendable {
                     warnedUnverifiable = true
                     logger.debug("the server gives no strong ETag or Last-Modified: only seam checks can tell if the file changes")
                 }
+            case .badPiece(let index, let offset, let sources):
+                let names = sources.map(sourceName)
+                logger.warning("a piece failed its hash; fetching it again from another source",
+                               metadata: ["piece": "\(index)", "offset": "\(offset)", "written by": "\(names.joined(separator: ", "))"])
+                for source in sources where !badSources.contains(source) { badSources.append(source) }
             case .droppedMirror(let index, let reason):
                 let url = index == 0 ? settings.request.url : settings.mirrorURLs[index - 1]
                 let shown = URL(string: url)?.withoutCredentials.absoluteString ?? "(source \(index))"
@@ -381,7 +411,8 @@ final class DownloadOperation: @unchecked Sendable {
             }
             run(machine.received(head, for: segment))
         }
-        easy.onBody = { [unowned self] buffer in write(buffer, segment: segment) }
+        let source = request.mirror
+        easy.onBody = { [unowned self] buffer in write(buffer, segment: segment, source: source) }
         easy.onDone = { [unowned self, unowned easy] code, message in
             guard easies[segment] === easy else { return }
             easies[segment] = nil
@@ -412,7 +443,7 @@ final class DownloadOperation: @unchecked Sendable {
     /// another response delivered too (seams, twins, a whole-file retry) are compared instead.
     /// Returning less than offered stops the transfer; `ccurl_writefunc_pause` pauses it.
     @inline(__always)
-    private func write(_ buffer: UnsafeRawBufferPointer, segment: Int) -> Int {
+    private func write(_ buffer: UnsafeRawBufferPointer, segment: Int, source: Int) -> Int {
         guard let file else { return 0 }
         if rate > 0 {
             // Whole callbacks only (curl cannot take part of one): wait until the bucket holds
@@ -440,6 +471,7 @@ final class DownloadOperation: @unchecked Sendable {
                     return 0
                 }
                 machine.advance(segment, by: count)
+                machine.pieces?.wrote(offset: offset, count: count, source: source)
                 taken += count
             case .verify(let offset, let count):
                 let bytes = UnsafeRawBufferPointer(rebasing: buffer[taken..<(taken + count)])
@@ -454,7 +486,8 @@ final class DownloadOperation: @unchecked Sendable {
                 taken += count
                 if let mismatch {
                     logger.warning("seam mismatch: two responses differ", metadata: ["offset": "\(mismatch)"])
-                    run(machine.contentMismatch(at: mismatch))
+                    // With piece hashes, the hash of the piece says which response was right.
+                    if machine.pieces == nil { run(machine.contentMismatch(at: mismatch)) }
                 }
             }
         }
@@ -546,6 +579,7 @@ final class DownloadOperation: @unchecked Sendable {
                                        effectiveURL: effectiveURL, sha256: expected == nil && settings.expectedSHA512 != nil ? nil : digest,
                                        checksumSource: digest == nil ? nil : expected?.source ?? (settings.expectedSHA512 == nil ? nil : .metalink),
                                        seamsChecked: seams.checked, seamMismatches: seams.mismatched,
+                                       badSources: badSources.map(sourceName),
                                        handedOver: files.destinationName == nil ? (files.root, files.partName) : nil)))
     }
 
@@ -566,7 +600,7 @@ final class DownloadOperation: @unchecked Sendable {
         switch error {
         case .cancelled:
             return produceResumeDataOnCancel || files.isBesideDestination
-        case .remoteFileChanged, .inconsistentContent, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch,
+        case .remoteFileChanged, .inconsistentContent, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch, .badPiece,
              .invalidChecksum, .fileInUse, .sessionInvalidated, .notARegularFile, .destinationExists,
              .invalidFileName, .insufficientSpace:
             return false
@@ -663,7 +697,9 @@ final class DownloadOperation: @unchecked Sendable {
             headers: settings.resumeHeaders, etag: machine.etag, lastModified: machine.lastModified,
             length: length, tempFile: identity, sample: sample, doneRanges: done,
             syncedRanges: syncedRanges, bootID: bootID, destination: files.destinationPath,
-            expectedSHA256: expected?.source == .caller || expected?.source == .metalink ? expected?.digest.hex : nil)
+            expectedSHA256: expected?.source == .caller || expected?.source == .metalink ? expected?.digest.hex : nil,
+            mirrors: settings.pieces == nil ? [] : settings.mirrorURLs.compactMap { URL(string: $0)?.withoutCredentials },
+            pieceLength: settings.pieces?.length, verifiedPieces: machine.pieces?.verified ?? [])
     }
 
     /// Refills the rate-limit bucket every 20 ms and lets paused transfers go on.
@@ -744,14 +780,15 @@ final class DownloadOperation: @unchecked Sendable {
     /// Ten times a second: feed the hasher the done prefix; journal when a segment advanced a
     /// step; every few seconds make the bytes so far survive a power cut.
     private func progressTick() {
-        if let mismatch = resolveSeams() {
+        if let mismatch = resolveSeams(), machine.pieces == nil {
             run(machine.contentMismatch(at: mismatch))
         }
+        verifyReadyPieces()
         // Suspended segments do not move by design: they are not judged.
         if !isSuspended { run(machine.tick(now: ContinuousClock.now - startedAt)) }
         guard !machine.isFinished else { return }
         if let hasher, let first = machine.plan.doneRanges.first, first.lowerBound == 0 {
-            hasher.advance(to: first.upperBound)
+            hasher.advance(to: min(first.upperBound, machine.pieces?.verifiedPrefix ?? .max))
         }
         guard settings.writesJournal, machine.isResumable, !journalFailed else { return }
         let epoch = machine.plan.epoch
