@@ -145,3 +145,42 @@ extension Integration {
         }
     }
 }
+
+extension Integration.MetalinkPieceTests {
+    @Test("Cancelled and resumed: the resume data records the sources and verified pieces; the result is exact")
+    func resume() async throws {
+        let servers = [try await TestServer.start(), try await TestServer.start()]
+        let content = GeneratedContent(size: 4 << 20, seed: 945)
+        for server in servers { server.serve(ServedFile(content: content, etag: "\"v\"", bytesPerSecond: 2 << 20), at: "/f") }
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let metalink = try metalinkFor(content, name: "f.bin", urls: servers.map { $0.url("/f") }, pieceLength: Self.pieceLength)
+        let session = testSession(connections: 1)
+        let task = session.downloadTask(with: metalink, inDirectory: scratch.url)
+        task.resume()
+        // Bounded: about a second at 2 MiB/s.
+        for _ in 0..<100 where task.countOfBytesReceived < 2 << 20 { try await Task.sleep(for: .milliseconds(20)) }
+        try await Task.sleep(for: .milliseconds(250))
+        let data = try #require(await task.cancelByProducingResumeData())
+        let resume = try ResumeData(data)
+        #expect(resume.pieceLength == Self.pieceLength)
+        #expect(resume.mirrors == [servers[1].url("/f")])
+        #expect(resume.verifiedPieces.count >= 4, "\(resume.verifiedPieces)")
+        // Every verified piece lies in bytes on disk.
+        for index in resume.verifiedPieces {
+            let range = Int64(index) * Self.pieceLength..<Int64(index + 1) * Self.pieceLength
+            #expect(resume.doneRanges.contains { $0.lowerBound <= range.lowerBound && range.upperBound <= $0.upperBound })
+        }
+        let sentBefore = servers.reduce(0) { $0 + $1.bytesSent }
+        let resumed = session.downloadTask(with: metalink, inDirectory: scratch.url, preferringLocation: nil, resumeData: data)
+        let events = resumed.events
+        resumed.resume()
+        for try await _ in events {}
+        #expect(try SHA256.hex(ofFileAt: scratch.file("f.bin").path) == content.sha256)
+        // Only what was missing was fetched again.
+        let sentAfter = servers.reduce(0) { $0 + $1.bytesSent } - sentBefore
+        #expect(sentAfter <= content.size - resume.bytesDone + (1 << 20), "\(sentAfter)")
+        #expect(filesUnder(scratch.url) == ["f.bin"])
+        for server in servers { await server.shutdown() }
+    }
+}

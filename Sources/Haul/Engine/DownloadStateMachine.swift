@@ -234,6 +234,8 @@ struct DownloadStateMachine: Sendable {
         guard probeSegment < 0 else { return [start(segment: probeSegment, kind: .probe)] }
         // Resumed: hand out the gaps, then split the largest ones until every connection works.
         if plan.isComplete {
+            // Every byte is on disk; with pieces, the ones not verified yet are hashed first.
+            if let pieces, !pieces.allVerified { return [] }
             phase = .finished
             return [.finish(length: plan.length ?? 0)]
         }
