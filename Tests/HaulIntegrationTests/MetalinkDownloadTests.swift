@@ -180,3 +180,32 @@ extension Integration {
         }
     }
 }
+
+extension Integration.MetalinkDownloadTests {
+    @Test("haul bench FILE.meta4 ranks the metalink's mirrors by speed, with location and priority")
+    func bench() async throws {
+        let servers = [try await TestServer.start(), try await TestServer.start()]
+        let content = GeneratedContent(size: 16 << 20, seed: 937)
+        for (server, rate) in zip(servers, [512 << 10, 4 << 20]) {
+            server.serve(ServedFile(content: content, etag: "\"b\"", bytesPerSecond: rate), at: "/f")
+        }
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let metalink = try Metalink(files: [.init(
+            name: "f.bin", size: content.size, hashes: [.init(type: "sha-256", value: bytes(fromHex: content.sha256)!)],
+            sources: [.init(url: servers[0].url("/f"), priority: 1, location: "de"),
+                      .init(url: servers[1].url("/f"), priority: 2, location: "us")])])
+        try metalink.xmlData().write(to: scratch.file("f.meta4"))
+        let result = try runHaul(["bench", scratch.file("f.meta4").path, "--duration", "0.5", "-x", "2", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let mirrors = try #require(document["mirrors"] as? [[String: Any]])
+        #expect(mirrors.compactMap { $0["url"] as? String } == [servers[1].url("/f").absoluteString, servers[0].url("/f").absoluteString])
+        #expect(mirrors.compactMap { $0["location"] as? String } == ["us", "de"])
+        #expect(mirrors.compactMap { $0["priority"] as? Int } == [2, 1])
+        let table = try runHaul(["bench", scratch.file("f.meta4").path, "--duration", "0.3", "-x", "1"])
+        #expect(table.status == 0)
+        #expect(table.stdout.contains("location us, priority 2"), "\(table.stdout)")
+        for server in servers { await server.shutdown() }
+    }
+}

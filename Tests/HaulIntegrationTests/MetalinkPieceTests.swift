@@ -86,6 +86,9 @@ extension Integration {
             task.resume()
             for try await _ in events {}
             #expect(try SHA256.hex(ofFileAt: scratch.file("f.bin").path) == content.sha256)
+            // Every mirror served part of the file, although their ETags differ.
+            for server in servers { #expect(server.bytesSent > 0) }
+            #expect(servers.dropFirst().allSatisfy { $0.requests.allSatisfy { $0.ifRange == nil } })
             // Never restarted from byte 0 (a seam mismatch would have): one probe in all.
             let probes = servers.flatMap(\.requests).filter { $0.range == "bytes=0-" }
             #expect(probes.count == 1)

@@ -534,6 +534,9 @@ struct DownloadStateMachine: Sendable {
             request = Request(segment: segment, kind: .whole, from: 0, through: nil, ifRange: nil)
         }
         request.mirror = kind == .range ? mirrors.pick(avoiding: seg.avoidSources) : mirrors.firstEnabled
+        // A metalink's mirrors have validators of their own: `If-Range` with the first server's
+        // would make them answer the whole file. The metalink's hashes guard them instead.
+        if options.identifiedByHashes, request.mirror != 0 { request.ifRange = nil }
         request.fresh = seg.failures > 0
         requests[segment] = request
         started[segment] = (now, seg.cursor)

@@ -53,8 +53,7 @@ struct PieceLedger: Equatable, Sendable {
 
     var allVerified: Bool { firstUnverified >= states.count }
 
-    /// The bytes from 0 that are all in verified pieces: what the whole-file hash may read
-    /// (bytes of a piece not yet verified may still be replaced).
+    /// The bytes from 0 that are all in verified pieces.
     var verifiedPrefix: Int64 { min(length, Int64(firstUnverified) * pieceLength) }
 
     /// Source `source` wrote `count` bytes at `offset` (hot path: a few array writes).

@@ -6,12 +6,14 @@ import Glibc
 /// Hashes pieces of a file that is still being written and compares them with a metalink's
 /// piece digests, off the write path.
 ///
-/// Runs on the same serial queue as `StreamingHasher` (one core hashes faster than loopback
-/// delivers), reading bytes that are already final (usually from the page cache) through its
-/// own descriptor and one buffer, and reuses one EVP context for every piece.
+/// Runs on one serial queue of its own, shared by every download, beside the whole-file
+/// `StreamingHasher`'s, so the two passes over the bytes use two cores when there are; it reads
+/// bytes that are already written (usually from the page cache) through its own descriptor and
+/// one buffer, and reuses one EVP context for every piece.
 final class PieceVerifier: @unchecked Sendable {
     // Unchecked: the mutable state (`hash`, `buffer`, `fd`) is used on `queue` only.
-    private var queue: DispatchQueue { StreamingHasher.sharedQueue }
+    private static let queue = DispatchQueue(label: "haul.pieces")
+    private var queue: DispatchQueue { Self.queue }
     private var fd: Int32
     private let digests: [UInt8]
     private let algorithm: HashAlgorithm

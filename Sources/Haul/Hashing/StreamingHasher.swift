@@ -15,7 +15,7 @@ import Glibc
 /// (twice the resident memory in the batch benchmark).
 final class StreamingHasher: @unchecked Sendable {
     // Unchecked: every mutable property is used on `queue` only.
-    static let sharedQueue = DispatchQueue(label: "haul.hash")
+    private static let sharedQueue = DispatchQueue(label: "haul.hash")
     private var queue: DispatchQueue { Self.sharedQueue }
     private let path: String
     private var fd: Int32

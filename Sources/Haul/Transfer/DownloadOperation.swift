@@ -317,6 +317,9 @@ final class DownloadOperation: @unchecked Sendable {
                 logger.warning("a piece failed its hash; fetching it again from another source",
                                metadata: ["piece": "\(index)", "offset": "\(offset)", "written by": "\(names.joined(separator: ", "))"])
                 for source in sources where !badSources.contains(source) { badSources.append(source) }
+                // The whole-file hash may have read the bad bytes: it starts over from byte 0
+                // (rare, and cheaper than holding it behind the piece checks every time).
+                hasher?.reset()
             case .droppedMirror(let index, let reason):
                 let url = index == 0 ? settings.request.url : settings.mirrorURLs[index - 1]
                 let shown = URL(string: url)?.withoutCredentials.absoluteString ?? "(source \(index))"
@@ -788,7 +791,7 @@ final class DownloadOperation: @unchecked Sendable {
         if !isSuspended { run(machine.tick(now: ContinuousClock.now - startedAt)) }
         guard !machine.isFinished else { return }
         if let hasher, let first = machine.plan.doneRanges.first, first.lowerBound == 0 {
-            hasher.advance(to: min(first.upperBound, machine.pieces?.verifiedPrefix ?? .max))
+            hasher.advance(to: first.upperBound)
         }
         guard settings.writesJournal, machine.isResumable, !journalFailed else { return }
         let epoch = machine.plan.epoch
