@@ -83,6 +83,9 @@ extension HaulCommand {
         @Option(help: "With a metalink: try the mirrors in this country first (ISO 3166 code, e.g. de).")
         var metalinkLocation: String?
 
+        @Flag(help: "Ignore mirrors the server names in Link: rel=duplicate headers (Metalink/HTTP).")
+        var noLinkMirrors = false
+
         @Flag(name: .shortAndLong, help: "Print nothing but errors.")
         var quiet = false
 
@@ -211,6 +214,7 @@ extension HaulCommand {
             configuration.computesSHA256 = !noHash
             configuration.replacesExistingFiles = force
             configuration.sendsCredentialsToMirrors = mirrorHeaders
+            configuration.usesMirrorsFromLinkHeaders = !noLinkMirrors
             return DownloadSession(configuration: configuration)
         }
 

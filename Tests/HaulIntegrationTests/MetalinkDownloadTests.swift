@@ -209,3 +209,42 @@ extension Integration.MetalinkDownloadTests {
         for server in servers { await server.shutdown() }
     }
 }
+
+extension Integration.MetalinkDownloadTests {
+    @Test("Link: rel=duplicate mirrors join the download (no credentials sent to them); the switch turns it off")
+    func linkMirrors() async throws {
+        let servers = [try await TestServer.start(), try await TestServer.start(), try await TestServer.start()]
+        let content = GeneratedContent(size: 12 << 20, seed: 938)
+        var primary = ServedFile(content: content, etag: "\"v\"", bytesPerSecond: 4 << 20)
+        primary.extraHeaders = [("Link", "<\(servers[1].url("/f").absoluteString)>; rel=duplicate; pri=1"),
+                                ("Link", "<\(servers[2].url("/f").absoluteString)>; rel=duplicate; pri=2")]
+        servers[0].serve(primary, at: "/f")
+        for server in servers.dropFirst() {
+            server.serve(ServedFile(content: content, etag: "\"v\"", bytesPerSecond: 4 << 20), at: "/f")
+        }
+        for uses in [true, false] {
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            var configuration = DownloadSession.Configuration()
+            configuration.connectionsPerDownload = 6
+            configuration.syncsBeforeMove = false
+            configuration.usesMirrorsFromLinkHeaders = uses
+            let before = servers.map(\.bytesSent)
+            var request = URLRequest(url: servers[0].url("/f"))
+            request.setValue("Bearer secret", forHTTPHeaderField: "Authorization")
+            _ = try await DownloadSession(configuration: configuration).download(for: request, to: scratch.file("f"))
+            #expect(try SHA256.hex(ofFileAt: scratch.file("f").path) == content.sha256)
+            let served = zip(servers.map(\.bytesSent), before).map { $0 - $1 }
+            if uses {
+                #expect(served[1] > 0 && served[2] > 0, "\(served)")
+                for server in servers.dropFirst() {
+                    #expect(server.requests.allSatisfy { $0.headers["authorization"] == nil })
+                }
+            } else {
+                #expect(served[1] == 0 && served[2] == 0, "\(served)")
+            }
+        }
+        #expect(servers[0].requests.allSatisfy { $0.headers["authorization"] == "Bearer secret" })
+        for server in servers { await server.shutdown() }
+    }
+}

@@ -414,6 +414,12 @@ struct DownloadStateMachine: Sendable {
         lastMoved.removeAll()
     }
 
+    /// The first server named `count` more sources of the file (RFC 6249 `Link: rel=duplicate`),
+    /// before the download is split: they take part like mirrors from the start.
+    mutating func addSources(_ count: Int) {
+        _ = mirrors.add(count)
+    }
+
     /// The caller cancelled the download.
     mutating func cancel() -> [Action] {
         guard !isFinished else { return [] }

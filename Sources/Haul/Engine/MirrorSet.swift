@@ -46,6 +46,13 @@ struct MirrorSet: Equatable, Sendable {
         return best
     }
 
+    /// Adds `count` sources (a server named them as mirrors); returns the first new index.
+    mutating func add(_ count: Int) -> Int {
+        let first = mirrors.count
+        mirrors += Array(repeating: Mirror(), count: max(0, count))
+        return first
+    }
+
     mutating func started(_ index: Int) { mirrors[index].active += 1 }
 
     mutating func ended(_ index: Int) { mirrors[index].active = max(0, mirrors[index].active - 1) }

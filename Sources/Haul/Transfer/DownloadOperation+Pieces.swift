@@ -4,7 +4,7 @@ extension DownloadOperation {
     /// The URL of source `index` (0 is the URL, others mirrors) as it may be shown.
     func sourceName(_ index: Int) -> String {
         let url = index == 0 ? settings.request.url
-            : index <= settings.mirrorURLs.count ? settings.mirrorURLs[index - 1] : "(source \(index))"
+            : index <= mirrorURLs.count ? mirrorURLs[index - 1] : "(source \(index))"
         return URL(string: url)?.withoutCredentials.absoluteString ?? url
     }
 }
@@ -32,5 +32,22 @@ extension DownloadOperation {
                 }
             }
         }
+    }
+}
+
+extension DownloadOperation {
+    /// Mirrors the probe's response names (`Link: <…>; rel=duplicate; pri=N`, RFC 6249) join
+    /// the download before it is split, unless switched off. They are other servers: they get
+    /// no credential headers unless `sendsCredentialsToMirrors` (as every mirror).
+    func addLinkedMirrors(_ head: ResponseHead) {
+        guard settings.usesLinkMirrors, (200..<300).contains(head.status) else { return }
+        let known = Set([settings.request.url, effectiveURL ?? ""] + mirrorURLs)
+        let found = LinkHeader.duplicates(in: head.fields, base: effectiveURL ?? settings.request.url)
+            .filter { !known.contains($0) }
+        guard !found.isEmpty else { return }
+        mirrorURLs += found
+        machine.addSources(found.count)
+        logger.info("the server names mirrors of the file (Link: rel=duplicate)",
+                    metadata: ["mirrors": "\(found.compactMap { URL(string: $0)?.withoutCredentials.absoluteString }.joined(separator: ", "))"])
     }
 }

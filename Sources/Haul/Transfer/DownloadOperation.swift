@@ -71,6 +71,8 @@ final class DownloadOperation: @unchecked Sendable {
         var keepsFilesFailingChecksum = false
         /// Mirrors of the same file; request mirror `i` (i ≥ 1) goes to `mirrorURLs[i - 1]`.
         var mirrorURLs: [String] = []
+        /// Use the mirrors the first response names (`Link: <…>; rel=duplicate`, RFC 6249).
+        var usesLinkMirrors = true
         /// Receive limit for the whole download in bytes per second (0: none).
         var maxBytesPerSecond: Int64 = 0
         /// The longest the whole download may take (nil: no bound).
@@ -106,7 +108,7 @@ final class DownloadOperation: @unchecked Sendable {
     let settings: Settings
     let files: Files
     private let journal: Journal
-    private let logger: Logger
+    let logger: Logger
     private let syscalls: Syscalls
     private let resumeFrom: ResumeData?
     var machine: DownloadStateMachine
@@ -114,7 +116,7 @@ final class DownloadOperation: @unchecked Sendable {
     private var easies: [Int: CurlEasy] = [:]
     private var writeErrors: [Int: HaulError] = [:]
     private var retryTimers: [Int: DispatchWorkItem] = [:]
-    private var effectiveURL: String?
+    var effectiveURL: String?
     /// Where range requests to the URL go: the probe's URL after redirects, so a redirector in
     /// front of several backends cannot send segments of one download to different ones.
     private var segmentURL: String?
@@ -140,6 +142,8 @@ final class DownloadOperation: @unchecked Sendable {
     /// The fingerprint of the first done bytes of this epoch, computed once.
     private var sample: ResumeData.Sample?
     private var hasher: StreamingHasher?
+    /// The mirrors: the caller's, then any the first response named.
+    var mirrorURLs: [String]
     var pieceVerifier: PieceVerifier?
     /// Sources that wrote a piece that failed its hash, in the order found.
     private var badSources: [Int] = []
@@ -174,6 +178,7 @@ final class DownloadOperation: @unchecked Sendable {
         self.logger = logger
         self.syscalls = syscalls
         self.resumeFrom = resume
+        self.mirrorURLs = settings.mirrorURLs
         if let digest = settings.expectedSHA256 { expected = (digest, settings.expectedSource) }
         rate = settings.maxBytesPerSecond
         if let resume {
@@ -321,7 +326,7 @@ final class DownloadOperation: @unchecked Sendable {
                 // (rare, and cheaper than holding it behind the piece checks every time).
                 hasher?.reset()
             case .droppedMirror(let index, let reason):
-                let url = index == 0 ? settings.request.url : settings.mirrorURLs[index - 1]
+                let url = index == 0 ? settings.request.url : mirrorURLs[index - 1]
                 let shown = URL(string: url)?.withoutCredentials.absoluteString ?? "(source \(index))"
                 logger.warning("dropping a source for this download", metadata: ["url": "\(shown)", "reason": "\(reason)"])
             case .restarted(let reason):
@@ -387,8 +392,8 @@ final class DownloadOperation: @unchecked Sendable {
         var headers: [String] = []
         if let validator = request.ifRange { headers.append("If-Range: \(validator)") }
         var options = settings.request
-        if request.mirror > 0, request.mirror <= settings.mirrorURLs.count {
-            options.url = settings.mirrorURLs[request.mirror - 1]
+        if request.mirror > 0, request.mirror <= mirrorURLs.count {
+            options.url = mirrorURLs[request.mirror - 1]
             if !settings.sendsCredentialsToMirrors { options.headers = options.headers.filter { !Self.isCredential($0) } }
         } else if request.kind == .range, let segmentURL, segmentURL != options.url {
             // Credentials go to the host the caller named, not to one a redirect chose.
@@ -406,6 +411,7 @@ final class DownloadOperation: @unchecked Sendable {
                 reportedResponse = true
                 effectiveURL = easy.effectiveURL
                 if request.mirror == 0 { segmentURL = effectiveURL }
+                if request.kind == .probe { addLinkedMirrors(head) }
                 if expected == nil, settings.expectedSHA512 == nil, let server = SHA256Digest.fromServer(head.fields) {
                     expected = server
                     logger.info("verifying with the server's digest", metadata: ["header": "\(server.1.rawValue)"])
@@ -701,7 +707,7 @@ final class DownloadOperation: @unchecked Sendable {
             length: length, tempFile: identity, sample: sample, doneRanges: done,
             syncedRanges: syncedRanges, bootID: bootID, destination: files.destinationPath,
             expectedSHA256: expected?.source == .caller || expected?.source == .metalink ? expected?.digest.hex : nil,
-            mirrors: settings.pieces == nil ? [] : settings.mirrorURLs.compactMap { URL(string: $0)?.withoutCredentials },
+            mirrors: settings.pieces == nil ? [] : mirrorURLs.compactMap { URL(string: $0)?.withoutCredentials },
             pieceLength: settings.pieces?.length, verifiedPieces: machine.pieces?.verified ?? [])
     }
 
