@@ -248,3 +248,21 @@ extension Integration.MetalinkDownloadTests {
         for server in servers { await server.shutdown() }
     }
 }
+
+extension Integration.MetalinkDownloadTests {
+    @Test("A background session refuses a metalink rather than download it unverified")
+    func backgroundRefused() async throws {
+        let content = GeneratedContent(size: 10, seed: 939)
+        let metalink = try metalinkFor(content, name: "f.bin", urls: [URL(string: "http://127.0.0.1:9/f")!])
+        let session = DownloadSession(configuration: .background(withIdentifier: "metalink-test"))
+        let task = session.downloadTask(with: metalink)
+        let events = task.events
+        task.resume()
+        do {
+            for try await _ in events {}
+            Issue.record("accepted")
+        } catch {
+            #expect("\(error)".contains("cannot take a metalink"), "\(error)")
+        }
+    }
+}

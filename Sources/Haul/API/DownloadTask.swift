@@ -283,6 +283,12 @@ public final class DownloadTask: @unchecked Sendable {
             expected = digest
         }
         if let identifier = session.configuration.identifier {
+            guard metalink == nil else {
+                // The daemon would get the URLs without the metalink's hashes: refuse rather than
+                // download unverified.
+                throw .unsupportedRequest(reason: "a background session cannot take a metalink; download it in this "
+                    + "process, or hand it to the daemon with aria2.addMetalink")
+            }
             return (try backgroundOperation(identifier: identifier, expected: expected), nil)
         }
         guard let resumeData else {
