@@ -43,7 +43,7 @@ enum ExitStatus: Int32, Error {
             self = .diskError
         case .invalidFileName?: self = .usage
         case .resumeDataInvalid?: self = .diskError
-        case .checksumMismatch?: self = .checksumMismatch
+        case .checksumMismatch?, .badPiece?: self = .checksumMismatch
         case .invalidChecksum?: self = .usage
         case .httpStatus?: self = .httpError
         case .cancelled?: self = .interrupted

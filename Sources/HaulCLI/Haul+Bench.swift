@@ -14,7 +14,7 @@ extension HaulCommand {
             """
         )
 
-        @Argument(help: "The URLs (mirrors of one file, or any files) to measure.")
+        @Argument(help: "The URLs (mirrors of one file, or any files) to measure, or a FILE.meta4 whose mirrors to rank.")
         var urls: [String]
 
         @Option(name: [.customShort("x"), .long], help: "Connections for the multi-connection phase.")
@@ -31,7 +31,7 @@ extension HaulCommand {
 
         func validate() throws {
             guard !urls.isEmpty else { throw ValidationError("give at least one URL") }
-            for text in urls {
+            for text in urls where !HaulCommand.Get.isMetalinkFile(text) {
                 guard let url = URL(string: text), let scheme = url.scheme?.lowercased(),
                       scheme == "http" || scheme == "https", url.host != nil else {
                     throw ValidationError("'\(redactingCredentials(text))' is not an http or https URL")
@@ -45,9 +45,28 @@ extension HaulCommand {
         func run() async throws {
             let session = DownloadSession(configuration: .default)
             var results: [MirrorMeasurement] = []
+            // A metalink's mirrors are measured with its location and priority beside them.
+            var described: [URL: Metalink.Source] = [:]
+            var targets: [URL] = []
             for text in urls {
-                results.append(await session.measure(URL(string: text)!, connections: connections, duration: duration,
-                                                     bytes: bytes.bytes))
+                guard HaulCommand.Get.isMetalinkFile(text) else {
+                    targets.append(URL(string: text)!)
+                    continue
+                }
+                let metalink: Metalink
+                do {
+                    metalink = try Metalink(data: await HaulCommand.Get.read(metalink: text, session: session))
+                } catch {
+                    FileHandle.standardError.write(Data("haul: \(text): \(error)\n".utf8))
+                    throw ExitStatus.usage.code
+                }
+                for source in metalink.files.flatMap({ $0.orderedSources() }) where described[source.url] == nil {
+                    described[source.url] = source
+                    targets.append(source.url)
+                }
+            }
+            for url in targets {
+                results.append(await session.measure(url, connections: connections, duration: duration, bytes: bytes.bytes))
             }
             let ranked = results.sorted {
                 ($0.error == nil ? 1 : 0, $0.multiConnectionBytesPerSecond) > ($1.error == nil ? 1 : 0, $1.multiConnectionBytesPerSecond)
@@ -67,6 +86,10 @@ extension HaulCommand {
                     object["etag"] = m.etag
                     object["last_modified"] = m.lastModified
                     object["error"] = m.error
+                    if let source = described[m.url] {
+                        object["location"] = source.location
+                        object["priority"] = source.priority
+                    }
                     return object
                 }
                 let document: [String: Any] = ["mirrors": objects, "validators_agree": agree]
@@ -77,8 +100,12 @@ extension HaulCommand {
                 for (rank, m) in ranked.enumerated() {
                     let url = m.url.withoutCredentials.absoluteString
                     let shortURL = url.count > 44 ? String(url.prefix(43)) + "…" : url.padding(toLength: 44, withPad: " ", startingAt: 0)
+                    // A metalink's mirror: its location and priority after the measurements.
+                    let origin = described[m.url].map {
+                        "  location \($0.location ?? "-"), priority \($0.priority.map(String.init) ?? "-")"
+                    } ?? ""
                     if let error = m.error {
-                        Console.line("\(String(rank + 1).padding(toLength: 4, withPad: " ", startingAt: 0))  \(shortURL)  failed: \(error)")
+                        Console.line("\(String(rank + 1).padding(toLength: 4, withPad: " ", startingAt: 0))  \(shortURL)  failed: \(error)\(origin)")
                         continue
                     }
                     let ttfb = m.timeToFirstByte.map { String(format: "%.0f ms", $0 * 1000) } ?? "-"
@@ -87,7 +114,7 @@ extension HaulCommand {
                                   (Format.bytes(Int64(m.singleConnectionBytesPerSecond)) + "/s").padding(toLength: 11, withPad: " ", startingAt: 0),
                                   (Format.bytes(Int64(m.multiConnectionBytesPerSecond)) + "/s").padding(toLength: 12, withPad: " ", startingAt: 0),
                                   (m.supportsRanges ? "yes" : "no").padding(toLength: 6, withPad: " ", startingAt: 0),
-                                  m.length.map { Format.bytes($0) } ?? "?"].joined(separator: "  "))
+                                  m.length.map { Format.bytes($0) } ?? "?"].joined(separator: "  ") + origin)
                 }
                 if usable.count > 1 {
                     Console.line(agree ? "All mirrors agree on length and validators."

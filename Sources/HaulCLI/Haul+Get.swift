@@ -90,6 +90,15 @@ extension HaulCommand {
         @Option(name: [.customShort("j", allowingJoined: true), .long], help: "Downloads at once.")
         var maxConcurrentDownloads: Int = 4
 
+        @Option(help: "A Metalink 4 file or its http(s) URL: download its files from its mirrors, checking every piece. (A FILE.meta4 argument does the same.)")
+        var metalink: String?
+
+        @Option(help: "With a metalink: try the mirrors in this country first (ISO 3166 code, e.g. de).")
+        var metalinkLocation: String?
+
+        @Flag(help: "Ignore mirrors the server names in Link: rel=duplicate headers (Metalink/HTTP).")
+        var noLinkMirrors = false
+
         @Flag(name: .shortAndLong, help: "Print nothing but errors.")
         var quiet = false
 
@@ -106,7 +115,10 @@ extension HaulCommand {
         var noHash = false
 
         func validate() throws {
-            let all = try allURLs()
+            let all = try allURLs().filter { !Self.isMetalinkFile($0) }
+            if try metalink != nil || all.count != allURLs().count {
+                return try validateMetalink(urls: all)
+            }
             guard !all.isEmpty else { throw ValidationError("give at least one URL (or -i FILE)") }
             for text in all {
                 guard let parsed = URL(string: text), let scheme = parsed.scheme?.lowercased(),
@@ -151,7 +163,7 @@ extension HaulCommand {
         }
 
         /// URLs from the arguments and the input file.
-        private func allURLs() throws -> [String] {
+        func allURLs() throws -> [String] {
             var all = urls
             if let inputFile {
                 guard let text = inputFile == "-" ? StandardInput.text
@@ -168,6 +180,7 @@ extension HaulCommand {
         func run() async throws {
             let reporter = Reporter(quiet: quiet, json: json, plainInterval: logging.progressInterval)
             if habits.dryRun { return try await dryRun(try allURLs(), reporter: reporter) }
+            if try metalink != nil || allURLs().contains(where: Self.isMetalinkFile) { return try await runMetalinks() }
             try makeOutputDirectories(reporter)
             var configuration = transfer.configuration()
             configuration.logger = ConsoleLogHandler.bootstrap(reporter: reporter, level: logging.level)
@@ -176,6 +189,7 @@ extension HaulCommand {
             configuration.computesSHA256 = !noHash
             configuration.replacesExistingFiles = force
             configuration.sendsCredentialsToMirrors = mirrorHeaders
+            configuration.usesMirrorsFromLinkHeaders = !noLinkMirrors
             let session = DownloadSession(configuration: configuration)
             let sums = try checksumList(reporter)
 
@@ -215,6 +229,18 @@ extension HaulCommand {
             let status = await runner.run(jobs, concurrency: maxConcurrentDownloads)
             reporter.close()
             if status != .success { throw status.code }
+        }
+
+        /// The session the options describe.
+        func makeSession() -> DownloadSession {
+            var configuration = transfer.configuration()
+            configuration.syncsBeforeMove = !noSync
+            configuration.writesJournal = !noJournal
+            configuration.computesSHA256 = !noHash
+            configuration.replacesExistingFiles = force
+            configuration.sendsCredentialsToMirrors = mirrorHeaders
+            configuration.usesMirrorsFromLinkHeaders = !noLinkMirrors
+            return DownloadSession(configuration: configuration)
         }
 
         /// Measures the URL and its mirrors for a second each and makes the fastest the primary.

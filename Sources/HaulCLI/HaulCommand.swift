@@ -9,7 +9,7 @@ struct HaulCommand: AsyncParsableCommand {
         commandName: "haul",
         abstract: "Segmented, parallel HTTP downloads with exact resume and SHA-256 verification.",
         version: Haul.version,
-        subcommands: [Get.self, Bench.self, Demo.self, Daemon.self, Add.self, Ls.self, Pause.self, Resume.self, Rm.self,
+        subcommands: [Get.self, Bench.self, MetalinkCommand.self, Demo.self, Daemon.self, Add.self, Ls.self, Pause.self, Resume.self, Rm.self,
                       Wait.self],
         // `haul URL…` is `haul get URL…`, as with curl and wget.
         defaultSubcommand: Get.self

@@ -17,6 +17,12 @@ final class Job: @unchecked Sendable {
         set { lock.withLock { _mirrors = newValue } }
     }
     private var _mirrors: [URL] = []
+    /// The metalink (of this one file) and output directory, for a job made from one.
+    var metalink: MetalinkJob? {
+        get { lock.withLock { _metalink } }
+        set { lock.withLock { _metalink = newValue } }
+    }
+    private var _metalink: MetalinkJob?
     private let lock = NSLock()
     private var _output: URL
     private var _task: DownloadTask?

@@ -97,6 +97,7 @@ final class Reporter: @unchecked Sendable {
             object["checksum_source"] = task.checksumSource?.rawValue
             object["seams_checked"] = task.seamChecks.checked
             object["seam_mismatches"] = task.seamChecks.mismatched
+            if !task.sourcesWithBadPieces.isEmpty { object["sources_with_bad_pieces"] = task.sourcesWithBadPieces }
             emit(object)
         case .terminal, .plain:
             var text = "\(job.output.path): \(Format.bytes(bytes)) in \(String(format: "%.2f", seconds)) s "
@@ -105,10 +106,17 @@ final class Reporter: @unchecked Sendable {
             if let digest = task.sha256 {
                 text += ", sha-256 \(digest)"
                 if let source = task.checksumSource {
-                    text += source == .caller ? " (verified)" : " (verified against the server's \(source.rawValue))"
+                    text += source == .caller ? " (verified)"
+                        : source == .metalink ? " (verified against the metalink)"
+                        : " (verified against the server's \(source.rawValue))"
                 }
+            } else if task.checksumSource == .metalink {
+                text += ", sha-512 verified against the metalink"
             }
             printAbove(text, toStandardError: false)
+            for source in task.sourcesWithBadPieces {
+                printAbove("haul: \(source) delivered bad pieces; they were fetched again from other sources", toStandardError: true)
+            }
         case .quiet:
             break
         }

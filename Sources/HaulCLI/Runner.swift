@@ -88,15 +88,15 @@ struct Runner: Sendable {
         do {
             if let resumeData {
                 do {
-                    try await download(job, task: session.downloadTask(withResumeData: resumeData, to: job.output),
+                    try await download(job, task: resumedTask(job, resumeData),
                                        digest: digest, interruption: interruption)
                 } catch HaulError.resumeDataInvalid(let reason) where !command.continueDownload {
                     reporter.note("\(job.output.lastPathComponent): cannot resume (\(reason)); starting over")
-                    try await download(job, task: session.downloadTask(with: URLRequest(url: job.primary), to: job.output),
+                    try await download(job, task: newTask(job),
                                        digest: digest, interruption: interruption)
                 }
             } else {
-                try await download(job, task: session.downloadTask(with: URLRequest(url: job.primary), to: job.output),
+                try await download(job, task: newTask(job),
                                    digest: digest, interruption: interruption)
             }
         } catch {
@@ -116,7 +116,7 @@ struct Runner: Sendable {
 
     private func download(_ job: Job, task: DownloadTask, digest: String?, interruption: Interruption) async throws {
         task.expectedSHA256 = digest
-        task.mirrors = job.mirrors
+        if job.metalink == nil { task.mirrors = job.mirrors }
         job.task = task
         if interruption.happened { task.cancel() }
         let events = task.events

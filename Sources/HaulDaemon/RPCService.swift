@@ -15,7 +15,7 @@ final class RPCService: @unchecked Sendable {
     private var unauthorizedInside = false
 
     static let methods = [
-        "aria2.addUri", "aria2.remove", "aria2.forceRemove", "aria2.pause", "aria2.forcePause", "aria2.pauseAll",
+        "aria2.addUri", "aria2.addMetalink", "aria2.remove", "aria2.forceRemove", "aria2.pause", "aria2.forcePause", "aria2.pauseAll",
         "aria2.forcePauseAll", "aria2.unpause", "aria2.unpauseAll", "aria2.tellStatus", "aria2.getUris",
         "aria2.getFiles", "aria2.getServers", "aria2.tellActive", "aria2.tellWaiting", "aria2.tellStopped",
         "aria2.changePosition", "aria2.getOption", "aria2.changeOption", "aria2.getGlobalOption",
@@ -26,7 +26,7 @@ final class RPCService: @unchecked Sendable {
     ]
     static let notifications = ["aria2.onDownloadStart", "aria2.onDownloadPause", "aria2.onDownloadStop",
                                 "aria2.onDownloadComplete", "aria2.onDownloadError"]
-    private static let unsupported = ["aria2.addTorrent", "aria2.addMetalink", "aria2.getPeers"]
+    private static let unsupported = ["aria2.addTorrent", "aria2.getPeers"]
 
     init(downloads: DownloadQueue, secret: String) {
         self.downloads = downloads
@@ -118,6 +118,10 @@ final class RPCService: @unchecked Sendable {
                                      taskDescription: options["haul-description"] as? String,
                                      speed: try Options.speed(options), minSplit: try Options.minimumSplit(options),
                                      allowOverwrite: try Options.allowOverwrite(options))
+        case "aria2.addMetalink":
+            let options = try arguments.object(1) ?? [:]
+            try Options.refuseUnsupported(options)
+            return try addMetalink(try arguments.string(0), options: options, position: try arguments.int(2))
         case "aria2.remove", "aria2.forceRemove":
             let gid = try arguments.string(0)
             try downloads.remove(gid)

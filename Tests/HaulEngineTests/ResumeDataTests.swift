@@ -151,3 +151,32 @@ struct ResumeDataTests {
         #expect(decoded < 3_000)
     }
 }
+
+extension ResumeDataTests {
+    @Test("A metalink download's sources and verified pieces round-trip; blobs without them still decode")
+    func metalinkFields() throws {
+        var original = sample()
+        original.mirrors = [URL(string: "https://mirror.example/big.iso")!]
+        original.pieceLength = 1_000
+        original.verifiedPieces = [0, 1, 2, 6]
+        let text = String(decoding: original.encoded(), as: UTF8.self)
+        #expect(text.contains("\"verifiedPieces\":[[0,3],[6,7]]"))
+        #expect(try ResumeData(original.encoded()) == original)
+        // Without a metalink, nothing new is written.
+        let plain = String(decoding: sample().encoded(), as: UTF8.self)
+        #expect(!plain.contains("verifiedPieces") && !plain.contains("pieceLength") && !plain.contains("mirrors"))
+        #expect(try ResumeData(blob(json: payload())).verifiedPieces.isEmpty)
+    }
+
+    @Test("Malformed metalink fields are refused", arguments: [
+        (["pieceLength": "10", "verifiedPieces": "[[0,11]]"], "its verified pieces are malformed"),
+        (["pieceLength": "10", "verifiedPieces": "[[3,2]]"], "its verified pieces are malformed"),
+        (["pieceLength": "10", "verifiedPieces": "[[0,2],[1,3]]"], "its verified pieces are malformed"),
+        (["pieceLength": "0"], "its piece length is not positive"),
+        (["verifiedPieces": "[[0,1]]"], "it lists verified pieces without a piece length"),
+        (["mirrors": "[\"file:///etc/passwd\"]"], "a mirror is not an http(s) URL"),
+    ] as [([String: String], String)])
+    func metalinkNonsense(overrides: [String: String], expected: String) {
+        #expect(reason(blob(json: payload(overrides))) == expected)
+    }
+}

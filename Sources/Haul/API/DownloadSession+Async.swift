@@ -78,7 +78,7 @@ extension DownloadSession {
                                            completionHandler: nil)))
     }
 
-    private func run(_ task: DownloadTask) async throws -> (URL, URLResponse) {
+    func run(_ task: DownloadTask) async throws -> (URL, URLResponse) {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 task.setFinishHook { continuation.resume(with: $0) }
@@ -89,7 +89,7 @@ extension DownloadSession {
         }
     }
 
-    private func http(_ result: (URL, URLResponse)) -> (URL, HTTPURLResponse) {
+    func http(_ result: (URL, URLResponse)) -> (URL, HTTPURLResponse) {
         let (location, response) = result
         return (location, (response as? HTTPURLResponse)
             ?? HTTPURLResponse(url: response.url ?? location, statusCode: 200, httpVersion: "HTTP/1.1", headerFields: [:])!)

@@ -84,6 +84,10 @@ extension DownloadSession {
         /// (default false: a mirror is another server, and gets no credentials unless its own URL
         /// carries them).
         public var sendsCredentialsToMirrors: Bool = false
+        /// Whether mirrors the first response names (`Link: <…>; rel=duplicate; pri=N`,
+        /// Metalink/HTTP, RFC 6249) join the download (default true). Like every mirror they
+        /// get no credentials unless `sendsCredentialsToMirrors`.
+        public var usesMirrorsFromLinkHeaders: Bool = true
         /// Whether a download keeps a journal (its resume data) beside its partial file, updated as
         /// it runs and synced to disk every few seconds, so a killed process or a power cut loses
         /// little (default true). Without it only `cancel(byProducingResumeData:)` and failures

@@ -375,6 +375,7 @@ public final class DownloadSession: Sendable {
         settings.keepsFilesFailingChecksum = configuration.keepsFilesFailingChecksum
         settings.recordsCredentials = configuration.resumeDataIncludesCredentials
         settings.sendsCredentialsToMirrors = configuration.sendsCredentialsToMirrors
+        settings.usesLinkMirrors = configuration.usesMirrorsFromLinkHeaders
         let credentials: Set<String> = ["authorization", "proxy-authorization", "cookie"]
         settings.resumeHeaders = (request.allHTTPHeaderFields ?? [:])
             .filter { configuration.resumeDataIncludesCredentials || !credentials.contains($0.key.lowercased()) }

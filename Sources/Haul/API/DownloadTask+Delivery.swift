@@ -163,6 +163,7 @@ extension DownloadTask {
                 _sha256 = download.sha256
                 _checksumSource = download.checksumSource
                 _seams = (download.seamsChecked, download.seamMismatches)
+                _badSources = download.badSources
                 _expected = download.length
                 progress.totalUnitCount = download.length
                 progress.completedUnitCount = download.length

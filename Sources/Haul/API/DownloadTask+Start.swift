@@ -55,6 +55,12 @@ extension DownloadTask {
             expected = digest
         }
         if let identifier = session.configuration.identifier {
+            guard metalink == nil else {
+                // The daemon would get the URLs without the metalink's hashes: refuse rather than
+                // download unverified.
+                throw .unsupportedRequest(reason: "a background session cannot take a metalink; download it in this "
+                    + "process, or hand it to the daemon with aria2.addMetalink")
+            }
             return (try backgroundOperation(identifier: identifier, expected: expected), nil)
         }
         guard let resumeData else {
@@ -63,13 +69,21 @@ extension DownloadTask {
             applyOverrides(to: &settings)
             settings.expectedSHA256 = expected
             try applyMirrors(to: &settings)
-            let files = try session.files(for: destination, task: taskIdentifier, replacing: replacesExistingFileOverride)
-            return (DownloadOperation(multi: session.multi, settings: settings, files: files, logger: session.logger,
+            applyMetalink(to: &settings)
+            var files = try metalinkFiles(resume: nil)
+            if files == nil {
+                files = try session.files(for: destination, task: taskIdentifier, replacing: replacesExistingFileOverride)
+            }
+            return (DownloadOperation(multi: session.multi, settings: settings, files: files!, logger: session.logger,
                                       syscalls: session.syscalls), nil)
         }
         let resume = try ResumeData(resumeData)
-        let files = try session.files(for: destination, task: taskIdentifier, resume: resume,
-                                      replacing: replacesExistingFileOverride)
+        var resolved = try metalinkFiles(resume: resume)
+        if resolved == nil {
+            resolved = try session.files(for: destination, task: taskIdentifier, resume: resume,
+                                         replacing: replacesExistingFileOverride)
+        }
+        let files = resolved!
         try Self.checkPartialFile(of: resume, files: files)
         var request = URLRequest(url: resume.url)
         for header in resume.headers { request.addValue(header[1], forHTTPHeaderField: header[0]) }
@@ -78,6 +92,7 @@ extension DownloadTask {
         applyOverrides(to: &settings)
         settings.expectedSHA256 = expected
         try applyMirrors(to: &settings)
+        applyMetalink(to: &settings)
         return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
                                   logger: session.logger, syscalls: session.syscalls), resume)
     }

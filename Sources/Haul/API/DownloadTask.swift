@@ -65,6 +65,8 @@ public final class DownloadTask: @unchecked Sendable, Hashable {
     var _sha256: String?
     var _checksumSource: ChecksumSource?
     var _seams: (checked: Int, mismatched: Int) = (0, 0)
+    var _badSources: [String] = []
+    var _metalink: MetalinkRequest?
     var _connections = 0
     var _mirrors: [URL] = []
     var _taskDescription: String?
@@ -252,6 +254,17 @@ public final class DownloadTask: @unchecked Sendable, Hashable {
     var attachedGID: String? {
         get { lock.withLock { _attachedGID } }
         set { lock.withLock { _attachedGID = newValue } }
+    }
+
+    /// After a metalink download with piece hashes: the sources (URLs, without credentials)
+    /// that delivered bytes of a piece that failed its hash. Those pieces were fetched again
+    /// elsewhere; a source blamed twice was dropped.
+    public var sourcesWithBadPieces: [String] { lock.withLock { _badSources } }
+
+    /// The metalink file this task downloads, and where (set at creation).
+    var metalink: MetalinkRequest? {
+        get { lock.withLock { _metalink } }
+        set { lock.withLock { _metalink = newValue } }
     }
 
     // MARK: Control

@@ -54,7 +54,7 @@ extension HaulError {
             return HaulError.diskFull(path: path, resumeData: resumeData)
         case .invalidContentRange, .rangeIgnored, .remoteFileChanged, .inconsistentContent, .fileSystem, .fileInUse,
              .notARegularFile, .destinationExists, .invalidFileName, .insufficientSpace,
-             .unsupportedRequest, .resumeDataInvalid, .checksumMismatch, .invalidChecksum, .sessionInvalidated:
+             .unsupportedRequest, .resumeDataInvalid, .checksumMismatch, .invalidChecksum, .sessionInvalidated, .badPiece:
             return self
         }
         return URLError(code, userInfo: info)

@@ -45,6 +45,9 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
     case checksumMismatch(expected: String, actual: String)
     /// An expected checksum could not be read (not 64 hex digits, `sha-256=HEX` or `sha256-BASE64`).
     case invalidChecksum(String)
+    /// A piece of a metalink download kept failing its hash (or could not be fetched again on
+    /// its own); nothing was kept.
+    case badPiece(index: Int, offset: Int64, reason: String)
     /// The session was invalidated before this task started.
     case sessionInvalidated
     /// The download was cancelled.
@@ -92,9 +95,12 @@ public enum HaulError: Error, Equatable, Sendable, CustomStringConvertible {
         case .resumeDataInvalid(let reason):
             return "the resume data cannot be used (\(reason)); start the download again"
         case .checksumMismatch(let expected, let actual):
-            return "SHA-256 mismatch: expected \(expected), got \(actual); the file was not kept — download it again"
+            return "\(expected.count == 128 ? "SHA-512" : "SHA-256") mismatch: expected \(expected), got \(actual); the file was not kept — download it again"
         case .invalidChecksum(let text):
             return "'\(text)' is not a SHA-256 (64 hex digits, sha-256=HEX or sha256-BASE64)"
+        case .badPiece(let index, let offset, let reason):
+            return "piece \(index) (from byte \(offset)) does not have the metalink's hash: \(reason); "
+                + "nothing was kept — the mirrors do not serve the file the metalink describes"
         case .sessionInvalidated:
             return "the session was invalidated; make a new DownloadSession for new downloads"
         case .cancelled:

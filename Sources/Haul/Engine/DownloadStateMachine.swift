@@ -37,6 +37,9 @@ struct DownloadStateMachine: Sendable {
         /// Fetch the file as one stream without `Range` from the start (a request that is not a
         /// GET: it cannot be split or repeated).
         var singleStream = false
+        /// The file is identified by a metalink's hashes, not by validators: mirrors are held to
+        /// the length only (their ETags and Last-Modified differ from server to server).
+        var identifiedByHashes = false
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
              endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2,
@@ -111,6 +114,8 @@ struct DownloadStateMachine: Sendable {
         case restarted(reason: String)
         /// A mirror is no longer used for this download (logged).
         case droppedMirror(index: Int, reason: String)
+        /// A piece failed its hash; `sources` wrote its bytes (logged, and it is fetched again).
+        case badPiece(index: Int, offset: Int64, sources: [Int])
         /// The server gave no validator `If-Range` can use: seam checks are the only guard
         /// against a file that changes (logged once).
         case unverifiable
@@ -169,6 +174,10 @@ struct DownloadStateMachine: Sendable {
     /// When each running segment's cursor last moved, as seen by `tick`.
     private var lastMoved: [Int: (at: Duration, cursor: Int64)] = [:]
     var mirrors: MirrorSet
+    /// Piece hashes: which pieces are verified and who wrote each (`nil` without a metalink's pieces).
+    var pieces: PieceLedger?
+    /// A piece failing this often (from every source) ends the download.
+    static let maxPieceFailures = 3
     /// The latest time given by `tick(now:)`.
     private var now: Duration = .zero
     /// Failures found in a response head, applied when that transfer ends.
@@ -228,6 +237,8 @@ struct DownloadStateMachine: Sendable {
         guard probeSegment < 0 else { return [start(segment: probeSegment, kind: options.singleStream ? .whole : .probe)] }
         // Resumed: hand out the gaps, then split the largest ones until every connection works.
         if plan.isComplete {
+            // Every byte is on disk; with pieces, the ones not verified yet are hashed first.
+            if let pieces, !pieces.allVerified { return [] }
             phase = .finished
             return [.finish(length: plan.length ?? 0)]
         }
@@ -406,6 +417,12 @@ struct DownloadStateMachine: Sendable {
         lastMoved.removeAll()
     }
 
+    /// The first server named `count` more sources of the file (RFC 6249 `Link: rel=duplicate`),
+    /// before the download is split: they take part like mirrors from the start.
+    mutating func addSources(_ count: Int) {
+        _ = mirrors.add(count)
+    }
+
     /// The caller cancelled the download.
     mutating func cancel() -> [Action] {
         guard !isFinished else { return [] }
@@ -479,6 +496,7 @@ struct DownloadStateMachine: Sendable {
         }
         phase = .probing
         probeSegment = probe
+        pieces?.reset()
         actions.append(.restarted(reason: reason))
         actions.append(start(segment: probe, kind: self.singleStream ? .whole : .probe))
         return actions
@@ -524,7 +542,10 @@ struct DownloadStateMachine: Sendable {
         case .whole:
             request = Request(segment: segment, kind: .whole, from: 0, through: nil, ifRange: nil)
         }
-        request.mirror = kind == .range ? mirrors.pick() : mirrors.firstEnabled
+        request.mirror = kind == .range ? mirrors.pick(avoiding: seg.avoidSources) : mirrors.firstEnabled
+        // A metalink's mirrors have validators of their own: `If-Range` with the first server's
+        // would make them answer the whole file. The metalink's hashes guard them instead.
+        if options.identifiedByHashes, request.mirror != 0 { request.ifRange = nil }
         request.fresh = seg.failures > 0
         requests[segment] = request
         started[segment] = (now, seg.cursor)
@@ -556,8 +577,10 @@ struct DownloadStateMachine: Sendable {
         return actions
     }
 
-    /// Every byte is written: stop the requests still out and finish.
-    private mutating func finishNow() -> [Action] {
+    /// Every byte is written: stop the requests still out and finish (with pieces, once every
+    /// piece is verified).
+    mutating func finishNow() -> [Action] {
+        if let pieces, !pieces.allVerified { return [] }
         var actions: [Action] = []
         for id in plan.cancelAll() where endRequest(id) != nil {
             actions.append(.cancel(segment: id))

@@ -29,11 +29,14 @@ struct MirrorSet: Equatable, Sendable {
 
     /// The source for a new request: least loaded for its speed; unmeasured sources count as
     /// fast as the fastest measured one, so every source gets tried.
-    func pick() -> Int {
+    func pick(avoiding: UInt64 = 0) -> Int {
         let fastest = mirrors.compactMap(\.speed).max() ?? 1
         var best = 0
         var bestScore = Double.infinity
+        // Sources to avoid are skipped while another is enabled.
+        let others = mirrors.indices.contains { mirrors[$0].enabled && avoiding & (1 << UInt64(min($0, 63))) == 0 }
         for (index, mirror) in mirrors.enumerated() where mirror.enabled {
+            if others, avoiding & (1 << UInt64(min(index, 63))) != 0 { continue }
             let score = Double(mirror.active + 1) / max(mirror.speed ?? fastest, 1)
             if score < bestScore {
                 bestScore = score
@@ -41,6 +44,13 @@ struct MirrorSet: Equatable, Sendable {
             }
         }
         return best
+    }
+
+    /// Adds `count` sources (a server named them as mirrors); returns the first new index.
+    mutating func add(_ count: Int) -> Int {
+        let first = mirrors.count
+        mirrors += Array(repeating: Mirror(), count: max(0, count))
+        return first
     }
 
     mutating func started(_ index: Int) { mirrors[index].active += 1 }

@@ -51,6 +51,9 @@ struct SegmentPlan: Equatable, Sendable {
         var stalledAttempts = 0
         /// The server's `Retry-After` for the retry this segment waits for, if it gave one.
         var retryAfter: Int?
+        /// Sources not to ask for this segment (bit `i` for source `i`): they delivered a bad
+        /// piece of it.
+        var avoidSources: UInt64 = 0
 
         init(id: Int, start: Int64, cursor: Int64, end: Int64, state: State) {
             self.id = id
@@ -280,6 +283,10 @@ struct SegmentPlan: Equatable, Sendable {
         return index
     }
 
+    mutating func avoid(_ id: Int, sources: UInt64) {
+        segments[id].avoidSources = sources
+    }
+
     mutating func setRetryAfter(_ id: Int, _ seconds: Int?) {
         segments[id].retryAfter = seconds
     }
@@ -382,6 +389,43 @@ struct SegmentPlan: Equatable, Sendable {
             }
         }
         return stopped
+    }
+
+    // MARK: Pieces
+
+    /// The bytes of `range` on disk are wrong (a piece failed its hash): they stop counting as
+    /// done and become a pending segment of their own, to be fetched again. Written bytes on
+    /// either side stay done; a running segment whose done prefix held them keeps running on
+    /// what is after. Returns the new pending segment's id.
+    mutating func invalidate(_ range: Range<Int64>) -> Int {
+        for index in segments.indices where segments[index].epoch == epoch {
+            let segment = segments[index]
+            let written = segment.start..<min(segment.cursor, segment.end)
+            guard written.overlaps(range) else { continue }
+            let running = segment.state != .done && segment.state != .cancelled
+            if segment.start < range.lowerBound, running || written.upperBound > range.upperBound {
+                // What was written before the range stays done, as a segment of its own.
+                let before = append(start: segment.start, end: range.lowerBound, state: .done)
+                segments[before].cursor = range.lowerBound
+            }
+            switch segment.state {
+            case .active, .waitingToRetry, .pending:
+                // A running segment keeps its cursor, end and request; its done part now starts
+                // after the range (or at its cursor, if that is inside the range).
+                segments[index].start = max(segment.start, min(range.upperBound, segment.cursor))
+            case .done, .cancelled:
+                if written.upperBound > range.upperBound {
+                    // What was written after the range stays done in this segment.
+                    segments[index].start = range.upperBound
+                } else {
+                    // Only what was before the range stays (nothing, if it started inside).
+                    let keep = max(segment.start, min(range.lowerBound, written.upperBound))
+                    segments[index].cursor = keep
+                    segments[index].end = keep
+                }
+            }
+        }
+        return append(start: range.lowerBound, end: range.upperBound, state: .pending)
     }
 
     // MARK: Accounting

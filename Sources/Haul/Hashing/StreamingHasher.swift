@@ -3,7 +3,7 @@ import Dispatch
 import Glibc
 #endif
 
-/// SHA-256 of a file that is still being written, fed from its contiguous done prefix.
+/// SHA-256 (or SHA-512) of a file that is still being written, fed from its contiguous done prefix.
 ///
 /// On one serial queue shared by every download in the process, it `pread`s bytes that are
 /// already final (usually from the page cache) into an EVP context through one shared 256 KiB buffer,
@@ -19,7 +19,8 @@ final class StreamingHasher: @unchecked Sendable {
     private var queue: DispatchQueue { Self.sharedQueue }
     private let path: String
     private var fd: Int32
-    private var hash: SHA256? = SHA256()
+    private let algorithm: HashAlgorithm
+    private var hash: EVPHash?
     private var hashed: Int64 = 0
     private var target: Int64 = 0
     private var failure: Int32 = 0
@@ -30,9 +31,11 @@ final class StreamingHasher: @unchecked Sendable {
 
     /// Hashes through `descriptor` (a duplicate this hasher owns and closes), so what it reads
     /// is the download's own file whatever happens to names; `path` is for messages.
-    init(descriptor: Int32, path: String) {
+    init(descriptor: Int32, path: String, algorithm: HashAlgorithm = .sha256) {
         self.fd = descriptor
         self.path = path
+        self.algorithm = algorithm
+        self.hash = EVPHash(algorithm)
     }
 
     deinit {
@@ -51,7 +54,7 @@ final class StreamingHasher: @unchecked Sendable {
     /// The file started over (it changed on the server): forget what was hashed.
     func reset() {
         queue.async { [self] in
-            hash = SHA256()
+            hash = EVPHash(algorithm)
             hashed = 0
             target = 0
             failure = 0
@@ -67,7 +70,8 @@ final class StreamingHasher: @unchecked Sendable {
                 completion(.failure(DataFile.error("read back for hashing", path, failure != 0 ? failure : EIO)))
                 return
             }
-            let digest = hash.take()?.finalizeHex() ?? ""
+            var taken = hash.take()
+            let digest = taken?.digest().hexString ?? ""
             if fd >= 0 {
                 _ = close(fd)
                 fd = -1

@@ -40,6 +40,34 @@ package final class PlacementRoot: @unchecked Sendable {
 
     deinit { _ = Glibc.close(fd) }
 
+    /// The directory reached by `components` below this one (each a checked single name),
+    /// made (0755) where missing when `creating`. Every step is opened with `O_NOFOLLOW`: a
+    /// symbolic link, a file or anything else in the way is refused, never followed, so the
+    /// result is always inside this root.
+    package func subdirectory(_ components: [String], creating: Bool) throws(HaulError) -> PlacementRoot {
+        var current = self
+        for component in components {
+            try current.checked(component)
+            let location = current.location(of: component)
+            if creating, mkdirat(current.fd, component, 0o755) != 0, errno != EEXIST {
+                throw DataFile.error("create the directory", location, errno)
+            }
+            let opened = retryingInterrupts {
+                openat(current.fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            guard opened >= 0 else {
+                let code = errno
+                if code == ELOOP || code == ENOTDIR {
+                    throw .fileSystem(operation: "enter the directory (something that is not a directory is in the way; "
+                        + "it was not followed)", path: location, errno: code)
+                }
+                throw DataFile.error("open the directory", location, code)
+            }
+            current = PlacementRoot(descriptor: opened, path: location)
+        }
+        return current
+    }
+
     /// Whether `name` is one path component that stays in the directory.
     package static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name != "." && name != ".." && !name.contains("/") && !name.utf8.contains(0)

@@ -23,6 +23,11 @@ extension ResumeData {
         var bootID: String?
         var destination: String?
         var expectedSHA256: String?
+        // Metalink downloads (optional: older blobs have none of these).
+        var mirrors: [String]?
+        var pieceLength: Int64?
+        /// Half-open ranges of verified piece indices.
+        var verifiedPieces: [[Int]]?
     }
 
     /// Encodes the blob:
@@ -36,7 +41,9 @@ extension ResumeData {
             etag: etag, lastModified: lastModified, length: length, tempFile: tempFile, sample: sample,
             doneRanges: doneRanges.map { [$0.lowerBound, $0.upperBound] },
             syncedRanges: syncedRanges.map { [$0.lowerBound, $0.upperBound] },
-            bootID: bootID, destination: destination, expectedSHA256: expectedSHA256)
+            bootID: bootID, destination: destination, expectedSHA256: expectedSHA256,
+            mirrors: mirrors.isEmpty ? nil : mirrors.map(\.absoluteString), pieceLength: pieceLength,
+            verifiedPieces: verifiedPieces.isEmpty ? nil : Self.runs(of: verifiedPieces))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding a struct of strings and integers cannot fail.
@@ -113,6 +120,29 @@ extension ResumeData {
                 throw invalid("its expected SHA-256 is not 64 hex digits")
             }
         }
+        var mirrors: [URL] = []
+        for text in payload.mirrors ?? [] {
+            guard let mirror = URL(string: text), let scheme = mirror.scheme?.lowercased(),
+                  scheme == "http" || scheme == "https" else { throw invalid("a mirror is not an http(s) URL") }
+            mirrors.append(mirror)
+        }
+        var verified: [Int] = []
+        if let pieceLength = payload.pieceLength {
+            guard pieceLength > 0 else { throw invalid("its piece length is not positive") }
+            let count = payload.length == 0 ? 0 : (payload.length - 1) / pieceLength + 1
+            for run in payload.verifiedPieces ?? [] {
+                guard run.count == 2, run[0] >= 0, run[0] < run[1], Int64(run[1]) <= count,
+                      verified.last.map({ $0 < run[0] }) ?? true else {
+                    throw invalid("its verified pieces are malformed")
+                }
+                verified.append(contentsOf: run[0]..<run[1])
+            }
+        } else if payload.verifiedPieces != nil {
+            throw invalid("it lists verified pieces without a piece length")
+        }
+        self.mirrors = mirrors
+        self.pieceLength = payload.pieceLength
+        self.verifiedPieces = verified
         self.url = url
         self.finalURL = payload.finalURL.flatMap(URL.init(string:))
         self.method = payload.method
@@ -127,6 +157,19 @@ extension ResumeData {
         self.bootID = payload.bootID
         self.destination = payload.destination
         self.expectedSHA256 = payload.expectedSHA256
+    }
+
+    /// Sorted indices as half-open runs: `[1, 2, 3, 7]` is `[[1, 4], [7, 8]]`.
+    static func runs(of indices: [Int]) -> [[Int]] {
+        var runs: [[Int]] = []
+        for index in indices {
+            if let last = runs.last, last[1] == index {
+                runs[runs.count - 1][1] = index + 1
+            } else {
+                runs.append([index, index + 1])
+            }
+        }
+        return runs
     }
 
     /// Ranges must be pairs, non-empty, inside the length, sorted and apart (merged).
@@ -150,7 +193,11 @@ extension ResumeData {
     /// Memberwise initializer for the engine.
     init(url: URL, finalURL: URL?, headers: [[String]], etag: String?, lastModified: String?, length: Int64,
          tempFile: FileIdentity, sample: Sample? = nil, doneRanges: [Range<Int64>], syncedRanges: [Range<Int64>],
-         bootID: String?, destination: String?, expectedSHA256: String?) {
+         bootID: String?, destination: String?, expectedSHA256: String?, mirrors: [URL] = [], pieceLength: Int64? = nil,
+         verifiedPieces: [Int] = []) {
+        self.mirrors = mirrors
+        self.pieceLength = pieceLength
+        self.verifiedPieces = verifiedPieces
         self.sample = sample
         self.url = url
         self.finalURL = finalURL

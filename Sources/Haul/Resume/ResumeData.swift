@@ -59,6 +59,14 @@ public struct ResumeData: Sendable, Equatable {
     /// The SHA-256 the finished file must have (lowercase hex), if one was given.
     public var expectedSHA256: String?
 
+    /// For a metalink download: the other sources of the file (its mirrors, in order).
+    public var mirrors: [URL] = []
+    /// For a metalink download with piece hashes: the piece length they were checked with.
+    public var pieceLength: Int64?
+    /// For a metalink download with piece hashes: the pieces whose hash was checked on disk
+    /// (indices, sorted), so a resumed download does not hash them again.
+    public var verifiedPieces: [Int] = []
+
     /// The current format version written by this library.
     public static let formatVersion = 1
 

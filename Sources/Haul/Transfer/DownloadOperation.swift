@@ -21,6 +21,8 @@ struct DownloadResult: Sendable {
     /// download as one stream).
     var seamsChecked = 0
     var seamMismatches = 0
+    /// Sources that delivered bytes of a piece that failed its hash.
+    var badSources: [String] = []
     /// When the partial file itself is handed over (no destination): where it is, so what the
     /// caller did not move can be removed through the same owner.
     var handedOver: (root: PlacementRoot, name: String)?
@@ -64,10 +66,19 @@ final class DownloadOperation: @unchecked Sendable {
         var computesSHA256 = true
         /// The digest the file must have.
         var expectedSHA256: SHA256Digest?
+        /// The SHA-512 the file must have, when no SHA-256 is known (a metalink with only SHA-512).
+        var expectedSHA512: [UInt8]?
+        /// Where `expectedSHA256` came from.
+        var expectedSource: ChecksumSource = .caller
+        /// A metalink's piece hashes and file size: every piece is checked once on disk.
+        var pieces: Metalink.Pieces?
+        var metalinkSize: Int64?
         /// Keep a file whose digest does not match (for inspection) instead of deleting it.
         var keepsFilesFailingChecksum = false
         /// Mirrors of the same file; request mirror `i` (i ≥ 1) goes to `mirrorURLs[i - 1]`.
         var mirrorURLs: [String] = []
+        /// Use the mirrors the first response names (`Link: <…>; rel=duplicate`, RFC 6249).
+        var usesLinkMirrors = true
         /// Receive limit for the whole download in bytes per second (0: none).
         var maxBytesPerSecond: Int64 = 0
         /// The longest the whole download may take (nil: no bound).
@@ -100,10 +111,10 @@ final class DownloadOperation: @unchecked Sendable {
     }
 
     let multi: CurlMulti
-    private let settings: Settings
-    private let files: Files
+    let settings: Settings
+    let files: Files
     private let journal: Journal
-    private let logger: Logger
+    let logger: Logger
     private let syscalls: Syscalls
     private let resumeFrom: ResumeData?
     var machine: DownloadStateMachine
@@ -111,7 +122,7 @@ final class DownloadOperation: @unchecked Sendable {
     var easies: [Int: CurlEasy] = [:]
     private var writeErrors: [Int: HaulError] = [:]
     private var retryTimers: [Int: DispatchWorkItem] = [:]
-    private var effectiveURL: String?
+    var effectiveURL: String?
     /// Where range requests to the URL go: the probe's URL after redirects, so a redirector in
     /// front of several backends cannot send segments of one download to different ones.
     var segmentURL: String?
@@ -162,6 +173,11 @@ final class DownloadOperation: @unchecked Sendable {
     private var hasher: StreamingHasher?
     /// Starts writeback of finished stretches early, when the file is synced at the end.
     private var writeback: Writeback?
+    /// The mirrors: the caller's, then any the first response named.
+    var mirrorURLs: [String]
+    var pieceVerifier: PieceVerifier?
+    /// Sources that wrote a piece that failed its hash, in the order found.
+    private var badSources: [Int] = []
     /// Rate limit: a token bucket refilled by a 20 ms timer; transfers that find it empty are
     /// paused (curl keeps their bytes) until it refills.
     /// Bytes that may still be taken now (fractional, so a limit under 10 B/s still refills).
@@ -200,7 +216,8 @@ final class DownloadOperation: @unchecked Sendable {
         primaryMethod = settings.request.method
         primaryBody = settings.request.body
         primaryHeaders = settings.request.headers
-        if let digest = settings.expectedSHA256 { expected = (digest, .caller) }
+        self.mirrorURLs = settings.mirrorURLs
+        if let digest = settings.expectedSHA256 { expected = (digest, settings.expectedSource) }
         rate = settings.maxBytesPerSecond
         if let resume {
             if expected == nil, let hex = resume.expectedSHA256, let digest = SHA256Digest(hex: hex) {
@@ -212,6 +229,16 @@ final class DownloadOperation: @unchecked Sendable {
             syncedRanges = resume.syncedRanges
         } else {
             machine = DownloadStateMachine(options: settings.engine)
+        }
+        if let pieces = settings.pieces, let size = settings.metalinkSize {
+            // Pieces verified before are trusted only as far as their bytes are.
+            let trusted = resume.map { $0.trustedRanges(currentBootID: currentBootID()) } ?? []
+            let ledger = PieceLedger(pieceLength: pieces.length, length: size)
+            let verified = resume?.pieceLength == pieces.length ? (resume?.verifiedPieces ?? []).filter { index in
+                let range = ledger.range(of: index)
+                return trusted.contains { $0.lowerBound <= range.lowerBound && range.upperBound <= $0.upperBound }
+            } : []
+            machine.pieces = PieceLedger(pieceLength: pieces.length, length: size, verified: verified)
         }
     }
 
@@ -253,8 +280,12 @@ final class DownloadOperation: @unchecked Sendable {
                 finish(.failure(DownloadFailure(error: error, resumeData: nil)))
                 return
             }
-            if settings.computesSHA256 || expected != nil, let file {
-                hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path)
+            if settings.computesSHA256 || expected != nil || settings.expectedSHA512 != nil, let file {
+                hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path,
+                                         algorithm: expected == nil && settings.expectedSHA512 != nil ? .sha512 : .sha256)
+            }
+            if let pieces = settings.pieces, let file {
+                pieceVerifier = PieceVerifier(descriptor: file.reopenForReading(), pieces: pieces)
             }
             if settings.syncOnFinish, let file { writeback = Writeback(descriptor: file.duplicateDescriptor()) }
             startProgressTimer()
@@ -303,6 +334,10 @@ final class DownloadOperation: @unchecked Sendable {
             logger.trace("action", metadata: ["action": "\(action)"])
             switch action {
             case .preallocate(let length):
+                if let size = settings.metalinkSize, size != length {
+                    run(machine.diskFailed(.remoteFileChanged(reason: "the server's file is \(length) bytes; the metalink says \(size)")))
+                    return
+                }
                 do throws(HaulError) {
                     try preallocate(length)
                 } catch {
@@ -321,8 +356,16 @@ final class DownloadOperation: @unchecked Sendable {
                     warnedUnverifiable = true
                     logger.debug("the server gives no strong ETag or Last-Modified: only seam checks can tell if the file changes")
                 }
+            case .badPiece(let index, let offset, let sources):
+                let names = sources.map(sourceName)
+                logger.warning("a piece failed its hash; fetching it again from another source",
+                               metadata: ["piece": "\(index)", "offset": "\(offset)", "written by": "\(names.joined(separator: ", "))"])
+                for source in sources where !badSources.contains(source) { badSources.append(source) }
+                // The whole-file hash may have read the bad bytes: it starts over from byte 0
+                // (rare, and cheaper than holding it behind the piece checks every time).
+                hasher?.reset()
             case .droppedMirror(let index, let reason):
-                let url = index == 0 ? settings.request.url : settings.mirrorURLs[index - 1]
+                let url = index == 0 ? settings.request.url : mirrorURLs[index - 1]
                 let shown = URL(string: url)?.withoutCredentials.absoluteString ?? "(source \(index))"
                 logger.warning("dropping a source for this download", metadata: ["url": "\(shown)", "reason": "\(reason)"])
             case .restarted(let reason):
@@ -333,7 +376,7 @@ final class DownloadOperation: @unchecked Sendable {
                 segmentURL = nil
                 sample = nil
                 hasher?.reset()
-                if expected?.source != .caller { expected = nil }
+                if expected?.source != .caller, expected?.source != .metalink { expected = nil }
                 reportedResponse = false
                 journal.remove()
                 onRestart(reason)
@@ -398,8 +441,8 @@ final class DownloadOperation: @unchecked Sendable {
                 options.credential = credential
             }
         }
-        if request.mirror > 0, request.mirror <= settings.mirrorURLs.count {
-            options.url = settings.mirrorURLs[request.mirror - 1]
+        if request.mirror > 0, request.mirror <= mirrorURLs.count {
+            options.url = mirrorURLs[request.mirror - 1]
             if !settings.sendsCredentialsToMirrors { options.headers = options.headers.filter { !Self.isCredential($0) } }
         } else if request.kind == .range, let segmentURL, segmentURL != options.url {
             // Credentials go to the host the caller named, not to one a redirect chose.
@@ -421,7 +464,8 @@ final class DownloadOperation: @unchecked Sendable {
                 reportedResponse = true
                 effectiveURL = easy.effectiveURL
                 if request.mirror == 0 { segmentURL = effectiveURL }
-                if expected == nil, let server = SHA256Digest.fromServer(head.fields) {
+                if request.kind == .probe { addLinkedMirrors(head) }
+                if expected == nil, settings.expectedSHA512 == nil, let server = SHA256Digest.fromServer(head.fields) {
                     expected = server
                     logger.info("verifying with the server's digest", metadata: ["header": "\(server.1.rawValue)"])
                 }
@@ -433,7 +477,8 @@ final class DownloadOperation: @unchecked Sendable {
             }
             run(machine.received(head, for: segment))
         }
-        easy.onBody = { [unowned self] buffer in write(buffer, segment: segment) }
+        let source = request.mirror
+        easy.onBody = { [unowned self] buffer in write(buffer, segment: segment, source: source) }
         easy.onDone = { [unowned self, unowned easy] code, message in
             guard easies[segment] === easy else { return }
             easies[segment] = nil
@@ -473,7 +518,7 @@ final class DownloadOperation: @unchecked Sendable {
     /// another response delivered too (seams, twins, a whole-file retry) are compared instead.
     /// Returning less than offered stops the transfer; `ccurl_writefunc_pause` pauses it.
     @inline(__always)
-    private func write(_ buffer: UnsafeRawBufferPointer, segment: Int) -> Int {
+    private func write(_ buffer: UnsafeRawBufferPointer, segment: Int, source: Int) -> Int {
         guard let file else { return 0 }
         if rate > 0 {
             // Whole callbacks only (curl cannot take part of one): wait until the bucket holds
@@ -501,6 +546,7 @@ final class DownloadOperation: @unchecked Sendable {
                     return 0
                 }
                 machine.advance(segment, by: count)
+                machine.pieces?.wrote(offset: offset, count: count, source: source)
                 taken += count
             case .verify(let offset, let count):
                 let bytes = UnsafeRawBufferPointer(rebasing: buffer[taken..<(taken + count)])
@@ -515,7 +561,8 @@ final class DownloadOperation: @unchecked Sendable {
                 taken += count
                 if let mismatch {
                     logger.warning("seam mismatch: two responses differ", metadata: ["offset": "\(mismatch)"])
-                    run(machine.contentMismatch(at: mismatch))
+                    // With piece hashes, the hash of the piece says which response was right.
+                    if machine.pieces == nil { run(machine.contentMismatch(at: mismatch)) }
                 }
             }
         }
@@ -576,9 +623,9 @@ final class DownloadOperation: @unchecked Sendable {
     /// The bytes are complete: check the digest, sync, and rename into place.
     private func moveIntoPlace(length: Int64, digest: String?) {
         guard let file else { return }
-        if let expected, let digest, digest != expected.digest.hex {
-            logger.error("checksum mismatch", metadata: ["expected": "\(expected.digest.hex)", "actual": "\(digest)"])
-            let error = HaulError.checksumMismatch(expected: expected.digest.hex, actual: digest)
+        if let wanted = expected?.digest.hex ?? settings.expectedSHA512?.hexString, let digest, digest != wanted {
+            logger.error("checksum mismatch", metadata: ["expected": "\(wanted)", "actual": "\(digest)"])
+            let error = HaulError.checksumMismatch(expected: wanted, actual: digest)
             if settings.keepsFilesFailingChecksum {
                 file.close()
                 journal.remove()
@@ -622,9 +669,10 @@ final class DownloadOperation: @unchecked Sendable {
         journal.remove()
         logger.debug("seams", metadata: ["checked": "\(seams.checked)", "mismatched": "\(seams.mismatched)"])
         finish(.success(DownloadResult(path: files.destinationPath ?? files.partPath, length: length,
-                                       effectiveURL: effectiveURL, sha256: digest,
-                                       checksumSource: digest == nil ? nil : expected?.source,
+                                       effectiveURL: effectiveURL, sha256: expected == nil && settings.expectedSHA512 != nil ? nil : digest,
+                                       checksumSource: digest == nil ? nil : expected?.source ?? (settings.expectedSHA512 == nil ? nil : .metalink),
                                        seamsChecked: seams.checked, seamMismatches: seams.mismatched,
+                                       badSources: badSources.map(sourceName),
                                        handedOver: files.destinationName == nil ? (files.root, files.partName) : nil)))
     }
 
@@ -645,7 +693,7 @@ final class DownloadOperation: @unchecked Sendable {
         switch error {
         case .cancelled:
             return produceResumeDataOnCancel || files.isBesideDestination
-        case .remoteFileChanged, .inconsistentContent, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch,
+        case .remoteFileChanged, .inconsistentContent, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch, .badPiece,
              .invalidChecksum, .fileInUse, .sessionInvalidated, .notARegularFile, .destinationExists,
              .invalidFileName, .insufficientSpace:
             return false
@@ -757,7 +805,9 @@ final class DownloadOperation: @unchecked Sendable {
             headers: settings.resumeHeaders, etag: machine.etag, lastModified: machine.lastModified,
             length: length, tempFile: identity, sample: sample, doneRanges: done,
             syncedRanges: syncedRanges, bootID: bootID, destination: files.destinationPath,
-            expectedSHA256: expected?.source == .caller ? expected?.digest.hex : nil)
+            expectedSHA256: expected?.source == .caller || expected?.source == .metalink ? expected?.digest.hex : nil,
+            mirrors: settings.pieces == nil ? [] : mirrorURLs.compactMap { URL(string: $0)?.withoutCredentials },
+            pieceLength: settings.pieces?.length, verifiedPieces: machine.pieces?.verified ?? [])
     }
 
     /// Refills the rate-limit bucket every 20 ms and lets paused transfers go on.
@@ -838,9 +888,10 @@ final class DownloadOperation: @unchecked Sendable {
     /// Ten times a second: feed the hasher the done prefix; journal when a segment advanced a
     /// step; every few seconds make the bytes so far survive a power cut.
     private func progressTick() {
-        if let mismatch = resolveSeams() {
+        if let mismatch = resolveSeams(), machine.pieces == nil {
             run(machine.contentMismatch(at: mismatch))
         }
+        verifyReadyPieces()
         // Suspended segments do not move by design: they are not judged.
         if !isSuspended { run(machine.tick(now: ContinuousClock.now - startedAt)) }
         guard !machine.isFinished else { return }
