@@ -174,7 +174,7 @@ extension HaulCommand {
             configuration.syncsBeforeMove = !noSync
             configuration.writesJournal = !noJournal
             configuration.computesSHA256 = !noHash
-            configuration.replacesExistingFiles = force
+            configuration.replacesExistingFiles = force || habits.timestamping
             configuration.sendsCredentialsToMirrors = mirrorHeaders
             let session = DownloadSession(configuration: configuration)
             let sums = try checksumList(reporter)
@@ -211,7 +211,9 @@ extension HaulCommand {
             if mirrorSelect == .fastest, let job = jobs.first, !job.mirrors.isEmpty {
                 await startFromFastest(job, session: session, reporter: reporter)
             }
-            let runner = Runner(command: self, session: session, reporter: reporter, sums: sums, reserved: reserved)
+            let shares = RateShares(overall: habits.overallLimitRate?.bytes ?? 0, own: configuration.maximumBytesPerSecond)
+            let runner = Runner(command: self, session: session, reporter: reporter, sums: sums, reserved: reserved,
+                                shares: shares)
             let status = await runner.run(jobs, concurrency: maxConcurrentDownloads)
             reporter.close()
             if status != .success { throw status.code }

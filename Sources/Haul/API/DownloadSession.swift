@@ -335,6 +335,9 @@ public final class DownloadSession: Sendable {
         options.caFile = configuration.caCertificateFile
         options.verifyTLS = configuration.verifiesTLSCertificates
         options.proxy = configuration.proxy
+        options.usesNetrc = configuration.usesNetrc
+        options.netrcFile = configuration.netrcFile
+        options.cookieFile = configuration.cookieFile
         var settings = DownloadOperation.Settings(
             request: options,
             engine: .init(connections: configuration.connectionsPerDownload,
