@@ -38,7 +38,7 @@ extension HaulCommand {
         @Argument(help: "http or https URLs to download.")
         var urls: [String] = []
 
-        @Option(name: .shortAndLong, help: "Where to write the file (one URL only).")
+        @Option(name: .shortAndLong, help: "Where to write the file (one URL only; - streams it to standard output).")
         var output: String?
 
         @Option(name: [.customShort("d"), .long], help: "Directory for the files (default: the current one); made if missing, as are -o's parents.")
@@ -148,6 +148,12 @@ extension HaulCommand {
             }
             guard !(quiet && json) else { throw ValidationError("give -q or --json, not both") }
             guard !(habits.remoteName && output != nil) else { throw ValidationError("give -o FILE or -O, not both") }
+            if output == "-" {
+                guard !json else { throw ValidationError("-o - writes the file to standard output; --json cannot share it") }
+                guard !continueDownload else {
+                    throw ValidationError("-o - streams one download from its start; -c cannot continue it")
+                }
+            }
         }
 
         /// URLs from the arguments and the input file.
@@ -166,7 +172,8 @@ extension HaulCommand {
         }
 
         func run() async throws {
-            let reporter = Reporter(quiet: quiet, json: json, plainInterval: logging.progressInterval)
+            let reporter = Reporter(quiet: quiet, json: json, plainInterval: logging.progressInterval,
+                                    fileOnStandardOutput: output == "-")
             if habits.dryRun { return try await dryRun(try allURLs(), reporter: reporter) }
             try makeOutputDirectories(reporter)
             var configuration = transfer.configuration()
@@ -176,6 +183,9 @@ extension HaulCommand {
             configuration.computesSHA256 = !noHash
             configuration.replacesExistingFiles = force || habits.timestamping
             configuration.sendsCredentialsToMirrors = mirrorHeaders
+            if output == "-", let url = URL(string: try allURLs()[0]) {
+                return try await stream(url, configuration: configuration, reporter: reporter)
+            }
             let session = DownloadSession(configuration: configuration)
             let sums = try checksumList(reporter)
 
