@@ -69,14 +69,20 @@ struct Runner: Sendable {
                             status: .usage)
             return .usage
         }
-        if let status = await continueWithoutJournal(job, digest: digest) { return status }
         let resumeData: Data?
-        do {
-            resumeData = try journal(for: job)
-        } catch let status as ExitStatus {
+        switch await continueWithoutJournal(job, digest: digest) {
+        case .done(let status)?:
             return status
-        } catch {
-            return .networkError
+        case .resume(let data)?:
+            resumeData = data
+        case nil:
+            do {
+                resumeData = try journal(for: job)
+            } catch let status as ExitStatus {
+                return status
+            } catch {
+                return .networkError
+            }
         }
         if resumeData == nil, command.habits.timestamping, let local = Timestamping.modificationTime(of: job.output.path) {
             let probe = await session.probe(job.primary)

@@ -134,11 +134,24 @@ extension Integration {
             #expect(changed.status == 4 && changed.stderr.contains("differ from the server's"), "stderr: \(changed.stderr)")
             #expect(try Data(contentsOf: URL(fileURLWithPath: output)) == bytes)
 
-            // A shorter file without a journal (another program's): -c fails rather than start over.
-            try bytes.prefix(100_000).write(to: URL(fileURLWithPath: output))
-            let short = try runHaul(["get", url, "-o", output, "-c"])
-            #expect(short.status == 4 && short.stderr.contains("never starts over"), "stderr: \(short.stderr)")
-            #expect(try Data(contentsOf: URL(fileURLWithPath: output)).count == 100_000)
+            // A shorter file another program left (no journal): its last 64 KiB are compared
+            // with the server's, then only the rest is fetched.
+            try Data(content.bytes(0..<100_000)).write(to: URL(fileURLWithPath: output))
+            let requestsBefore = server.requests.count
+            let partial = try runHaul(["get", url, "-o", output, "-c", "-x", "2"])
+            #expect(partial.status == 0, "stderr: \(partial.stderr)")
+            #expect(partial.stderr.contains("continuing another program's partial file"), "stderr: \(partial.stderr)")
+            #expect(try SHA256.hex(ofFileAt: output) == content.sha256)
+            #expect(!server.requests[requestsBefore...].contains { $0.range == "bytes=0-" }, "\(server.requests[requestsBefore...])")
+            #expect(scratch.contents == ["whole.bin"])
+
+            // A shorter file whose end is not the server's: refused, left as it was.
+            var other = Data(content.bytes(0..<100_000))
+            other[other.count - 10] ^= 0xFF
+            try other.write(to: URL(fileURLWithPath: output))
+            let refused = try runHaul(["get", url, "-o", output, "-c"])
+            #expect(refused.status == 4 && refused.stderr.contains("never starts over"), "stderr: \(refused.stderr)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: output)) == other)
         }
     }
 }
