@@ -53,7 +53,7 @@ extension HaulCommand {
         @Option(help: "Another URL serving the same file (repeat for several); one download only.")
         var mirror: [String] = []
 
-        @Flag(help: "The URLs are mirrors of one file: download it once, from all of them.")
+        @Flag(help: "The URLs are mirrors of one file: download it once, from all of them (their ETags may differ; seams check the bytes).")
         var sameFile = false
 
         @Option(help: "With mirrors: 'first' keeps the order given; 'fastest' measures each briefly (as haul bench does) and starts from the fastest.")
@@ -183,6 +183,7 @@ extension HaulCommand {
             configuration.computesSHA256 = !noHash
             configuration.replacesExistingFiles = force || habits.timestamping
             configuration.sendsCredentialsToMirrors = mirrorHeaders
+            configuration.mirrorsServeSameBytes = sameFile
             if output == "-", let url = URL(string: try allURLs()[0]) {
                 return try await stream(url, configuration: configuration, reporter: reporter)
             }

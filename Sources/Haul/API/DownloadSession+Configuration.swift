@@ -100,6 +100,10 @@ extension DownloadSession {
         /// A Netscape-format cookie file whose cookies go to the hosts they name
         /// (libcurl's `CURLOPT_COOKIEFILE`).
         package var cookieFile: String?
+        /// Every source of a download serves the same bytes, whatever their validators say
+        /// (`haul get --same-file`): mirrors are not dropped for another ETag or Last-Modified;
+        /// seam checks still compare their bytes.
+        package var mirrorsServeSameBytes = false
 
         /// The background session's identifier (`background(withIdentifier:)`), or `nil` for a
         /// session whose downloads run in this process.

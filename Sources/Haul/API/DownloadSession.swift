@@ -349,6 +349,7 @@ public final class DownloadSession: Sendable {
             settings.maxDuration = .milliseconds(Int64(configuration.timeoutIntervalForResource * 1000))
         }
         settings.engine.replacesSlowConnections = configuration.replacesSlowConnections
+        settings.engine.mirrorsMayDifferInValidators = configuration.mirrorsServeSameBytes
         settings.engine.slowRatio = configuration.slowConnectionRatio
         settings.engine.slowGrace = .milliseconds(Int(configuration.slowConnectionGracePeriod * 1000))
         settings.syncOnFinish = configuration.syncsBeforeMove

@@ -34,6 +34,10 @@ struct DownloadStateMachine: Sendable {
         /// Invalid `206` answers (wrong range, wrong length) the download tolerates before it
         /// stops trusting ranges and fetches the file as one stream.
         var maxRangeFaults = 3
+        /// The caller vouches that every source serves the same bytes (`haul get --same-file`):
+        /// a mirror's own ETag and Last-Modified are not held to the first source's and no
+        /// If-Range goes to it; its bytes are still checked at every seam.
+        var mirrorsMayDifferInValidators = false
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
              endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2,
@@ -522,6 +526,7 @@ struct DownloadStateMachine: Sendable {
             request = Request(segment: segment, kind: .whole, from: 0, through: nil, ifRange: nil)
         }
         request.mirror = kind == .range ? mirrors.pick() : mirrors.firstEnabled
+        if options.mirrorsMayDifferInValidators, request.mirror != 0 { request.ifRange = nil }
         request.fresh = seg.failures > 0
         requests[segment] = request
         started[segment] = (now, seg.cursor)
