@@ -28,8 +28,11 @@ release: deps
 	$(SWIFT) build -c release --product haul --static-swift-stdlib
 
 # The man page, from the command's own help (swift-argument-parser's generate-manual plugin).
+# The plugin builds haul in the debug configuration: a release build of its own would be linked
+# without --static-swift-stdlib in the same directory as `make release`, and the two would
+# rebuild each other.
 manual: deps
-	$(SWIFT) package plugin generate-manual --configuration release
+	$(SWIFT) package plugin generate-manual --configuration debug
 
 # The release binary, bash/zsh/fish completions and the man page under $(DESTDIR)$(PREFIX).
 install: manual release

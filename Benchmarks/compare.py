@@ -208,6 +208,8 @@ def write_plot(path, scenarios, names, table):
     import matplotlib
     matplotlib.use("Agg")  # no display: write the file only
     import matplotlib.pyplot as plt
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: small, searchable SVG
+    matplotlib.rcParams["svg.hashsalt"] = "haul"  # stable ids: the file changes only with the data
 
     panels = [(key, [n for n in names if (key, n) in table]) for key in scenarios]
     panels = [(key, present) for key, present in panels if present]
@@ -236,6 +238,29 @@ def write_plot(path, scenarios, names, table):
     plt.close(figure)
 
 
+def replot(markdown, plot):
+    """Redraws the plot from the throughput column of a report this script wrote."""
+    by_title = {spec["title"]: key for key, spec in SCENARIOS.items()}
+    scenarios, names, table, key = [], [], {}, None
+    with open(markdown) as handle:
+        for line in handle:
+            if line.startswith("## "):
+                key = by_title.get(line[3:].strip())
+                if key and key not in scenarios:
+                    scenarios.append(key)
+                continue
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if key is None or len(cells) < 3 or cells[0] in ("tool", "") or cells[0].startswith("---"):
+                continue
+            try:
+                table[(key, cells[0])] = float(cells[2])
+            except ValueError:
+                continue
+            if cells[0] not in names:
+                names.append(cells[0])
+    write_plot(plot, scenarios, names, table)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--haul", default=".build/release/haul")
@@ -245,9 +270,14 @@ def main():
     parser.add_argument("--work", default="/tmp/haul-compare")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--output", default="docs/benchmarks.md")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw the plot from the medians already in --output (no benchmark runs)")
     parser.add_argument("--seam-rows", action="store_true",
                         help="add a row for haul without seam checks (--seam-overlap 0), to measure their cost")
     args = parser.parse_args()
+    if args.replot:
+        replot(args.output, args.plot)
+        return
     scenarios = [s for s in args.scenarios.split(",") if s]
     haul = os.path.abspath(args.haul)
     urlsession = os.path.abspath(args.urlsession)

@@ -8,7 +8,7 @@ extension HaulCommand.Get {
     func makeOutputDirectories(_ reporter: Reporter) throws {
         var wanted: [String] = []
         if let dir { wanted.append(dir) }
-        if let output, output.contains("/") {
+        if let output, output != "-", output.contains("/") {
             let parent = (output as NSString).deletingLastPathComponent
             wanted.append(parent.isEmpty ? "/" : parent)
         }

@@ -16,6 +16,15 @@ struct HabitOptions: ParsableArguments {
                                valueName: "command"))
     var onComplete: String?
 
+    @Option(name: [.customLong("overall-limit-rate"), .customLong("max-overall-download-limit")],
+            help: ArgumentHelp("One limit for all downloads together, bytes per second (e.g. 4M), shared by those running.",
+                               valueName: "size"))
+    var overallLimitRate: ByteSize?
+
+    @Flag(name: [.customShort("N"), .customLong("timestamping")],
+          help: "Fetch a file again only if the server's Last-Modified is newer than the local file's (replacing it), as wget -N.")
+    var timestamping = false
+
     @Flag(help: "Do not read the config file (~/.config/haul/config: long option names, one per line).")
     var noConfig = false
 }

@@ -38,7 +38,7 @@ extension HaulCommand {
         @Argument(help: "http or https URLs to download.")
         var urls: [String] = []
 
-        @Option(name: .shortAndLong, help: "Where to write the file (one URL only).")
+        @Option(name: .shortAndLong, help: "Where to write the file (one URL only; - streams it to standard output).")
         var output: String?
 
         @Option(name: [.customShort("d"), .long], help: "Directory for the files (default: the current one); made if missing, as are -o's parents.")
@@ -53,7 +53,7 @@ extension HaulCommand {
         @Option(help: "Another URL serving the same file (repeat for several); one download only.")
         var mirror: [String] = []
 
-        @Flag(help: "The URLs are mirrors of one file: download it once, from all of them.")
+        @Flag(help: "The URLs are mirrors of one file: download it once, from all of them (their ETags may differ; seams check the bytes).")
         var sameFile = false
 
         @Option(help: "With mirrors: 'first' keeps the order given; 'fastest' measures each briefly (as haul bench does) and starts from the fastest.")
@@ -160,6 +160,12 @@ extension HaulCommand {
             }
             guard !(quiet && json) else { throw ValidationError("give -q or --json, not both") }
             guard !(habits.remoteName && output != nil) else { throw ValidationError("give -o FILE or -O, not both") }
+            if output == "-" {
+                guard !json else { throw ValidationError("-o - writes the file to standard output; --json cannot share it") }
+                guard !continueDownload else {
+                    throw ValidationError("-o - streams one download from its start; -c cannot continue it")
+                }
+            }
         }
 
         /// URLs from the arguments and the input file.
@@ -178,7 +184,8 @@ extension HaulCommand {
         }
 
         func run() async throws {
-            let reporter = Reporter(quiet: quiet, json: json, plainInterval: logging.progressInterval)
+            let reporter = Reporter(quiet: quiet, json: json, plainInterval: logging.progressInterval,
+                                    fileOnStandardOutput: output == "-")
             if habits.dryRun { return try await dryRun(try allURLs(), reporter: reporter) }
             if try metalink != nil || allURLs().contains(where: Self.isMetalinkFile) { return try await runMetalinks() }
             try makeOutputDirectories(reporter)
@@ -187,9 +194,13 @@ extension HaulCommand {
             configuration.syncsBeforeMove = !noSync
             configuration.writesJournal = !noJournal
             configuration.computesSHA256 = !noHash
-            configuration.replacesExistingFiles = force
+            configuration.replacesExistingFiles = force || habits.timestamping
             configuration.sendsCredentialsToMirrors = mirrorHeaders
             configuration.usesMirrorsFromLinkHeaders = !noLinkMirrors
+            configuration.mirrorsServeSameBytes = sameFile
+            if output == "-", let url = URL(string: try allURLs()[0]) {
+                return try await stream(url, configuration: configuration, reporter: reporter)
+            }
             let session = DownloadSession(configuration: configuration)
             let sums = try checksumList(reporter)
 
@@ -225,7 +236,9 @@ extension HaulCommand {
             if mirrorSelect == .fastest, let job = jobs.first, !job.mirrors.isEmpty {
                 await startFromFastest(job, session: session, reporter: reporter)
             }
-            let runner = Runner(command: self, session: session, reporter: reporter, sums: sums, reserved: reserved)
+            let shares = RateShares(overall: habits.overallLimitRate?.bytes ?? 0, own: configuration.maximumBytesPerSecond)
+            let runner = Runner(command: self, session: session, reporter: reporter, sums: sums, reserved: reserved,
+                                shares: shares)
             let status = await runner.run(jobs, concurrency: maxConcurrentDownloads)
             reporter.close()
             if status != .success { throw status.code }

@@ -64,7 +64,10 @@ extension HaulCommand.Get {
                 jobs.append(job)
             }
         }
-        let runner = Runner(command: self, session: session, reporter: reporter, sums: nil, reserved: Set(jobs.map(\.output.path)))
+        let shares = RateShares(overall: habits.overallLimitRate?.bytes ?? 0,
+                                own: session.configuration.maximumBytesPerSecond)
+        let runner = Runner(command: self, session: session, reporter: reporter, sums: nil,
+                            reserved: Set(jobs.map(\.output.path)), shares: shares)
         let status = await runner.run(jobs, concurrency: maxConcurrentDownloads)
         reporter.close()
         if status != .success { throw status.code }

@@ -20,17 +20,22 @@ final class Reporter: @unchecked Sendable {
     private var drawnLines = 0
     private var lastPlainLine = ContinuousClock.now
     private let width: TerminalWidth?
+    /// Where progress and results go: standard output, or standard error when the downloaded
+    /// file itself goes to standard output (`-o -`).
+    private let display: FileHandle
 
-    init(quiet: Bool, json: Bool, plainInterval: Double = 5) {
+    init(quiet: Bool, json: Bool, plainInterval: Double = 5, fileOnStandardOutput: Bool = false) {
+        let descriptor = fileOnStandardOutput ? STDERR_FILENO : STDOUT_FILENO
         if json {
             mode = .json
         } else if quiet {
             mode = .quiet
         } else {
-            mode = isatty(STDOUT_FILENO) == 1 ? .terminal : .plain
+            mode = isatty(descriptor) == 1 ? .terminal : .plain
         }
         self.plainInterval = plainInterval
-        width = mode == .terminal ? TerminalWidth(descriptor: STDOUT_FILENO) : nil
+        width = mode == .terminal ? TerminalWidth(descriptor: descriptor) : nil
+        display = fileOnStandardOutput ? .standardError : .standardOutput
     }
 
     func started(_ job: Job) {
@@ -230,21 +235,21 @@ final class Reporter: @unchecked Sendable {
         for line in lines { out += "\u{1B}[2K" + line + "\n" }
         out += "\u{1B}[J"
         drawnLines = lines.count
-        FileHandle.standardOutput.write(Data(out.utf8))
+        display.write(Data(out.utf8))
     }
 
     /// Prints a line above the progress block.
     private func printAbove(_ text: String, toStandardError: Bool) {
         lock.withLock {
             if mode == .terminal { redraw([]) }
-            (toStandardError ? FileHandle.standardError : FileHandle.standardOutput).write(Data((text + "\n").utf8))
+            (toStandardError ? FileHandle.standardError : display).write(Data((text + "\n").utf8))
         }
     }
 
     private func emit(_ object: [String: Any], toStandardError: Bool = false) {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
         lock.withLock {
-            (toStandardError ? FileHandle.standardError : FileHandle.standardOutput).write(data + Data("\n".utf8))
+            (toStandardError ? FileHandle.standardError : display).write(data + Data("\n".utf8))
         }
     }
 }

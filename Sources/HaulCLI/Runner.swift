@@ -17,6 +17,8 @@ struct Runner: Sendable {
     let sums: String?
     /// Every output path of this run, reserved at the start: a server's name never takes one.
     let reserved: Set<String>
+    /// `--overall-limit-rate`, shared by the running downloads.
+    let shares: RateShares
 
     /// Runs every job; the exit status is the first failure's, or `.interrupted`.
     func run(_ jobs: [Job], concurrency: Int) async -> ExitStatus {
@@ -68,12 +70,27 @@ struct Runner: Sendable {
             return .usage
         }
         let resumeData: Data?
-        do {
-            resumeData = try journal(for: job)
-        } catch let status as ExitStatus {
+        switch await continueWithoutJournal(job, digest: digest) {
+        case .done(let status)?:
             return status
-        } catch {
-            return .networkError
+        case .resume(let data)?:
+            resumeData = data
+        case nil:
+            do {
+                resumeData = try journal(for: job)
+            } catch let status as ExitStatus {
+                return status
+            } catch {
+                return .networkError
+            }
+        }
+        if resumeData == nil, command.habits.timestamping, let local = Timestamping.modificationTime(of: job.output.path) {
+            let probe = await session.probe(job.primary)
+            if let remote = probe.lastModified.flatMap(Timestamping.seconds(ofHTTPDate:)), remote <= local {
+                reporter.note("\(job.output.lastPathComponent) is up to date (the server's copy is not newer); not fetched")
+                job.outcome = .init(succeeded: true, message: "up to date", bytes: probe.length, seconds: 0, bytesThisRun: 0)
+                return .success
+            }
         }
         if resumeData == nil, let problem = existingOutputProblem(job) {
             reporter.failed(job, message: problem, status: .diskError)
@@ -109,6 +126,11 @@ struct Runner: Sendable {
             return status
         }
         renameFromContentDisposition(job)
+        if command.habits.timestamping,
+           let modified = (job.task?.response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Last-Modified"),
+           let seconds = Timestamping.seconds(ofHTTPDate: modified) {
+            Timestamping.setModificationTime(of: job.output.path, to: seconds)
+        }
         reporter.finished(job)
         if let hook = command.habits.onComplete { await OnComplete.run(hook, for: job, reporter: reporter) }
         return .success
@@ -119,6 +141,8 @@ struct Runner: Sendable {
         if job.metalink == nil { task.mirrors = job.mirrors }
         job.task = task
         if interruption.happened { task.cancel() }
+        shares.add(task)
+        defer { shares.remove(task) }
         let events = task.events
         task.resume()
         for try await event in events {
@@ -134,7 +158,7 @@ struct Runner: Sendable {
         if info.st_mode & S_IFMT != S_IFREG {
             return "\(job.output.path) is not a regular file (a directory, link or device); haul never replaces one, choose another name"
         }
-        return command.force ? nil : "\(job.output.path) exists; use --force to overwrite it"
+        return command.force || command.habits.timestamping ? nil : "\(job.output.path) exists; use --force to overwrite it"
     }
 
     /// The resume data in the journal beside the job's output, if it is for the same URL.

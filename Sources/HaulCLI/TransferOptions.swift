@@ -43,6 +43,16 @@ struct TransferOptions: ParsableArguments {
     @Option(help: "Proxy URL, e.g. http://proxy:3128 or socks5://127.0.0.1:1080.")
     var proxy: String?
 
+    @Flag(help: "Take the user name and password for the host from ~/.netrc (as curl and wget do).")
+    var netrc = false
+
+    @Option(help: ArgumentHelp("Take credentials from this netrc file.", valueName: "file"))
+    var netrcFile: String?
+
+    @Option(help: ArgumentHelp("Send the cookies of this Netscape-format cookie file (as curl -b and wget --load-cookies read it).",
+                               valueName: "file"))
+    var loadCookies: String?
+
     func validate() throws {
         guard (1...64).contains(connections) else {
             throw ValidationError("--connections must be between 1 and 64, got \(connections)")
@@ -51,6 +61,11 @@ struct TransferOptions: ParsableArguments {
         guard maxTries >= 0 else { throw ValidationError("--max-tries must not be negative") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         if let maxTime, maxTime <= 0 { throw ValidationError("--max-time must be positive") }
+        for (option, file) in [("--netrc-file", netrcFile), ("--load-cookies", loadCookies)] {
+            if let file, !FileManager.default.isReadableFile(atPath: file) {
+                throw ValidationError("\(option): cannot read \(file)")
+            }
+        }
         for header in headers where !header.contains(":") || header.hasPrefix(":") {
             throw ValidationError("-H takes 'Name: value', got '\(header)'")
         }
@@ -76,6 +91,9 @@ struct TransferOptions: ParsableArguments {
         configuration.caCertificateFile = cacert
         configuration.verifiesTLSCertificates = !insecure
         configuration.proxy = proxy
+        configuration.usesNetrc = netrc
+        configuration.netrcFile = netrcFile
+        configuration.cookieFile = loadCookies
         return configuration
     }
 }

@@ -50,12 +50,30 @@ struct MirrorTests {
         #expect(mirrors == [1, 0, 1])
         // Mirror 1 answers for segment 1 with another file.
         #expect(machine.received(head(206, range: "bytes 25-49/100", etag: "\"b\""), for: 1)
-                == [.droppedMirror(index: 1, reason: "its ETag \"b\" is not \"a\"")])
+                == [.droppedMirror(index: 1, reason: "its ETag \"b\" is not the first source's \"a\"")])
         #expect(machine.step(for: 1, available: 10) == .stop)
         #expect(machine.transferEnded(1, .failed(.transport(code: 23, message: "w"), .no))
                 == [.retry(segment: 1, attempt: 1, retryAfterSeconds: nil)])
         guard case .start(let retry) = machine.retryDue(1).first else { Issue.record("no retry"); return }
         #expect(retry.mirror == 0)
+    }
+
+    @Test("Mirrors vouched for as the same bytes: no If-Range to them, their own ETag accepted")
+    func sameBytesOtherETag() {
+        var options = DownloadStateMachine.Options(connections: 4, minimumSplit: 10, mirrors: 2)
+        options.mirrorsMayDifferInValidators = true
+        var machine = DownloadStateMachine(options: options)
+        _ = machine.start()
+        let actions = machine.received(head(206, range: "bytes 0-99/100", etag: "\"a\""), for: 0)
+        let requests = actions.compactMap { action -> DownloadStateMachine.Request? in
+            if case .start(let request) = action { return request } else { return nil }
+        }
+        #expect(requests.map(\.mirror) == [1, 0, 1])
+        #expect(requests.allSatisfy { ($0.mirror == 0) == ($0.ifRange != nil) })
+        #expect(machine.received(head(206, range: "bytes 25-49/100", etag: "\"b\""), for: 1) == [])
+        // The length still has to agree.
+        #expect(machine.received(head(206, range: "bytes 75-99/200", etag: "\"b\""), for: 3)
+                == [.droppedMirror(index: 1, reason: "its file is 200, not 100 bytes")])
     }
 
     @Test("A connection far below the median is replaced after the grace period")

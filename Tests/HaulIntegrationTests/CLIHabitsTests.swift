@@ -180,3 +180,43 @@ extension String {
         return bytes
     }
 }
+
+extension Integration.CLIHabitsTests {
+    @Test("-o - streams the file to standard output in order, verified, with nothing left in the temp directory")
+    func streamToStandardOutput() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let content = GeneratedContent(size: 6 << 20, seed: 108)
+        // Slow enough that the journal records progress while it runs, so bytes go out early.
+        server.serve(ServedFile(content: content, etag: "\"s\"", bytesPerSecond: 3 << 20), at: "/s.tar")
+        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
+        let process = Process()
+        process.executableURL = try haulExecutable()
+        process.arguments = ["get", server.url("/s.tar").absoluteString, "-o", "-", "-x", "4", "--sha256", content.sha256]
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var hash = SHA256()
+        var total = 0
+        var firstChunkBeforeEnd = false
+        while true {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            if total == 0 { firstChunkBeforeEnd = process.isRunning }
+            hash.update(chunk)
+            total += chunk.count
+        }
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "stderr: \(stderr)")
+        #expect(total == Int(content.size))
+        #expect(hash.finalizeHex() == content.sha256)
+        #expect(firstChunkBeforeEnd, "bytes reached standard output only at the end")
+        #expect(stderr.contains("6.0 MiB written to standard output"), "stderr: \(stderr)")
+        #expect(Set(server.requests.map(\.connection)).count > 1, "segments were not fetched ahead")
+        let after = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
+        #expect(after.subtracting(before).filter { $0.hasPrefix("haul-stream") }.isEmpty)
+    }
+}

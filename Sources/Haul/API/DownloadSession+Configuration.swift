@@ -125,6 +125,17 @@ extension DownloadSession {
         /// `nil` (the default) logs through `Logger(label: "haul")` and the process's
         /// `LoggingSystem`.
         public var logger: Logger?
+        /// Credentials from a netrc file: `~/.netrc` when `usesNetrc`, or `netrcFile`
+        /// (libcurl's `CURLOPT_NETRC`; a user and password in the URL win).
+        package var usesNetrc = false
+        package var netrcFile: String?
+        /// A Netscape-format cookie file whose cookies go to the hosts they name
+        /// (libcurl's `CURLOPT_COOKIEFILE`).
+        package var cookieFile: String?
+        /// Every source of a download serves the same bytes, whatever their validators say
+        /// (`haul get --same-file`): mirrors are not dropped for another ETag or Last-Modified;
+        /// seam checks still compare their bytes.
+        package var mirrorsServeSameBytes = false
 
         /// The background session's identifier (`background(withIdentifier:)`), or `nil` for a
         /// session whose downloads run in this process.

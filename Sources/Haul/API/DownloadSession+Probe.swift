@@ -23,6 +23,19 @@ package struct DownloadProbe: Sendable {
 }
 
 extension DownloadSession {
+    /// Bytes `from..<from + count` of `url`, or `nil` unless the server answered `206` with
+    /// exactly them (for comparing a file on disk with the server's; keep `count` small).
+    package func fetchBytes(_ url: URL, from: Int64, count: Int64) async -> [UInt8]? {
+        guard count > 0 else { return [] }
+        var options = (try? settings(for: URLRequest(url: url)).request) ?? RequestOptions(url: url.absoluteString)
+        options.stallTimeoutSeconds = max(1, Int(configuration.timeoutIntervalForRequest.rounded(.up)))
+        let outcome = await ThroughputProbe(multi: multi, options: options)
+            .fetch(from: from, count: count, limit: .seconds(Int64(max(1, configuration.timeoutIntervalForRequest))))
+        guard let head = outcome.head, head.status == 206, head.contentRange?.first == from,
+              let kept = outcome.kept, kept.count == Int(count) else { return nil }
+        return kept
+    }
+
     /// Asks `url` for its first byte (with the session's headers, proxy and TLS settings) and
     /// reports what the answer says about the file; nothing is written.
     package func probe(_ url: URL) async -> DownloadProbe {

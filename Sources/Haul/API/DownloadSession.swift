@@ -346,6 +346,9 @@ public final class DownloadSession: Sendable {
         options.caFile = configuration.caCertificateFile
         options.verifyTLS = configuration.verifiesTLSCertificates
         options.proxy = configuration.proxy
+        options.usesNetrc = configuration.usesNetrc
+        options.netrcFile = configuration.netrcFile
+        options.cookieFile = configuration.cookieFile
         var settings = DownloadOperation.Settings(
             request: options,
             engine: .init(connections: configuration.connectionsPerDownload,
@@ -365,6 +368,7 @@ public final class DownloadSession: Sendable {
             settings.writesJournal = false
         }
         settings.engine.replacesSlowConnections = configuration.replacesSlowConnections
+        settings.engine.mirrorsMayDifferInValidators = configuration.mirrorsServeSameBytes
         settings.engine.slowRatio = configuration.slowConnectionRatio
         settings.engine.slowGrace = .milliseconds(Int(configuration.slowConnectionGracePeriod * 1000))
         settings.syncOnFinish = configuration.syncsBeforeMove

@@ -220,10 +220,8 @@ extension DownloadStateMachine {
             problem = "its file is \(head.contentRange?.completeLength.map(String.init) ?? "of unknown length"), not \(length) bytes"
         } else if options.identifiedByHashes {
             // The metalink's hashes say which file it is; validators differ between servers.
-        } else if let expected = etag, let other = head.etag, other != expected {
-            problem = "its ETag \(other) is not \(expected)"
-        } else if let expected = lastModified, let other = head.lastModified, other != expected {
-            problem = "its Last-Modified \(other) is not \(expected)"
+        } else if !options.mirrorsMayDifferInValidators, let mismatch = mirrorValidatorMismatch(head) {
+            problem = mismatch
         }
         guard let problem else {
             mirrors.validated(request.mirror)

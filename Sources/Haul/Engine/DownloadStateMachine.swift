@@ -40,6 +40,10 @@ struct DownloadStateMachine: Sendable {
         /// The file is identified by a metalink's hashes, not by validators: mirrors are held to
         /// the length only (their ETags and Last-Modified differ from server to server).
         var identifiedByHashes = false
+        /// The caller vouches that every source serves the same bytes (`haul get --same-file`):
+        /// a mirror's own ETag and Last-Modified are not held to the first source's and no
+        /// If-Range goes to it; its bytes are still checked at every seam.
+        var mirrorsMayDifferInValidators = false
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
              endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2,
@@ -543,9 +547,10 @@ struct DownloadStateMachine: Sendable {
             request = Request(segment: segment, kind: .whole, from: 0, through: nil, ifRange: nil)
         }
         request.mirror = kind == .range ? mirrors.pick(avoiding: seg.avoidSources) : mirrors.firstEnabled
-        // A metalink's mirrors have validators of their own: `If-Range` with the first server's
-        // would make them answer the whole file. The metalink's hashes guard them instead.
-        if options.identifiedByHashes, request.mirror != 0 { request.ifRange = nil }
+        // A metalink's mirrors (or mirrors the caller vouches for with --same-file) have
+        // validators of their own: `If-Range` with the first server's would make them answer
+        // the whole file. The hashes, or the seams, guard them instead.
+        if options.identifiedByHashes || options.mirrorsMayDifferInValidators, request.mirror != 0 { request.ifRange = nil }
         request.fresh = seg.failures > 0
         requests[segment] = request
         started[segment] = (now, seg.cursor)

@@ -15,6 +15,12 @@ struct RequestOptions: Sendable {
     var caFile: String?
     var verifyTLS: Bool = true
     var proxy: String?
+    /// Read credentials for the host from a netrc file (`~/.netrc`, or `netrcFile`).
+    var usesNetrc = false
+    var netrcFile: String?
+    /// A cookie file in Netscape format (as curl and wget read it) whose cookies are sent to the
+    /// hosts they name.
+    var cookieFile: String?
     /// The HTTP method; anything but GET is sent as one stream without `Range`.
     var method: String = "GET"
     /// The request body, for methods that carry one.
@@ -101,6 +107,12 @@ final class CurlEasy: @unchecked Sendable {
             ccurl_easy_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 0)
         }
         if let proxy = options.proxy { ccurl_easy_setopt_string(handle, CURLOPT_PROXY, proxy) }
+        if options.usesNetrc || options.netrcFile != nil {
+            // Optional: a user name and password in the URL win over the file's.
+            ccurl_easy_setopt_long(handle, CURLOPT_NETRC, Int(CURL_NETRC_OPTIONAL.rawValue))
+            if let file = options.netrcFile { ccurl_easy_setopt_string(handle, CURLOPT_NETRC_FILE, file) }
+        }
+        if let cookieFile = options.cookieFile { ccurl_easy_setopt_string(handle, CURLOPT_COOKIEFILE, cookieFile) }
         for header in options.headers + extraHeaders {
             headerList = curl_slist_append(headerList, header)
         }

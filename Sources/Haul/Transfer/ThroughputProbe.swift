@@ -12,6 +12,8 @@ final class ThroughputProbe: @unchecked Sendable {
         var bytes: Int64 = 0
         var elapsed: Duration = .zero
         var error: String?
+        /// The bytes themselves, when kept (`fetch`).
+        var kept: [UInt8]?
 
         var bytesPerSecond: Double {
             elapsed > .zero ? Double(bytes) / elapsed.secondsValue : 0
@@ -36,6 +38,19 @@ final class ThroughputProbe: @unchecked Sendable {
         }
     }
 
+    /// Bytes `from..<from + count` of the file over one connection, kept in memory (a few KiB:
+    /// comparing a file on disk with the server's).
+    func fetch(from: Int64, count: Int64, limit: Duration) async -> Outcome {
+        await withCheckedContinuation { continuation in
+            multi.queue.async { [self] in
+                Run(multi: multi, options: options, connections: 1, bytesEach: count, limit: limit, offset: from,
+                    keeps: true) {
+                    continuation.resume(returning: $0)
+                }.start()
+            }
+        }
+    }
+
     /// One measurement; confined to the multi's queue.
     private final class Run: @unchecked Sendable {
         // Unchecked: used on `multi.queue` only, like everything that touches curl.
@@ -51,9 +66,12 @@ final class ThroughputProbe: @unchecked Sendable {
         let begun = ContinuousClock.now
         var timer: DispatchWorkItem?
         var keepAlive: Run?
+        let offset: Int64
 
         init(multi: CurlMulti, options: RequestOptions, connections: Int, bytesEach: Int64, limit: Duration,
-             completion: @escaping (Outcome) -> Void) {
+             offset: Int64 = 0, keeps: Bool = false, completion: @escaping (Outcome) -> Void) {
+            self.offset = offset
+            if keeps { outcome.kept = [] }
             self.multi = multi
             self.options = options
             self.connections = connections
@@ -65,7 +83,7 @@ final class ThroughputProbe: @unchecked Sendable {
         func start() {
             keepAlive = self
             for index in 0..<connections {
-                let from = Int64(index) * bytesEach
+                let from = offset + Int64(index) * bytesEach
                 let easy = CurlEasy(options: options, range: "\(from)-\(from + bytesEach - 1)", extraHeaders: [],
                                     multi: multi)
                 var received: Int64 = 0
@@ -77,6 +95,9 @@ final class ThroughputProbe: @unchecked Sendable {
                     let take = Int(min(Int64(buffer.count), max(0, bytesEach - received)))
                     received += Int64(take)
                     outcome.bytes += Int64(take)
+                    if outcome.kept != nil, let base = buffer.baseAddress {
+                        outcome.kept?.append(contentsOf: UnsafeRawBufferPointer(start: base, count: take))
+                    }
                     return take
                 }
                 easy.onDone = { [unowned self] code, message in

@@ -1,0 +1,41 @@
+import Foundation
+
+extension DownloadSession {
+    /// Makes the first `prefix` bytes of the regular file at `destination` (another program's
+    /// partial download, which the caller has compared with the server) the start of a
+    /// download of `url`: the file becomes the partial file beside `destination` (renamed
+    /// through the placement root, never replacing anything), is extended to `length`, and
+    /// resume data recording `0..<prefix` as done is returned for
+    /// `downloadTask(withResumeData:to:)`. The caller vouches for the prefix; the validators
+    /// given are sent as `If-Range` so a file that changed on the server is not spliced.
+    package static func adoptPartialFile(at destination: URL, url: URL, length: Int64, prefix: Int64, etag: String?,
+                                         lastModified: String?, expectedSHA256: String?) throws(HaulError) -> Data {
+        let name = destination.lastPathComponent
+        guard PlacementRoot.isValidName(name) else { throw .invalidFileName(name) }
+        guard prefix > 0, prefix < length else {
+            throw .resumeDataInvalid(reason: "a partial file must hold between 1 byte and less than the whole file")
+        }
+        let root = try PlacementRoot(directory: destination.deletingLastPathComponent().path)
+        let partName = SideNames.partial(for: name)
+        try root.publish(name, to: partName, replacing: false)
+        let identity: ResumeData.FileIdentity
+        let sample: ResumeData.Sample?
+        do {
+            let file = try root.openExisting(partName, displayPath: destination.path)
+            defer { file.close() }
+            try file.setLength(length)
+            identity = try file.identity()
+            let sampled = min(prefix, 1 << 20)
+            sample = file.sha256(offset: 0, count: Int(sampled)).map { .init(offset: 0, length: sampled, sha256: $0) }
+        } catch {
+            // Give the file back under its own name, as it was.
+            try? root.publish(partName, to: name, replacing: false)
+            throw error
+        }
+        let resume = ResumeData(url: url, finalURL: nil, headers: [], etag: etag, lastModified: lastModified,
+                                length: length, tempFile: identity, sample: sample, doneRanges: [0..<prefix],
+                                syncedRanges: [], bootID: currentBootID(), destination: destination.path,
+                                expectedSHA256: expectedSHA256)
+        return resume.encoded()
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Haul
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Runner {
+    /// What `-c` does with a file haul has no journal for.
+    enum Continuation {
+        /// Finished (already whole and checked) or refused.
+        case done(ExitStatus)
+        /// Another program's partial file, checked and adopted: resume from this data.
+        case resume(Data)
+    }
+
+    /// `-c` with a file at the output and no journal of haul's. A file that is already whole is
+    /// checked (against the expected digest, else the server's, else its last 64 KiB against the
+    /// server's bytes) and kept without a download. A shorter one (curl's or wget's partial
+    /// file) is continued only if its last 64 KiB are the server's bytes at the same offsets:
+    /// then it becomes the partial file and the rest is fetched. Anything else fails, as `-c`
+    /// never starts over. `nil` when this does not apply.
+    func continueWithoutJournal(_ job: Job, digest: String?) async -> Continuation? {
+        guard command.continueDownload, DownloadSession.journal(for: job.output) == nil else { return nil }
+        var info = stat()
+        guard lstat(job.output.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+        let size = Int64(info.st_size)
+        let name = job.output.path
+        let probe = await session.probe(job.primary)
+        guard let length = probe.length, let status = probe.status, (200..<300).contains(status) else {
+            let reason = probe.status.map { "the server answered HTTP \($0)" } ?? probe.error ?? "no answer"
+            reporter.failed(job, message: "cannot check \(name) against the server: \(reason)", status: .networkError)
+            return .done(.networkError)
+        }
+        guard size <= length else {
+            reporter.failed(job, message: "cannot continue: \(name) is larger (\(Format.bytes(size))) than the server's file "
+                            + "(\(Format.bytes(length))); -c never starts over — run without -c and with --force", status: .diskError)
+            return .done(.diskError)
+        }
+        if size < length {
+            return await adopt(job, size: size, length: length, probe: probe, digest: digest)
+        }
+        let checked: String
+        if let expected = digest ?? probe.sha256.map({ "sha-256=" + $0 }) {
+            let wanted = expected.lowercased().replacingOccurrences(of: "sha-256=", with: "")
+            guard let actual = try? SHA256.hex(ofFileAt: name) else {
+                reporter.failed(job, message: "cannot read \(name)", status: .diskError)
+                return .done(.diskError)
+            }
+            guard wanted.count != 64 || actual == wanted else {
+                reporter.failed(job, message: "\(name) is complete in size but its SHA-256 is \(actual), not \(wanted); "
+                                + "-c never starts over — run without -c and with --force", status: .checksumMismatch)
+                return .done(.checksumMismatch)
+            }
+            checked = wanted.count == 64 ? "its SHA-256 matches" : "its size matches"
+        } else {
+            let count = min(Int64(64 << 10), size)
+            let remote = await session.fetchBytes(job.primary, from: size - count, count: count)
+            let local = readTail(name, from: size - count, count: Int(count))
+            guard let remote, remote == local else {
+                reporter.failed(job, message: "\(name) is complete in size but its last \(Format.bytes(count)) differ from "
+                                + "the server's; -c never starts over — run without -c and with --force", status: .diskError)
+                return .done(.diskError)
+            }
+            checked = "its last \(Format.bytes(count)) match the server's"
+        }
+        reporter.note("\(job.output.lastPathComponent) is already complete (\(checked)); nothing to fetch")
+        job.outcome = .init(succeeded: true, message: "already complete", bytes: size, seconds: 0, bytesThisRun: 0)
+        return .done(.success)
+    }
+
+    /// A partial file of `size` of `length` bytes without a journal: compare its last 64 KiB
+    /// with the server's, then make it the download's partial file.
+    private func adopt(_ job: Job, size: Int64, length: Int64, probe: DownloadProbe, digest: String?) async -> Continuation {
+        let name = job.output.path
+        guard probe.supportsRanges else {
+            reporter.failed(job, message: "cannot continue \(name): the server does not serve byte ranges; -c never starts over",
+                            status: .diskError)
+            return .done(.diskError)
+        }
+        let count = min(Int64(64 << 10), size)
+        let remote = await session.fetchBytes(job.primary, from: size - count, count: count)
+        guard let remote, remote == readTail(name, from: size - count, count: Int(count)) else {
+            reporter.failed(job, message: "cannot continue \(name): its last \(Format.bytes(count)) are not the server's bytes "
+                            + "(another file, or another version); -c never starts over — run without -c and with --force",
+                            status: .diskError)
+            return .done(.diskError)
+        }
+        let expected = digest.flatMap { text -> String? in
+            let hex = text.lowercased().replacingOccurrences(of: "sha-256=", with: "")
+            return hex.count == 64 ? hex : nil
+        }
+        do {
+            let data = try DownloadSession.adoptPartialFile(at: job.output, url: job.primary, length: length, prefix: size,
+                                                            etag: probe.etag, lastModified: probe.lastModified,
+                                                            expectedSHA256: expected)
+            reporter.note("\(job.output.lastPathComponent): continuing another program's partial file at "
+                          + "\(Format.bytes(size)) of \(Format.bytes(length)) (its last \(Format.bytes(count)) match the server's)")
+            return .resume(data)
+        } catch {
+            reporter.failed(job, message: "cannot continue \(name): \(error.description)", status: .diskError)
+            return .done(.diskError)
+        }
+    }
+
+    /// `count` bytes of the file at `path` from `offset`, read without following a link.
+    private func readTail(_ path: String, from offset: Int64, count: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+        return read == count ? bytes : nil
+    }
+}
