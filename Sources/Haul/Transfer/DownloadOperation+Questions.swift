@@ -102,7 +102,7 @@ extension DownloadOperation {
               scheme == "http" || scheme == "https", url.host != nil else {
             // Refused (or not HTTP): ask the same again, and let the redirect itself through.
             declinesQuestions = true
-            startRequest(request)
+            startOrDefer(request)
             return
         }
         primaryURL = url.absoluteString
@@ -113,7 +113,7 @@ extension DownloadOperation {
             .filter { !["range", "if-range"].contains($0.key.lowercased()) }
             .sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
         if credential != nil, !Self.sameOrigin(primaryURL, credentialOrigin ?? "") { credential = nil }
-        startRequest(request)
+        startOrDefer(request)
     }
 
     private func authenticationAnswered(_ answer: AuthenticationAnswer, method: String,
@@ -124,12 +124,12 @@ extension DownloadOperation {
             let scheme = method == NSURLAuthenticationMethodHTTPDigest ? CurlAuth.digest : CurlAuth.basic
             credential = (user, password, scheme)
             credentialOrigin = primaryURL
-            startRequest(request)
+            startOrDefer(request)
         case .cancel:
             run(machine.cancel())
         case .decline:
             declinesQuestions = true
-            startRequest(request)
+            startOrDefer(request)
         }
     }
 

@@ -301,7 +301,7 @@ final class DownloadOperation: @unchecked Sendable {
                     return
                 }
             case .start(let request):
-                if isSuspended { deferredStarts.append(request) } else { startRequest(request) }
+                startOrDefer(request)
             case .cancel(let segment):
                 if let easy = easies.removeValue(forKey: segment) { multi.remove(easy) }
                 deferredStarts.removeAll { $0.segment == segment }
@@ -373,6 +373,11 @@ final class DownloadOperation: @unchecked Sendable {
         if let sample = resume.sample, file.sha256(offset: sample.offset, count: Int(sample.length)) != sample.sha256 {
             throw .resumeDataInvalid(reason: "the partial file \(file.path) was replaced (its bytes are not the ones recorded)")
         }
+    }
+
+    /// Starts `request`, or keeps it for `resume()` while the download is suspended.
+    func startOrDefer(_ request: DownloadStateMachine.Request) {
+        if isSuspended { deferredStarts.append(request) } else { startRequest(request) }
     }
 
     func startRequest(_ request: DownloadStateMachine.Request) {

@@ -1,0 +1,73 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Haul
+import HaulTestServer
+import Synchronization
+import Testing
+
+/// A scenario server serving one version at `paths`, with `rules` as JSON.
+private func breakerServer(paths: [String], rules: String, size: Int64 = 3 << 20) async throws -> (ScenarioServer, String) {
+    let json = """
+    {"versions": [{"seed": 171, "size": \(size), "etag": "\\"b\\""}], "paths": \(paths), "rules": \(rules)}
+    """
+    let behaviour = try JSONDecoder().decode(ScenarioBehaviour.self, from: Data(json.utf8))
+    return (try await ScenarioServer.start(behaviour), behaviour.versions[0].content.sha256)
+}
+
+private func breakerSession(_ delegate: (any DownloadSessionDelegate)?,
+                            _ change: (inout DownloadSession.Configuration) -> Void = { _ in }) -> DownloadSession {
+    var configuration = DownloadSession.Configuration()
+    configuration.connectionsPerDownload = 4
+    configuration.syncsBeforeMove = false
+    change(&configuration)
+    return DownloadSession(configuration: configuration, delegate: delegate)
+}
+
+/// Keeps the redirect question's completion handler for the test to answer later.
+final class HeldRedirect: DownloadSessionDelegate, Sendable {
+    let handler = Mutex<(@Sendable (URLRequest?) -> Void)?>(nil)
+    let proposal = Mutex<URLRequest?>(nil)
+    let digests = Mutex<[String]>([])
+    let ended = DispatchSemaphore(value: 0)
+
+    func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask, didFinishDownloadingTo location: URL) {
+        let digest = (try? SHA256.hex(ofFileAt: location.path)) ?? "unreadable"
+        digests.withLock { $0.append(digest) }
+    }
+    func downloadSession(_ session: DownloadSession, task: DownloadTask, didCompleteWithError error: (any Error)?) {
+        ended.signal()
+    }
+    func downloadSession(_ session: DownloadSession, task: DownloadTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                         newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
+        proposal.withLock { $0 = request }
+        handler.withLock { $0 = completionHandler }
+    }
+}
+
+extension Integration {
+    @Suite("URLSession parity under hostile use")
+    struct ParityBreakerTests {
+        @Test("A task suspended while its delegate decides a redirect sends nothing until resumed")
+        func suspendDuringRedirectQuestion() async throws {
+            let (server, digest) = try await breakerServer(
+                paths: ["/real"], rules: #"[{"when": {"path": "/start"}, "then": {"redirect": ["/real"]}}]"#)
+            defer { Task { await server.shutdown() } }
+            let delegate = HeldRedirect()
+            let task = breakerSession(delegate).downloadTask(with: server.url("/start"))
+            task.resume()
+            for _ in 0..<200 where delegate.handler.withLock({ $0 == nil }) { try await Task.sleep(for: .milliseconds(10)) }
+            let answer = try #require(delegate.handler.withLock { $0 })
+            task.suspend()
+            answer(delegate.proposal.withLock { $0 })
+            try await Task.sleep(for: .milliseconds(800))
+            #expect(!server.requests.contains { $0.path == "/real" }, "a suspended task sent a request")
+            #expect(task.state == .suspended)
+            #expect(delegate.digests.withLock { $0 }.isEmpty, "a suspended task finished")
+            task.resume()
+            #expect(await EventLog.wait(delegate.ended))
+            #expect(delegate.digests.withLock { $0 } == [digest])
+        }
+    }
+}
