@@ -69,5 +69,32 @@ extension Integration {
             #expect(await EventLog.wait(delegate.ended))
             #expect(delegate.digests.withLock { $0 } == [digest])
         }
+
+        @Test("An async download started in an already-cancelled Swift task throws URLError.cancelled instead of hanging")
+        func asyncDownloadInCancelledTask() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            server.serve(ServedFile(content: GeneratedContent(size: 1 << 20, seed: 172)), at: "/f")
+            let session = breakerSession(nil)
+            let url = server.url("/f")
+            // The cancellation and the async call race: try it often enough to lose the race.
+            for round in 0..<60 {
+                let outcome = Mutex<String?>(nil)
+                _ = Task {
+                    withUnsafeCurrentTask { $0?.cancel() }
+                    do {
+                        let (location, _) = try await session.download(from: url)
+                        try? FileManager.default.removeItem(at: location)
+                        outcome.withLock { $0 = "finished" }
+                    } catch {
+                        outcome.withLock { $0 = "\((error as? URLError)?.code.rawValue ?? 0)" }
+                    }
+                }
+                for _ in 0..<300 where outcome.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
+                let result = outcome.withLock { $0 }
+                #expect(result == "\(URLError.Code.cancelled.rawValue)", "round \(round): \(result ?? "hangs")")
+                if result == nil { break }
+            }
+        }
     }
 }
