@@ -96,5 +96,51 @@ extension Integration {
                 if result == nil { break }
             }
         }
+
+        @Test("Twelve redirects are followed with or without a delegate, as URLSession follows up to 16",
+              arguments: [false, true])
+        func longRedirectChain(delegate: Bool) async throws {
+            var rules: [String] = []
+            for n in 0..<12 { rules.append(#"{"when": {"path": "/r\#(n)"}, "then": {"redirect": ["/r\#(n + 1)"]}}"#) }
+            let (server, digest) = try await breakerServer(paths: ["/r12"], rules: "[" + rules.joined(separator: ",") + "]",
+                                                           size: 4096)
+            defer { Task { await server.shutdown() } }
+            let (location, response) = try await breakerSession(delegate ? EventLog() : nil).download(from: server.url("/r0"))
+            defer { try? FileManager.default.removeItem(at: location) }
+            #expect(try SHA256.hex(ofFileAt: location.path) == digest)
+            #expect(response.url?.path == "/r12")
+        }
+
+        @Test("A redirect to a scheme that is not HTTP fails as unsupportedURL, also when a delegate follows it")
+        func nonHTTPRedirectFollowed() async throws {
+            let (server, _) = try await breakerServer(paths: [], rules: """
+                [{"when": {"path": "/start"}, "then": {"status": 302, "headers": {"Location": "ftp://127.0.0.1:1/x"}}}]
+                """)
+            defer { Task { await server.shutdown() } }
+            let log = EventLog()
+            let started = Date()
+            let error = await #expect(throws: URLError.self) {
+                _ = try await breakerSession(log).download(from: server.url("/start"))
+            }
+            #expect(error?.code == .unsupportedURL)
+            #expect(log.events.contains("redirect 302 /x"))
+            #expect(Date().timeIntervalSince(started) < 2)
+        }
+
+        @Test("Metrics hold one transaction per request, the redirect's and the challenge's included")
+        func questionTransactions() async throws {
+            let (server, _) = try await breakerServer(paths: ["/real"], rules: """
+                [{"when": {"path": "/start"}, "then": {"redirect": ["/real"]}},
+                 {"when": {"path": "/real", "authorizationIsNot": "Basic dXNlcjpzZWNyZXQ="},
+                  "then": {"status": 401, "headers": {"WWW-Authenticate": "Basic realm=\\"vault\\""}}}]
+                """, size: 4096)
+            defer { Task { await server.shutdown() } }
+            let log = EventLog(credentials: { _ in (.useCredential, URLCredential(user: "user", password: "secret", persistence: .none)) })
+            let task = breakerSession(log).downloadTask(with: server.url("/start"))
+            task.resume()
+            #expect(await EventLog.wait(log.ended))
+            #expect(server.requests.count == 3)
+            #expect(log.events.contains("metrics 3"), "\(log.events)")
+        }
     }
 }

@@ -412,7 +412,11 @@ final class DownloadOperation: @unchecked Sendable {
         easy.onHead = { [unowned self, unowned easy] head in
             guard easies[segment] === easy else { return }
             answer = head
-            if intercepts(head, easy: easy, request: request) { return }
+            let asked = intercepts(head, easy: easy, request: request) {
+                easy.transactionMetrics(started: fetchStart, request: Self.metricsRequest(options, range: request.rangeSpec),
+                                        head: head, viaProxy: options.proxy != nil)
+            }
+            if asked { return }
             if !reportedResponse {
                 reportedResponse = true
                 effectiveURL = easy.effectiveURL
