@@ -142,5 +142,30 @@ extension Integration {
             #expect(server.requests.count == 3)
             #expect(log.events.contains("metrics 3"), "\(log.events)")
         }
+
+        @Test("timeoutIntervalForResource bounds the whole task, the wait for connectivity included")
+        func resourceTimeoutCountsTheWait() async throws {
+            let reserved = try await TestServer.start()
+            let port = reserved.port
+            await reserved.shutdown()
+            let log = EventLog()
+            let session = breakerSession(log) {
+                $0.waitsForConnectivity = true
+                $0.timeoutIntervalForResource = 3
+            }
+            let task = session.downloadTask(with: URL(string: "http://127.0.0.1:\(port)/f")!)
+            let started = Date()
+            task.resume()
+            #expect(await EventLog.wait(log.waiting, seconds: 10))
+            try await Task.sleep(for: .milliseconds(1500))
+            // The server comes up, but too slow to finish within what is left.
+            let server = try await TestServer.start(port: port)
+            defer { Task { await server.shutdown() } }
+            server.serve(ServedFile(content: GeneratedContent(size: 8 << 20, seed: 176), bytesPerSecond: 256 << 10), at: "/f")
+            #expect(await EventLog.wait(log.ended, seconds: 30))
+            let took = Date().timeIntervalSince(started)
+            #expect(took < 3.8, "took \(took) s with a 3 s resource timeout")
+            #expect((task.error as? URLError)?.code == .timedOut)
+        }
     }
 }

@@ -61,6 +61,7 @@ extension DownloadTask {
             guard let request = originalRequest else { throw .invalidURL("(no URL)") }
             var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
             applyOverrides(to: &settings)
+            limitToResourceTimeLeft(&settings)
             settings.expectedSHA256 = expected
             try applyMirrors(to: &settings)
             let files = try session.files(for: destination, task: taskIdentifier, replacing: replacesExistingFileOverride)
@@ -76,10 +77,19 @@ extension DownloadTask {
         lock.withLock { _currentRequest = request }
         var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
         applyOverrides(to: &settings)
+        limitToResourceTimeLeft(&settings)
         settings.expectedSHA256 = expected
         try applyMirrors(to: &settings)
         return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
                                   logger: session.logger, syscalls: session.syscalls), resume)
+    }
+
+    /// `timeoutIntervalForResource` bounds the whole task: a start after waiting for
+    /// connectivity gets what is left of it (at least a moment, for one last try).
+    func limitToResourceTimeLeft(_ settings: inout DownloadOperation.Settings) {
+        guard let limit = settings.maxDuration, let began = lock.withLock({ startedAt }) else { return }
+        let left = limit - .milliseconds(Int64(-began.timeIntervalSinceNow * 1000))
+        settings.maxDuration = max(left, .milliseconds(100))
     }
 
     /// The daemon's per-download settings, where it gave them.
