@@ -46,6 +46,18 @@ final class HeldRedirect: DownloadSessionDelegate, Sendable {
     }
 }
 
+/// A session delegate ported from a `URLSessionTaskDelegate` that only answers challenges, for a
+/// session whose tasks use completion handlers.
+final class ChallengeOnly: DownloadTaskDelegate, Sendable {
+    let asked = Mutex(0)
+
+    func downloadSession(_ session: DownloadSession, task: DownloadTask, didReceive challenge: URLAuthenticationChallenge,
+                         completionHandler: @escaping @Sendable (DownloadSession.AuthChallengeDisposition, URLCredential?) -> Void) {
+        asked.withLock { $0 += 1 }
+        completionHandler(.useCredential, URLCredential(user: "user", password: "secret", persistence: .forSession))
+    }
+}
+
 extension Integration {
     @Suite("URLSession parity under hostile use")
     struct ParityBreakerTests {
@@ -166,6 +178,26 @@ extension Integration {
             let took = Date().timeIntervalSince(started)
             #expect(took < 3.8, "took \(took) s with a 3 s resource timeout")
             #expect((task.error as? URLError)?.code == .timedOut)
+        }
+
+        @Test("A session's delegate may be a task delegate alone (ported from URLSessionTaskDelegate), as URLSession's may")
+        func taskDelegateAsSessionDelegate() async throws {
+            let (server, digest) = try await breakerServer(paths: ["/f"], rules: """
+                [{"when": {"authorizationIsNot": "Basic dXNlcjpzZWNyZXQ="},
+                  "then": {"status": 401, "headers": {"WWW-Authenticate": "Basic realm=\\"vault\\""}}}]
+                """)
+            defer { Task { await server.shutdown() } }
+            let delegate = ChallengeOnly()
+            let session = DownloadSession(configuration: .default, delegate: delegate, delegateQueue: nil)
+            let outcome = Mutex<String?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            session.downloadTask(with: server.url("/f")) { location, response, error in
+                outcome.withLock { $0 = location.flatMap { try? SHA256.hex(ofFileAt: $0.path) } ?? "\(String(describing: error))" }
+                done.signal()
+            }.resume()
+            #expect(await EventLog.wait(done))
+            #expect(outcome.withLock { $0 } == digest)
+            #expect(delegate.asked.withLock { $0 } == 1)
         }
     }
 }

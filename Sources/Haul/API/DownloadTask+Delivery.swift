@@ -216,7 +216,7 @@ extension DownloadTask {
         // The file goes to the task's own delegate when it is a download delegate, else to the
         // session's; never to a delegate when a handler, the async API or `events` takes it.
         let receiver: (any DownloadSessionDelegate)? = hook == nil && handler == nil
-            ? (delegate as? any DownloadSessionDelegate) ?? session.delegate : nil
+            ? (delegate as? any DownloadSessionDelegate) ?? (session.delegate as? any DownloadSessionDelegate) : nil
         let listeners = self.listeners()
         session.delivery.enqueue {
             if let handler {
