@@ -58,6 +58,16 @@ final class ChallengeOnly: DownloadTaskDelegate, Sendable {
     }
 }
 
+/// A task delegate that only watches progress: it answers no questions of its own.
+final class ProgressOnly: DownloadTaskDelegate, Sendable {
+    let writes = Mutex(0)
+
+    func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask, didWriteData bytesWritten: Int64,
+                         totalBytesWritten: Int64, totalBytesExpectedToWrite: Int64) {
+        writes.withLock { $0 += 1 }
+    }
+}
+
 extension Integration {
     @Suite("URLSession parity under hostile use")
     struct ParityBreakerTests {
@@ -198,6 +208,30 @@ extension Integration {
             #expect(await EventLog.wait(done))
             #expect(outcome.withLock { $0 } == digest)
             #expect(delegate.asked.withLock { $0 } == 1)
+        }
+
+        @Test("A task delegate that does not answer a question leaves it to the session's delegate, as URLSession does")
+        func taskDelegateLeavesQuestionsToSession() async throws {
+            let (server, digest) = try await breakerServer(paths: ["/f", "/real"], rules: """
+                [{"when": {"path": "/start"}, "then": {"redirect": ["/real"]}},
+                 {"when": {"path": "/f", "authorizationIsNot": "Basic dXNlcjpzZWNyZXQ="},
+                  "then": {"status": 401, "headers": {"WWW-Authenticate": "Basic realm=\\"vault\\""}}}]
+                """)
+            defer { Task { await server.shutdown() } }
+            // The session's delegate refuses every redirect and knows the password.
+            let log = EventLog(redirect: { _ in nil },
+                               credentials: { _ in (.useCredential, URLCredential(user: "user", password: "secret", persistence: .none)) })
+            let session = breakerSession(log)
+            let (location, _) = try await session.download(from: server.url("/f"), delegate: ProgressOnly())
+            defer { try? FileManager.default.removeItem(at: location) }
+            #expect(try SHA256.hex(ofFileAt: location.path) == digest)
+            let error = await #expect(throws: URLError.self) {
+                _ = try await session.download(from: server.url("/start"), delegate: ProgressOnly())
+            }
+            #expect(error?.code == .fileDoesNotExist, "the session's delegate refused the redirect")
+            #expect(!server.requests.contains { $0.path == "/real" })
+            #expect(log.events.contains("redirect 302 /real"))
+            #expect(log.events.contains { $0.hasPrefix("challenge") })
         }
     }
 }
