@@ -233,5 +233,21 @@ extension Integration {
             #expect(log.events.contains("redirect 302 /real"))
             #expect(log.events.contains { $0.hasPrefix("challenge") })
         }
+
+        @Test("A header the server sends twice keeps both values in the response, joined as Foundation joins them")
+        func repeatedHeaders() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 64 << 10, seed: 177)
+            var file = ServedFile(content: content)
+            file.extraHeaders = [("Link", "<https://a.example/>; rel=\"a\""), ("link", "<https://b.example/>; rel=\"b\"")]
+            server.serve(file, at: "/f")
+            let (location, response) = try await breakerSession(nil).download(from: server.url("/f"))
+            defer { try? FileManager.default.removeItem(at: location) }
+            let http = try #require(response as? HTTPURLResponse)
+            #expect(http.value(forHTTPHeaderField: "Link") == "<https://a.example/>; rel=\"a\", <https://b.example/>; rel=\"b\"")
+            #expect(http.statusCode == 200 && http.expectedContentLength == content.size)
+            #expect(try SHA256.hex(ofFileAt: location.path) == content.sha256)
+        }
     }
 }

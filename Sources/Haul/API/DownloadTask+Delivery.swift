@@ -49,9 +49,7 @@ extension DownloadTask {
     /// The first request's response arrived (on the session queue): kept as it came
     /// (`probeResponse`) and as a plain GET would have had it (`response`).
     func received(_ head: ResponseHead, url: URL) {
-        var fields: [String: String] = [:]
-        for field in head.fields { fields[field.name] = field.value }
-        let probe = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: fields)
+        let probe = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: head.headerFields)
         let response = HTTPURLResponse(url: url, statusCode: Self.plainStatus(head), httpVersion: "HTTP/1.1",
                                        headerFields: Self.plainFields(head))
         lock.withLock {
@@ -78,8 +76,7 @@ extension DownloadTask {
     /// The headers of the plain `200`: no `Content-Range`, and the whole length as
     /// `Content-Length` (left out when the server did not say it).
     static func plainFields(_ head: ResponseHead) -> [String: String] {
-        var fields: [String: String] = [:]
-        for field in head.fields { fields[field.name] = field.value }
+        var fields = head.headerFields
         guard plainStatus(head) != head.status else { return fields }
         for name in fields.keys where ["content-range", "content-length"].contains(name.lowercased()) {
             fields[name] = nil

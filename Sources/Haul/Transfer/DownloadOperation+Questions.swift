@@ -36,10 +36,8 @@ extension DownloadOperation {
                     transaction: () -> DownloadTaskTransactionMetrics) -> Bool {
         guard !reportedResponse, request.mirror == 0 else { return false }
         let url = URL(string: easy.effectiveURL ?? primaryURL) ?? URL(fileURLWithPath: "/")
-        var fields: [String: String] = [:]
-        for field in head.fields { fields[field.name] = field.value }
         guard let response = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1",
-                                             headerFields: fields) else { return false }
+                                             headerFields: head.headerFields) else { return false }
         if let ask = onRedirect, !declinesQuestions, [301, 302, 303, 307, 308].contains(head.status),
            let location = head.fields.last(where: { $0.name.lowercased() == "location" })?.value,
            let target = URL(string: location, relativeTo: url)?.absoluteURL {
