@@ -135,11 +135,12 @@ extension DownloadTask {
         var options = ["haul-session": identifier]
         if let description = taskDescription { options["haul-description"] = description }
         if let expected { options["checksum"] = "sha-256=\(expected.hex)" }
-        for (name, value) in originalRequest?.allHTTPHeaderFields ?? [:] where !["range", "if-range"].contains(name.lowercased()) {
-            options["header"] = "\(name): \(value)"
-        }
+        let headers = (originalRequest?.allHTTPHeaderFields ?? [:])
+            .filter { !["range", "if-range"].contains($0.key.lowercased()) }
+            .sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
         let remote = RemoteDownload(connection: connection, queue: session.multi.queue,
-                                    uris: [url.absoluteString] + mirrors.map(\.absoluteString), options: options)
+                                    uris: [url.absoluteString] + mirrors.map(\.absoluteString), options: options,
+                                    headers: headers)
         remote.onGID = { [unowned self] gid in session.registerBackground(gid, task: self) }
         return remote
     }
