@@ -128,5 +128,30 @@ extension Integration {
             #expect(try await eventually { recorder.completed.count == 1 })
             #expect(recorder.completed.first?.error?.contains("haul daemon --dir") == true)
         }
+
+        @Test("Every header field of a background task's request reaches the server, not only one")
+        func everyHeaderGoes() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 2 << 20, seed: 601)
+            server.serve(ServedFile(content: content, etag: "\"h\""), at: "/h.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (daemon, _) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            let recorder = BackgroundRecorder()
+            let session = background("app.headers", state: scratch.file("state"), delegate: recorder)
+            var request = URLRequest(url: server.url("/h.bin"))
+            request.setValue("one", forHTTPHeaderField: "X-One")
+            request.setValue("two", forHTTPHeaderField: "X-Two")
+            request.setValue("three", forHTTPHeaderField: "X-Three")
+            session.downloadTask(with: request).resume()
+            #expect(try await eventually { recorder.completed.count >= 1 })
+            #expect(recorder.finished.first?.sha256 == content.sha256)
+            #expect(!server.requests.isEmpty)
+            #expect(server.requests.allSatisfy {
+                $0.headers["x-one"] == "one" && $0.headers["x-two"] == "two" && $0.headers["x-three"] == "three"
+            }, "\(server.requests.map(\.headers))")
+        }
     }
 }

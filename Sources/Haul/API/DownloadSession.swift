@@ -16,7 +16,7 @@ public final class DownloadSession: Sendable {
     public let configuration: Configuration
     /// The delegate given at creation. The session keeps it, as URLSession does, until
     /// `finishTasksAndInvalidate()` or `invalidateAndCancel()` lets it go.
-    public var delegate: (any DownloadSessionDelegate)? { lifecycle.withLock { $0.delegate } }
+    public var delegate: (any DownloadTaskDelegate)? { lifecycle.withLock { $0.delegate } }
     /// Where delegate and completion-handler calls run (serial unless you gave a concurrent
     /// queue; calls are ordered and never overlap either way).
     public var delegateQueue: OperationQueue { delivery.queue }
@@ -35,7 +35,7 @@ public final class DownloadSession: Sendable {
 
     /// The session's tasks and whether it still takes new ones.
     private struct Lifecycle {
-        var delegate: (any DownloadSessionDelegate)?
+        var delegate: (any DownloadTaskDelegate)?
         var description: String?
         /// Tasks made and not ended (weakly: a task nobody holds and nobody started is gone).
         var open: [Int: WeakTask] = [:]
@@ -57,14 +57,17 @@ public final class DownloadSession: Sendable {
     ///
     /// - Parameters:
     ///   - configuration: settings for every download of the session.
-    ///   - delegate: receives progress and completion of tasks made without a completion handler.
+    ///   - delegate: receives progress and completion of tasks made without a completion handler,
+    ///     and answers their questions. As with URLSession, only a `DownloadSessionDelegate` is
+    ///     handed files (`didFinishDownloadingTo`); a `DownloadTaskDelegate` (ported from a
+    ///     `URLSessionDelegate` or `URLSessionTaskDelegate`) suits tasks with completion handlers.
     ///   - delegateQueue: where delegate calls run; `nil` makes a serial queue.
-    public convenience init(configuration: Configuration = .default, delegate: (any DownloadSessionDelegate)? = nil,
+    public convenience init(configuration: Configuration = .default, delegate: (any DownloadTaskDelegate)? = nil,
                             delegateQueue: OperationQueue? = nil) {
         self.init(configuration: configuration, delegate: delegate, delegateQueue: delegateQueue, syscalls: .system)
     }
 
-    init(configuration: Configuration, delegate: (any DownloadSessionDelegate)? = nil,
+    init(configuration: Configuration, delegate: (any DownloadTaskDelegate)? = nil,
          delegateQueue: OperationQueue? = nil, syscalls: Syscalls) {
         self.syscalls = syscalls
         self.configuration = configuration
@@ -192,7 +195,7 @@ public final class DownloadSession: Sendable {
     /// After invalidation, once no task made before it is left: `didBecomeInvalidWithError`,
     /// then the delegate is let go.
     private func announceInvalidationIfDone() {
-        let delegate = lifecycle.withLock { state -> (any DownloadSessionDelegate)?? in
+        let delegate = lifecycle.withLock { state -> (any DownloadTaskDelegate)?? in
             state.open = state.open.filter { $0.value.task != nil }
             guard state.invalidated, !state.invalidationAnnounced, state.open.isEmpty, state.running.isEmpty else { return .none }
             state.invalidationAnnounced = true
@@ -242,7 +245,7 @@ public final class DownloadSession: Sendable {
         let task = DownloadTask(session: self, identifier: identifier, request: request, resumeData: resumeData,
                                 destination: destination, completionHandler: completionHandler)
         task.delegate = delegate
-        let listener = lifecycle.withLock { state -> (any DownloadSessionDelegate)? in
+        let listener = lifecycle.withLock { state -> (any DownloadTaskDelegate)? in
             guard !state.invalidated else { return nil }
             state.open[identifier] = WeakTask(task: task)
             return state.delegate

@@ -14,7 +14,8 @@ import FoundationNetworking
 ///
 /// A task's own delegate hears that task's events first, then the session's delegate hears them
 /// too (once, when both are the same object). Questions that need one answer (a redirect, an
-/// authentication challenge) go to the task's delegate when it has one, else to the session's.
+/// authentication challenge) go to the task's delegate when it has one, else to the session's;
+/// a task delegate that does not implement the question's method leaves it to the session's.
 public protocol DownloadTaskDelegate: AnyObject, Sendable {
     /// Bytes were written since the last call (coalesced: at most about every 100 ms).
     /// `totalBytesExpectedToWrite` is `NSURLSessionTransferSizeUnknown` (-1) while unknown.
@@ -111,18 +112,24 @@ extension DownloadTaskDelegate {
     /// Does nothing.
     public func downloadSession(_ session: DownloadSession, taskIsWaitingForConnectivity task: DownloadTask) {}
 
-    /// Follows the redirect.
+    /// A task's own delegate leaves the question to the session's delegate, as URLSession does
+    /// when a task delegate does not implement it; the session's delegate follows the redirect.
     public func downloadSession(_ session: DownloadSession, task: DownloadTask,
                                 willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest,
                                 completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
-        completionHandler(request)
+        guard let shared = session.delegate, shared !== self else { return completionHandler(request) }
+        shared.downloadSession(session, task: task, willPerformHTTPRedirection: response, newRequest: request,
+                               completionHandler: completionHandler)
     }
 
-    /// Default handling: the task fails with `URLError.userAuthenticationRequired`.
+    /// A task's own delegate leaves the challenge to the session's delegate, as URLSession does
+    /// when a task delegate does not implement it; the session's delegate asks for default
+    /// handling: the task fails with `URLError.userAuthenticationRequired`.
     public func downloadSession(_ session: DownloadSession, task: DownloadTask,
                                 didReceive challenge: URLAuthenticationChallenge,
                                 completionHandler: @escaping @Sendable (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
-        completionHandler(.performDefaultHandling, nil)
+        guard let shared = session.delegate, shared !== self else { return completionHandler(.performDefaultHandling, nil) }
+        shared.downloadSession(session, task: task, didReceive: challenge, completionHandler: completionHandler)
     }
 
     /// Does nothing.

@@ -49,9 +49,7 @@ extension DownloadTask {
     /// The first request's response arrived (on the session queue): kept as it came
     /// (`probeResponse`) and as a plain GET would have had it (`response`).
     func received(_ head: ResponseHead, url: URL) {
-        var fields: [String: String] = [:]
-        for field in head.fields { fields[field.name] = field.value }
-        let probe = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: fields)
+        let probe = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: head.headerFields)
         let response = HTTPURLResponse(url: url, statusCode: Self.plainStatus(head), httpVersion: "HTTP/1.1",
                                        headerFields: Self.plainFields(head))
         lock.withLock {
@@ -78,8 +76,7 @@ extension DownloadTask {
     /// The headers of the plain `200`: no `Content-Range`, and the whole length as
     /// `Content-Length` (left out when the server did not say it).
     static func plainFields(_ head: ResponseHead) -> [String: String] {
-        var fields: [String: String] = [:]
-        for field in head.fields { fields[field.name] = field.value }
+        var fields = head.headerFields
         guard plainStatus(head) != head.status else { return fields }
         for name in fields.keys where ["content-range", "content-length"].contains(name.lowercased()) {
             fields[name] = nil
@@ -217,7 +214,7 @@ extension DownloadTask {
         // The file goes to the task's own delegate when it is a download delegate, else to the
         // session's; never to a delegate when a handler, the async API or `events` takes it.
         let receiver: (any DownloadSessionDelegate)? = hook == nil && handler == nil
-            ? (delegate as? any DownloadSessionDelegate) ?? session.delegate : nil
+            ? (delegate as? any DownloadSessionDelegate) ?? (session.delegate as? any DownloadSessionDelegate) : nil
         let listeners = self.listeners()
         session.delivery.enqueue {
             if let handler {

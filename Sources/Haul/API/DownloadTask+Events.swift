@@ -31,9 +31,17 @@ extension DownloadTask {
 
 /// The async API's hook and the `events` streams.
 extension DownloadTask {
-    /// Sets the hook the async API completes through (before `resume()`).
+    /// Sets the hook the async API completes through (before `resume()`). A task that already
+    /// ended (cancelled before it started, as a cancelled Swift task does) calls it at once.
     func setFinishHook(_ hook: @escaping @Sendable (Result<(URL, URLResponse), any Error>) -> Void) {
-        lock.withLock { finishHook = hook }
+        let ended: (any Error)? = lock.withLock {
+            guard _state == .completed, let error = _error else {
+                finishHook = hook
+                return nil
+            }
+            return error
+        }
+        if let ended { hook(.failure(ended)) }
     }
 
     /// A stream of this task's events; see `events`.

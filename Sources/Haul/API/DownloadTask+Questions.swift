@@ -84,7 +84,9 @@ extension DownloadTask {
             let session = self.session
             notify(metrics: true) { $0.downloadSession(session, taskIsWaitingForConnectivity: self) }
         }
-        scheduleStart(after: min(10, 0.5 * Double(1 << min(attempt, 5))))
+        // Not past the resource timeout: the last try comes when it runs out.
+        let left = session.configuration.timeoutIntervalForResource + (lock.withLock { startedAt } ?? Date()).timeIntervalSinceNow
+        scheduleStart(after: max(0.05, min(10, 0.5 * Double(1 << min(attempt, 5)), left)))
     }
 }
 

@@ -67,6 +67,7 @@ extension DownloadTask {
             guard let request = originalRequest else { throw .invalidURL("(no URL)") }
             var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
             applyOverrides(to: &settings)
+            limitToResourceTimeLeft(&settings)
             settings.expectedSHA256 = expected
             try applyMirrors(to: &settings)
             applyMetalink(to: &settings)
@@ -90,11 +91,20 @@ extension DownloadTask {
         lock.withLock { _currentRequest = request }
         var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
         applyOverrides(to: &settings)
+        limitToResourceTimeLeft(&settings)
         settings.expectedSHA256 = expected
         try applyMirrors(to: &settings)
         applyMetalink(to: &settings)
         return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
                                   logger: session.logger, syscalls: session.syscalls), resume)
+    }
+
+    /// `timeoutIntervalForResource` bounds the whole task: a start after waiting for
+    /// connectivity gets what is left of it (at least a moment, for one last try).
+    func limitToResourceTimeLeft(_ settings: inout DownloadOperation.Settings) {
+        guard let limit = settings.maxDuration, let began = lock.withLock({ startedAt }) else { return }
+        let left = limit - .milliseconds(Int64(-began.timeIntervalSinceNow * 1000))
+        settings.maxDuration = max(left, .milliseconds(100))
     }
 
     /// The daemon's per-download settings, where it gave them.
@@ -140,11 +150,12 @@ extension DownloadTask {
         var options = ["haul-session": identifier]
         if let description = taskDescription { options["haul-description"] = description }
         if let expected { options["checksum"] = "sha-256=\(expected.hex)" }
-        for (name, value) in originalRequest?.allHTTPHeaderFields ?? [:] where !["range", "if-range"].contains(name.lowercased()) {
-            options["header"] = "\(name): \(value)"
-        }
+        let headers = (originalRequest?.allHTTPHeaderFields ?? [:])
+            .filter { !["range", "if-range"].contains($0.key.lowercased()) }
+            .sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
         let remote = RemoteDownload(connection: connection, queue: session.multi.queue,
-                                    uris: [url.absoluteString] + mirrors.map(\.absoluteString), options: options)
+                                    uris: [url.absoluteString] + mirrors.map(\.absoluteString), options: options,
+                                    headers: headers)
         remote.onGID = { [unowned self] gid in session.registerBackground(gid, task: self) }
         return remote
     }

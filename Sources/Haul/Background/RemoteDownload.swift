@@ -13,7 +13,7 @@ final class RemoteDownload: DownloadRunner, @unchecked Sendable {
     private let connection: DaemonConnection
     private let queue: DispatchQueue
     /// What to queue (`nil` when attaching to a download the daemon already has).
-    private let request: (uris: [String], options: [String: String])?
+    private let request: (uris: [String], options: [String: String], headers: [String])?
     private(set) var gid: String?
     private var completion: ((Result<DownloadResult, DownloadFailure>) -> Void)?
     var onResponse: (ResponseHead, String?) -> Void = { _, _ in }
@@ -26,11 +26,12 @@ final class RemoteDownload: DownloadRunner, @unchecked Sendable {
     private var latest: (done: Int64, expected: Int64?, connections: Int) = (0, nil, 0)
     private var reportedResponse = false
 
-    /// A new download to queue in the daemon.
-    init(connection: DaemonConnection, queue: DispatchQueue, uris: [String], options: [String: String]) {
+    /// A new download to queue in the daemon, with its request's header fields (`Name: value`).
+    init(connection: DaemonConnection, queue: DispatchQueue, uris: [String], options: [String: String],
+         headers: [String] = []) {
         self.connection = connection
         self.queue = queue
-        self.request = (uris, options)
+        self.request = (uris, options, headers)
     }
 
     /// A download the daemon already has (a task of an earlier process of the session).
@@ -54,7 +55,10 @@ final class RemoteDownload: DownloadRunner, @unchecked Sendable {
             do throws(HaulError) {
                 var gid = queue.sync { self.gid }
                 if gid == nil, let request {
-                    gid = try connection.call("aria2.addUri", [request.uris, request.options]) as? String
+                    // aria2's `header` option takes a list: every field of the request goes.
+                    var options: [String: Any] = request.options
+                    if !request.headers.isEmpty { options["header"] = request.headers }
+                    gid = try connection.call("aria2.addUri", [request.uris, options]) as? String
                 }
                 guard let gid else { throw HaulError.unsupportedRequest(reason: "the haul daemon gave no GID") }
                 if request != nil { onGID(gid) }

@@ -45,6 +45,19 @@ struct ResponseHead: Equatable, Sendable {
         if fields.contains(where: { $0.name.lowercased() == "transfer-encoding" }) { contentLength = nil }
     }
 
+    /// The fields as one dictionary, for `HTTPURLResponse`: a name sent more than once (in any
+    /// case) keeps its first spelling and its values joined with ", ", as Foundation joins them.
+    var headerFields: [String: String] {
+        var joined: [String: String] = [:]
+        var spelling: [String: String] = [:]
+        for (name, value) in fields {
+            let key = spelling[name.lowercased(), default: name]
+            spelling[name.lowercased()] = key
+            joined[key] = joined[key].map { "\($0), \(value)" } ?? value
+        }
+        return joined
+    }
+
     /// A strong ETag (not `W/`), usable with `If-Range`.
     var strongETag: String? {
         guard let etag, !etag.hasPrefix("W/") else { return nil }

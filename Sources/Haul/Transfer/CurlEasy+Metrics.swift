@@ -42,9 +42,7 @@ extension CurlEasy {
         let url = effectiveURL.flatMap(URL.init(string:)) ?? request.url ?? URL(fileURLWithPath: "/")
         var response: HTTPURLResponse?
         if let head {
-            var fields: [String: String] = [:]
-            for field in head.fields { fields[field.name] = field.value }
-            response = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: fields)
+            response = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: head.headerFields)
         }
         var sent = request
         sent.url = url

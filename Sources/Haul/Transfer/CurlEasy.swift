@@ -67,7 +67,8 @@ final class CurlEasy: @unchecked Sendable {
         ccurl_easy_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
         ccurl_easy_setopt_string(handle, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
         ccurl_easy_setopt_long(handle, CURLOPT_FOLLOWLOCATION, options.followsRedirects ? 1 : 0)
-        ccurl_easy_setopt_long(handle, CURLOPT_MAXREDIRS, 10)
+        // As many as URLSession follows, and as a delegate is asked about.
+        ccurl_easy_setopt_long(handle, CURLOPT_MAXREDIRS, DownloadOperation.maxRedirects)
         if options.method != "GET" {
             if let body = options.body {
                 ccurl_easy_setopt_off_t(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))

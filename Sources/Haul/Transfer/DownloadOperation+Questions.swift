@@ -30,18 +30,18 @@ extension DownloadOperation {
     static let maxAuthenticationRounds = 8
 
     /// Whether `head`, the answer to the first request, is a question for the delegate; if so
-    /// the request is stopped and started again once the delegate answered.
-    func intercepts(_ head: ResponseHead, easy: CurlEasy, request: DownloadStateMachine.Request) -> Bool {
+    /// the request is stopped (its `transaction` kept for the metrics) and started again once
+    /// the delegate answered.
+    func intercepts(_ head: ResponseHead, easy: CurlEasy, request: DownloadStateMachine.Request,
+                    transaction: () -> DownloadTaskTransactionMetrics) -> Bool {
         guard !reportedResponse, request.mirror == 0 else { return false }
         let url = URL(string: easy.effectiveURL ?? primaryURL) ?? URL(fileURLWithPath: "/")
-        var fields: [String: String] = [:]
-        for field in head.fields { fields[field.name] = field.value }
         guard let response = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1",
-                                             headerFields: fields) else { return false }
+                                             headerFields: head.headerFields) else { return false }
         if let ask = onRedirect, !declinesQuestions, [301, 302, 303, 307, 308].contains(head.status),
            let location = head.fields.last(where: { $0.name.lowercased() == "location" })?.value,
            let target = URL(string: location, relativeTo: url)?.absoluteURL {
-            stopForQuestion(request.segment)
+            stopForQuestion(request.segment, transaction: transaction())
             collectedMetrics.redirects += 1
             guard collectedMetrics.redirects <= Self.maxRedirects else {
                 failed(.transport(code: Int(CURLE_TOO_MANY_REDIRECTS.rawValue),
@@ -56,7 +56,7 @@ extension DownloadOperation {
         }
         if let ask = onChallenge, !declinesQuestions, head.status == 401,
            let method = Self.challengeMethod(head), authenticationRounds < Self.maxAuthenticationRounds {
-            stopForQuestion(request.segment)
+            stopForQuestion(request.segment, transaction: transaction())
             let question = AuthenticationQuestion(url: url, realm: Self.realm(head), method: method,
                                                   previousFailures: authenticationRounds, response: response)
             authenticationRounds += 1
@@ -70,7 +70,8 @@ extension DownloadOperation {
 
     /// Closes the request's connection while the delegate thinks; the machine still counts the
     /// request as running, so nothing else starts in its place.
-    private func stopForQuestion(_ segment: Int) {
+    private func stopForQuestion(_ segment: Int, transaction: DownloadTaskTransactionMetrics) {
+        collectedMetrics.append(transaction)
         if let easy = easies.removeValue(forKey: segment) { multi.remove(easy) }
     }
 
@@ -98,11 +99,16 @@ extension DownloadOperation {
 
     private func redirectAnswered(_ answer: URLRequest?, request: DownloadStateMachine.Request) {
         guard !machine.isFinished, running != nil else { return }
-        guard let answer, let url = answer.url, let scheme = url.scheme?.lowercased(),
-              scheme == "http" || scheme == "https", url.host != nil else {
-            // Refused (or not HTTP): ask the same again, and let the redirect itself through.
+        guard let answer, let url = answer.url else {
+            // Refused: ask the same again, and let the redirect itself through.
             declinesQuestions = true
-            startRequest(request)
+            startOrDefer(request)
+            return
+        }
+        guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https", url.host != nil else {
+            // Followed somewhere Haul cannot go: fail as curl does when it follows one itself.
+            run(machine.diskFailed(.transport(code: Int(CURLE_UNSUPPORTED_PROTOCOL.rawValue),
+                                              message: "a redirect to \(url.scheme ?? "a URL without a scheme"), which is not HTTP")))
             return
         }
         primaryURL = url.absoluteString
@@ -113,7 +119,7 @@ extension DownloadOperation {
             .filter { !["range", "if-range"].contains($0.key.lowercased()) }
             .sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
         if credential != nil, !Self.sameOrigin(primaryURL, credentialOrigin ?? "") { credential = nil }
-        startRequest(request)
+        startOrDefer(request)
     }
 
     private func authenticationAnswered(_ answer: AuthenticationAnswer, method: String,
@@ -124,12 +130,12 @@ extension DownloadOperation {
             let scheme = method == NSURLAuthenticationMethodHTTPDigest ? CurlAuth.digest : CurlAuth.basic
             credential = (user, password, scheme)
             credentialOrigin = primaryURL
-            startRequest(request)
+            startOrDefer(request)
         case .cancel:
             run(machine.cancel())
         case .decline:
             declinesQuestions = true
-            startRequest(request)
+            startOrDefer(request)
         }
     }
 

@@ -345,7 +345,7 @@ final class DownloadOperation: @unchecked Sendable {
                     return
                 }
             case .start(let request):
-                if isSuspended { deferredStarts.append(request) } else { startRequest(request) }
+                startOrDefer(request)
             case .cancel(let segment):
                 if let easy = easies.removeValue(forKey: segment) { multi.remove(easy) }
                 deferredStarts.removeAll { $0.segment == segment }
@@ -427,6 +427,11 @@ final class DownloadOperation: @unchecked Sendable {
         }
     }
 
+    /// Starts `request`, or keeps it for `resume()` while the download is suspended.
+    func startOrDefer(_ request: DownloadStateMachine.Request) {
+        if isSuspended { deferredStarts.append(request) } else { startRequest(request) }
+    }
+
     func startRequest(_ request: DownloadStateMachine.Request) {
         var headers: [String] = []
         if let validator = request.ifRange { headers.append("If-Range: \(validator)") }
@@ -459,7 +464,11 @@ final class DownloadOperation: @unchecked Sendable {
         easy.onHead = { [unowned self, unowned easy] head in
             guard easies[segment] === easy else { return }
             answer = head
-            if intercepts(head, easy: easy, request: request) { return }
+            let asked = intercepts(head, easy: easy, request: request) {
+                easy.transactionMetrics(started: fetchStart, request: Self.metricsRequest(options, range: request.rangeSpec),
+                                        head: head, viaProxy: options.proxy != nil)
+            }
+            if asked { return }
             if !reportedResponse {
                 reportedResponse = true
                 effectiveURL = easy.effectiveURL
