@@ -30,9 +30,14 @@ struct HabitOptions: ParsableArguments {
 }
 
 extension HaulCommand.Get {
-    /// A URL typed without a scheme is taken as `http://`, as curl does.
+    /// A URL typed without a scheme is taken as `http://`, as curl does; a local metalink file
+    /// (`.meta4` or `.metalink` that exists, or a path starting with `/` or `.`) stays a path.
     static func withScheme(_ text: String) -> String {
-        text.isEmpty || text.contains("://") ? text : "http://" + text
+        if text.isEmpty || text.contains("://") { return text }
+        if isMetalinkFile(text), text.hasPrefix("/") || text.hasPrefix(".") || FileManager.default.fileExists(atPath: text) {
+            return text
+        }
+        return "http://" + text
     }
 }
 

@@ -187,17 +187,11 @@ extension HaulCommand {
             let reporter = Reporter(quiet: quiet, json: json, plainInterval: logging.progressInterval,
                                     fileOnStandardOutput: output == "-")
             if habits.dryRun { return try await dryRun(try allURLs(), reporter: reporter) }
-            if try metalink != nil || allURLs().contains(where: Self.isMetalinkFile) { return try await runMetalinks() }
             try makeOutputDirectories(reporter)
-            var configuration = transfer.configuration()
-            configuration.logger = ConsoleLogHandler.bootstrap(reporter: reporter, level: logging.level)
-            configuration.syncsBeforeMove = !noSync
-            configuration.writesJournal = !noJournal
-            configuration.computesSHA256 = !noHash
-            configuration.replacesExistingFiles = force || habits.timestamping
-            configuration.sendsCredentialsToMirrors = mirrorHeaders
-            configuration.usesMirrorsFromLinkHeaders = !noLinkMirrors
-            configuration.mirrorsServeSameBytes = sameFile
+            if try metalink != nil || allURLs().contains(where: Self.isMetalinkFile) {
+                return try await runMetalinks(reporter: reporter)
+            }
+            let configuration = makeConfiguration(reporter: reporter)
             if output == "-", let url = URL(string: try allURLs()[0]) {
                 return try await stream(url, configuration: configuration, reporter: reporter)
             }
@@ -244,16 +238,18 @@ extension HaulCommand {
             if status != .success { throw status.code }
         }
 
-        /// The session the options describe.
-        func makeSession() -> DownloadSession {
+        /// The settings the options describe, logging through `reporter`.
+        func makeConfiguration(reporter: Reporter) -> DownloadSession.Configuration {
             var configuration = transfer.configuration()
+            configuration.logger = ConsoleLogHandler.bootstrap(reporter: reporter, level: logging.level)
             configuration.syncsBeforeMove = !noSync
             configuration.writesJournal = !noJournal
             configuration.computesSHA256 = !noHash
-            configuration.replacesExistingFiles = force
+            configuration.replacesExistingFiles = force || habits.timestamping
             configuration.sendsCredentialsToMirrors = mirrorHeaders
             configuration.usesMirrorsFromLinkHeaders = !noLinkMirrors
-            return DownloadSession(configuration: configuration)
+            configuration.mirrorsServeSameBytes = sameFile
+            return configuration
         }
 
         /// Measures the URL and its mirrors for a second each and makes the fastest the primary.

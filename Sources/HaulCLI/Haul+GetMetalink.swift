@@ -40,9 +40,8 @@ extension HaulCommand.Get {
     }
 
     /// Downloads every file of every metalink given, each from its mirrors.
-    func runMetalinks() async throws {
-        let reporter = Reporter(quiet: quiet, json: json)
-        let session = makeSession()
+    func runMetalinks(reporter: Reporter) async throws {
+        let session = DownloadSession(configuration: makeConfiguration(reporter: reporter))
         var inputs = (try allURLs()).filter(Self.isMetalinkFile)
         if let metalink { inputs.append(metalink) }
         let directory = URL(fileURLWithPath: dir ?? ".").standardizedFileURL

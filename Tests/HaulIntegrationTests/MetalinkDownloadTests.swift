@@ -168,6 +168,12 @@ extension Integration {
             #expect(result.status == 0, "stderr: \(result.stderr)")
             #expect(try SHA256.hex(ofFileAt: out.appendingPathComponent("pkg/f.bin").path) == content.sha256)
             #expect(result.stdout.contains("verified against the metalink"), "\(result.stdout)")
+            // -d makes missing directories for metalinks too, and logs stay off standard output.
+            let fresh = scratch.file("made/here")
+            let again = try runHaul(["get", metalinkPath.path, "-d", fresh.path, "-x", "4", "-v"])
+            #expect(again.status == 0, "stderr: \(again.stderr)")
+            #expect(try SHA256.hex(ofFileAt: fresh.appendingPathComponent("pkg/f.bin").path) == content.sha256)
+            #expect(!again.stdout.contains("info") && again.stderr.contains("haul: "), "\(again.stdout)")
 
             let hostile = String(decoding: try Data(contentsOf: metalinkPath), as: UTF8.self)
                 .replacingOccurrences(of: "name=\"pkg/f.bin\"", with: "name=\"../escaped.bin\"")
