@@ -316,5 +316,23 @@ extension Integration {
             try await Task.sleep(for: .milliseconds(100))
             #expect(log.events.last == "completed")
         }
+
+        @Test("A finished file gets the mode new files get (0666 less the umask), as curl's and Foundation's do; partial files stay private")
+        func publishedMode() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 1 << 20, seed: 159)
+            server.serve(ServedFile(content: content), at: "/f")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let destination = scratch.file("out")
+            _ = try await paritySession().download(from: server.url("/f"), to: destination)
+            let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+            let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Umask:") })
+            let umask = try #require(Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8))
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: destination.path)[.posixPermissions] as? Int)
+            #expect(mode == 0o666 & ~umask)
+            #expect(try SHA256.hex(ofFileAt: destination.path) == content.sha256)
+        }
     }
 }

@@ -163,6 +163,8 @@ package final class PlacementRoot: @unchecked Sendable {
             guard replacing else { throw .destinationExists(path: destination) }
         }
         let written = try file.identity()
+        // Written private (0600); published with the mode any new file of this process gets.
+        _ = fchmod(file.fd, 0o666 & ~Self.processUmask)
         if existing == nil, linkat(AT_FDCWD, source, target.fd, to, AT_SYMLINK_FOLLOW) == 0 {
             unlinkIfSame(from, device: written.device, inode: written.inode)
             return
@@ -195,6 +197,18 @@ package final class PlacementRoot: @unchecked Sendable {
     /// Moves the file at `from` to `to` in `target` (this directory by default). Without
     /// `replacing`, an existing `to` is never touched (`renameat2(RENAME_NOREPLACE)`); with it,
     /// only a regular file is replaced, never a directory, a link or a device.
+    /// The process's file mode creation mask, read without changing it (`umask(2)` sets it,
+    /// which would race with other threads creating files): the `Umask:` line of
+    /// `/proc/self/status`, else the common 022.
+    static let processUmask: mode_t = {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
+              let mask = mode_t(line.dropFirst("Umask:".count).trimmingCharacters(in: .whitespaces), radix: 8) else {
+            return 0o022
+        }
+        return mask & 0o777
+    }()
+
     package func publish(_ from: String, to: String, in target: PlacementRoot? = nil, replacing: Bool) throws(HaulError) {
         try checked(from)
         let target = target ?? self
