@@ -9,8 +9,8 @@ final class RPCService: @unchecked Sendable {
     // Unchecked: immutable after init; the queue confines its own state.
     let downloads: DownloadQueue
     private let secret: String
-    /// Called (on the queue) for `aria2.shutdown` / `aria2.forceShutdown`.
-    var onShutdown: () -> Void = {}
+    /// Called (shortly after the answer) for `aria2.shutdown` / `aria2.forceShutdown`.
+    var onShutdown: @Sendable () -> Void = {}
     /// Set (on the queue) when a call inside `system.multicall` had a wrong token.
     private var unauthorizedInside = false
 
@@ -211,7 +211,10 @@ final class RPCService: @unchecked Sendable {
             try downloads.save()
             return "OK"
         case "aria2.shutdown", "aria2.forceShutdown":
-            onShutdown()
+            // As aria2: answer first, then stop. Stopping at once could close the connection
+            // before the answer is written, and the caller would see an empty reply.
+            let stop = onShutdown
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(250)) { stop() }
             return "OK"
         case "haul.sessionTasks":
             // Haul's own: a background session's tasks, with its extras.

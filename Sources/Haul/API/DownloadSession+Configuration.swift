@@ -122,8 +122,9 @@ extension DownloadSession {
         public var seamOverlap: Int64 = 16 << 10
         /// Where the session logs (swift-log): the sources and connections a download uses, each
         /// retry, dropped source and restart with its `reason` in the metadata, seam checks.
-        /// `nil` (the default) logs through `Logger(label: "haul")` and the process's
-        /// `LoggingSystem`.
+        /// `nil` (the default) logs warnings and errors only, through `Logger(label: "haul")` and
+        /// the process's `LoggingSystem`: a library does not fill a program's output with its
+        /// retries. Give a logger to see more.
         public var logger: Logger?
         /// Credentials from a netrc file: `~/.netrc` when `usesNetrc`, or `netrcFile`
         /// (libcurl's `CURLOPT_NETRC`; a user and password in the URL win).

@@ -73,7 +73,11 @@ public final class DownloadSession: Sendable {
         self.configuration = configuration
         self.lifecycle = Mutex(Lifecycle(delegate: delegate))
         self.delivery = DelegateDelivery(queue: delegateQueue)
-        self.logger = configuration.logger ?? Logger(label: "haul")
+        self.logger = configuration.logger ?? {
+            var quiet = Logger(label: "haul")
+            quiet.logLevel = .warning
+            return quiet
+        }()
         self.multi = CurlMulti(label: "haul.session", maxHostConnections: configuration.connectionsPerHost,
                                logger: logger)
         if configuration.identifier != nil, delegate != nil {
