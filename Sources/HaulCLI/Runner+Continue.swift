@@ -41,17 +41,22 @@ extension Runner {
         }
         let checked: String
         if let expected = digest ?? probe.sha256.map({ "sha-256=" + $0 }) {
-            let wanted = expected.lowercased().replacingOccurrences(of: "sha-256=", with: "")
+            // Every form a digest is given in (hex, sha-256=HEX, sha256-BASE64) is checked; one
+            // that cannot be read is an error, never a pass.
+            guard let wanted = SHA256Digest(expected: expected)?.hex else {
+                reporter.failed(job, message: "cannot check \(name): '\(expected)' is not a SHA-256 digest", status: .usage)
+                return .done(.usage)
+            }
             guard let actual = try? SHA256.hex(ofFileAt: name) else {
                 reporter.failed(job, message: "cannot read \(name)", status: .diskError)
                 return .done(.diskError)
             }
-            guard wanted.count != 64 || actual == wanted else {
+            guard actual == wanted else {
                 reporter.failed(job, message: "\(name) is complete in size but its SHA-256 is \(actual), not \(wanted); "
                                 + "-c never starts over — run without -c and with --force", status: .checksumMismatch)
                 return .done(.checksumMismatch)
             }
-            checked = wanted.count == 64 ? "its SHA-256 matches" : "its size matches"
+            checked = "its SHA-256 matches"
         } else {
             let count = min(Int64(64 << 10), size)
             let remote = await session.fetchBytes(job.primary, from: size - count, count: count)
@@ -85,10 +90,7 @@ extension Runner {
                             status: .diskError)
             return .done(.diskError)
         }
-        let expected = digest.flatMap { text -> String? in
-            let hex = text.lowercased().replacingOccurrences(of: "sha-256=", with: "")
-            return hex.count == 64 ? hex : nil
-        }
+        let expected = digest.flatMap { SHA256Digest(expected: $0)?.hex }
         do {
             let data = try DownloadSession.adoptPartialFile(at: job.output, url: job.primary, length: length, prefix: size,
                                                             etag: probe.etag, lastModified: probe.lastModified,

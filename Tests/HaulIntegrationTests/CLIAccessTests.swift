@@ -125,6 +125,11 @@ extension Integration {
             let verified = try runHaul(["get", url, "-o", output, "-c", "--sha256", content.sha256])
             #expect(verified.status == 0 && verified.stderr.contains("its SHA-256 matches"), "stderr: \(verified.stderr)")
             #expect(try SHA256.hex(ofFileAt: output) == content.sha256)
+            // A whole file whose SHA-256 is not the one asked for: refused, left alone.
+            let wrong = String(repeating: "7", count: 64)
+            let mismatch = try runHaul(["get", url, "-o", output, "-c", "--sha256", wrong])
+            #expect(mismatch.status != 0 && mismatch.stderr.contains("its SHA-256 is"), "stderr: \(mismatch.stderr)")
+            #expect(try SHA256.hex(ofFileAt: output) == content.sha256)
 
             // The same size, other bytes at the end: refused, left alone.
             var bytes = try Data(contentsOf: URL(fileURLWithPath: output))

@@ -177,9 +177,9 @@ extension Integration {
                 }
             }
             let collector = Metrics()
-            _ = try await paritySession().download(from: server.url("/f"), to: nil as URL?)
             let (location, _) = try await paritySession(collector).download(from: server.url("/f"))
             defer { try? FileManager.default.removeItem(at: location) }
+            #expect(try SHA256.hex(ofFileAt: location.path) == content.sha256)
             try await Task.sleep(for: .milliseconds(100))
             let metrics = try #require(collector.value.withLock { $0 })
             #expect(metrics.transactionMetrics.count >= 4)

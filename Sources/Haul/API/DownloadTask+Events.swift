@@ -20,10 +20,11 @@ extension DownloadTask {
     /// iterating Swift task cancels the download.
     ///
     /// ```swift
-    /// let task = session.downloadTask(with: url)
+    /// let task = session.downloadTask(with: URLRequest(url: url), to: target)   // lands at `target`
+    /// let events = task.events
     /// task.resume()
-    /// for try await event in task.events {
-    ///     if case .finished(let location) = event { try FileManager.default.moveItem(at: location, to: target) }
+    /// for try await event in events {
+    ///     if case .progress(let written, let total) = event { print(written, "/", total) }
     /// }
     /// ```
     public var events: AsyncThrowingStream<DownloadEvent, any Error> { makeEventStream() }

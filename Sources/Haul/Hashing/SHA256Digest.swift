@@ -14,10 +14,10 @@ public enum ChecksumSource: String, Sendable, Equatable {
 }
 
 /// A SHA-256 digest: 32 bytes, read from the forms people and servers write it in.
-struct SHA256Digest: Equatable, Sendable {
+package struct SHA256Digest: Equatable, Sendable {
     let bytes: [UInt8]
 
-    var hex: String { bytes.hexString }
+    package var hex: String { bytes.hexString }
 
     init?(bytes: [UInt8]) {
         guard bytes.count == 32 else { return nil }
@@ -25,7 +25,7 @@ struct SHA256Digest: Equatable, Sendable {
     }
 
     /// Accepts 64 hex digits, aria2's `sha-256=HEX`, or Subresource Integrity's `sha256-BASE64`.
-    init?(expected text: String) {
+    package init?(expected text: String) {
         let value = text.trimmingCharacters(in: .whitespaces)
         let lower = value.lowercased()
         if lower.hasPrefix("sha-256=") {
