@@ -1,0 +1,186 @@
+import Dispatch
+import Foundation
+
+// Ending: completion, the digest check, publishing, failure and what is kept.
+extension DownloadOperation {
+    func complete(length: Int64) {
+        stopEverything()
+        guard let file else { return }
+        do throws(HaulError) {
+            try file.setLength(length)
+        } catch {
+            discard(DownloadFailure(error: error))
+            return
+        }
+        guard let hasher else {
+            moveIntoPlace(length: length, digest: nil)
+            return
+        }
+        // Only the tail is left to hash; wait for it off this queue.
+        hasher.finish(length: length) { [self] result in
+            multi.queue.async { [self] in
+                switch result {
+                case .success(let digest): moveIntoPlace(length: length, digest: digest)
+                case .failure(let error): discard(DownloadFailure(error: error))
+                }
+            }
+        }
+    }
+
+    /// The bytes are complete: check the digest, sync, and rename into place.
+    func moveIntoPlace(length: Int64, digest: String?) {
+        guard let file else { return }
+        if let wanted = expected?.digest.hex ?? settings.expectedSHA512?.hexString, let digest, digest != wanted {
+            logger.error("checksum mismatch", metadata: ["expected": "\(wanted)", "actual": "\(digest)"])
+            let error = HaulError.checksumMismatch(expected: wanted, actual: digest)
+            if settings.keepsFilesFailingChecksum {
+                file.close()
+                journal.remove()
+                finish(.failure(DownloadFailure(error: error)))
+            } else {
+                discard(DownloadFailure(error: error))
+            }
+            return
+        }
+        // The sync and the rename wait for the disk: off the session queue, so the session's
+        // other downloads go on meanwhile (and several downloads' syncs overlap).
+        let files = self.files
+        let syncs = settings.syncOnFinish
+        Self.finishQueue.async { [self] in
+            var failure: HaulError?
+            do throws(HaulError) {
+                if syncs { try file.syncData() }
+                if let destination = files.destinationName {
+                    // Published by descriptor: the result is the inode written and hashed here.
+                    try files.root.publish(file, named: files.partName, to: destination, in: files.destinationRoot,
+                                           replacing: files.replacesDestination)
+                    if syncs { files.destinationRoot.sync() }
+                }
+                file.close()
+            } catch {
+                failure = error
+            }
+            let outcome = failure
+            multi.queue.async { [self] in
+                if let failure = outcome {
+                    discard(DownloadFailure(error: failure))
+                } else {
+                    published(length: length, digest: digest)
+                }
+            }
+        }
+    }
+
+    /// The file is in place: the journal goes, the result is reported.
+    func published(length: Int64, digest: String?) {
+        journal.remove()
+        logger.debug("seams", metadata: ["checked": "\(seams.checked)", "mismatched": "\(seams.mismatched)"])
+        finish(.success(DownloadResult(path: files.destinationPath ?? files.partPath, length: length,
+                                       effectiveURL: effectiveURL, sha256: expected == nil && settings.expectedSHA512 != nil ? nil : digest,
+                                       checksumSource: digest == nil ? nil : expected?.source ?? (settings.expectedSHA512 == nil ? nil : .metalink),
+                                       seamsChecked: seams.checked, seamMismatches: seams.mismatched,
+                                       badSources: badSources.map(sourceName),
+                                       handedOver: files.destinationName == nil ? (files.root, files.partName) : nil)))
+    }
+
+    /// Ends with `failure`, removing the partial file and journal (only if this download opened,
+    /// and so locked, the file: never another download's).
+    func discard(_ failure: DownloadFailure) {
+        if let file {
+            file.close()
+            files.root.remove(files.partName)
+            journal.remove()
+        }
+        finish(.failure(failure))
+    }
+
+    /// Whether the partial file and journal stay after `error`: when something can carry the
+    /// resume data to whoever continues the download.
+    func keepsPartialFile(after error: HaulError) -> Bool {
+        switch error {
+        case .cancelled:
+            return produceResumeDataOnCancel || files.isBesideDestination
+        case .remoteFileChanged, .inconsistentContent, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch, .badPiece,
+             .invalidChecksum, .fileInUse, .sessionInvalidated, .notARegularFile, .destinationExists,
+             .invalidFileName, .insufficientSpace:
+            return false
+        case .transport, .connectionClosedEarly, .httpStatus, .diskFull:
+            // The public error (URLError userInfo, or HaulError.diskFull) carries the data.
+            return true
+        case .invalidContentRange, .rangeIgnored, .fileSystem:
+            // Only a journal beside a destination can hand these on.
+            return files.isBesideDestination
+        }
+    }
+
+    /// Whether the public error for `error` hands resume data to the caller.
+    static func errorCarriesResumeData(_ error: HaulError, producing: Bool) -> Bool {
+        switch error {
+        case .cancelled: return producing
+        case .transport, .connectionClosedEarly, .httpStatus, .diskFull: return true
+        default: return false
+        }
+    }
+
+    func failed(_ error: HaulError) {
+        let keep = keepsPartialFile(after: error)
+        var blob: Data?
+        if keep, machine.isResumable, let data = makeResumeData()?.encoded() {
+            do throws(HaulError) {
+                try journal.write(data, durable: true)
+                blob = data
+            } catch let journalError {
+                logger.warning("could not write the journal", metadata: ["error": "\(journalError)"])
+                // Keep the bytes only if the error itself carries the resume data to someone;
+                // otherwise the journal was the only way back to them.
+                blob = Self.errorCarriesResumeData(error, producing: produceResumeDataOnCancel) ? data : nil
+            }
+        }
+        stopEverything()
+        var keepsBytes = blob != nil
+        // A full disk keeps what was written beside a destination even when the server makes
+        // resuming impossible; in the temporary directory nobody could find it again.
+        if case .diskFull = error, files.isBesideDestination { keepsBytes = true }
+        if !keepsBytes {
+            if let file {
+                file.close()
+                files.root.remove(files.partName)
+                journal.remove()
+            }
+        } else {
+            if let file { _ = try? file.syncData() }
+            file?.close()
+        }
+        var failure = DownloadFailure(error: error, resumeData: blob)
+        if keepsBytes, !files.isBesideDestination {
+            failure.keptTempFile = (files.root, files.partName, files.journalName)
+        }
+        finish(.failure(failure))
+    }
+
+
+    func stopEverything() {
+        writeback?.close()
+        writeback = nil
+        for (_, easy) in easies { multi.remove(easy) }
+        easies.removeAll()
+        for (_, item) in retryTimers { item.cancel() }
+        retryTimers.removeAll()
+        deferredStarts.removeAll()
+        progressTimer?.cancel()
+        progressTimer = nil
+        rateTimer?.cancel()
+        rateTimer = nil
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    func finish(_ result: Result<DownloadResult, DownloadFailure>) {
+        guard let completion else { return }
+        self.completion = nil
+        completion(result)
+        // This may run inside a curl callback: the handles' removal waits for curl to return,
+        // and their callbacks point at this object, so let go of it only after that.
+        multi.queue.async { [self] in running = nil }
+    }
+}
