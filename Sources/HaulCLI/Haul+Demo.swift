@@ -59,6 +59,7 @@ extension HaulCommand {
             for count in [1, connections] {
                 var configuration = DownloadSession.Configuration()
                 configuration.connectionsPerDownload = count
+                configuration.adaptsConnectionCount = false
                 configuration.minimumSplitSize = 256 << 10
                 configuration.syncsBeforeMove = false
                 let session = DownloadSession(configuration: configuration)

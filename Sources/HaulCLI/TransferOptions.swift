@@ -5,8 +5,11 @@ import Haul
 /// Connection settings shared by the subcommands that download.
 struct TransferOptions: ParsableArguments {
     @Option(name: [.customShort("x", allowingJoined: true), .customShort("s", allowingJoined: true), .long],
-            help: "Connections per download (1-64); -s is aria2's spelling.")
+            help: "Most connections per download (1-64; -s is aria2's spelling). Haul measures how many help and opens only those; --fixed opens exactly this many.")
     var connections: Int = 16
+
+    @Flag(help: "Open exactly -x connections per download instead of measuring how many help.")
+    var fixed = false
 
     @Option(name: [.customShort("k", allowingJoined: true), .long], help: "Smallest range worth its own connection (e.g. 1M).")
     var minSplit: ByteSize = ByteSize(bytes: 1 << 20)
@@ -75,6 +78,7 @@ struct TransferOptions: ParsableArguments {
     func configuration() -> DownloadSession.Configuration {
         var configuration = DownloadSession.Configuration()
         configuration.connectionsPerDownload = connections
+        configuration.adaptsConnectionCount = !fixed
         configuration.minimumSplitSize = minSplit.bytes
         configuration.retryLimit = maxTries
         configuration.timeoutIntervalForRequest = timeout

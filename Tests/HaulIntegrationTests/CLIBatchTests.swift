@@ -153,7 +153,7 @@ extension Integration {
             let scratch = Scratch()
             defer { scratch.cleanup() }
             let started = ContinuousClock.now
-            let result = try runHaul(["get", server.url("/t").absoluteString, "-o", scratch.file("t").path, "-x", "4",
+            let result = try runHaul(["get", server.url("/t").absoluteString, "-o", scratch.file("t").path, "-x", "4", "--fixed",
                                       "-H", "X-Token: abc", "--user-agent", "tester/1", "--limit-rate", "2M", "-q"])
             let elapsed = ContinuousClock.now - started
             #expect(result.status == 0, "\(result.stderr)")

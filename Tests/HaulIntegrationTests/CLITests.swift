@@ -86,7 +86,7 @@ extension Integration {
             let scratch = Scratch()
             defer { scratch.cleanup() }
             let output = scratch.file("file.bin").path
-            let result = try runHaul(["get", server.url("/file.bin").absoluteString, "-o", output, "-x", "4"])
+            let result = try runHaul(["get", server.url("/file.bin").absoluteString, "-o", output, "-x", "4", "--fixed"])
             #expect(result.status == 0, "stderr: \(result.stderr)")
             #expect(try SHA256.hex(ofFileAt: output) == content.sha256)
             #expect(result.stdout.contains("5.0 MiB in"))

@@ -11,6 +11,7 @@ private func session(_ delegate: (any DownloadSessionDelegate)? = nil, keep: Boo
     var configuration = DownloadSession.Configuration()
     configuration.seamOverlap = seamOverlap
     configuration.connectionsPerDownload = 8
+    configuration.adaptsConnectionCount = false  // segments, even from a fast loopback server
     configuration.syncsBeforeMove = false
     configuration.keepsFilesFailingChecksum = keep
     return DownloadSession(configuration: configuration, delegate: delegate)

@@ -88,6 +88,7 @@ extension Integration {
             defer { scratch.cleanup() }
             var configuration = DownloadSession.Configuration()
             configuration.connectionsPerDownload = 4
+            configuration.adaptsConnectionCount = false  // segments, even from a fast loopback server
             configuration.restartsWhenRemoteFileChanges = false
             configuration.syncsBeforeMove = false
             do {

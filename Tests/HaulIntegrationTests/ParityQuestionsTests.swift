@@ -20,6 +20,7 @@ private func questionSession(_ delegate: EventLog, _ change: (inout DownloadSess
     -> DownloadSession {
     var configuration = DownloadSession.Configuration()
     configuration.connectionsPerDownload = 4
+    configuration.adaptsConnectionCount = false  // segments, even from a fast loopback server
     configuration.syncsBeforeMove = false
     change(&configuration)
     return DownloadSession(configuration: configuration, delegate: delegate)

@@ -78,6 +78,7 @@ private func paritySession(_ delegate: (any DownloadSessionDelegate)? = nil,
                            _ change: (inout DownloadSession.Configuration) -> Void = { _ in }) -> DownloadSession {
     var configuration = DownloadSession.Configuration()
     configuration.connectionsPerDownload = 4
+    configuration.adaptsConnectionCount = false  // segments, even from a fast loopback server
     configuration.syncsBeforeMove = false
     change(&configuration)
     return DownloadSession(configuration: configuration, delegate: delegate)

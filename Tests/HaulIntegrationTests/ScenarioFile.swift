@@ -36,6 +36,8 @@ struct ScenarioFile: Decodable, Sendable {
         var path: String?
         /// `connectionsPerDownload` (default 16).
         var connections: Int?
+        /// Let the download find its connection count (default false: exactly `connections`).
+        var adaptive: Bool?
         /// `minimumSplitSize` (default 1 MiB).
         var minimumSplit: Int64?
         /// `retryLimit` (default 5).

@@ -61,6 +61,8 @@ struct ScenarioRunner {
         let client = scenario.client
         var configuration = DownloadSession.Configuration()
         configuration.connectionsPerDownload = client?.connections ?? 16
+        // A scenario's faults hit the requests of `connections` connections, as it says.
+        configuration.adaptsConnectionCount = client?.adaptive ?? false
         configuration.minimumSplitSize = client?.minimumSplit ?? 1 << 20
         configuration.retryLimit = client?.retries ?? 5
         configuration.timeoutIntervalForRequest = client?.stallSeconds ?? 30

@@ -28,11 +28,14 @@ struct Scratch {
     func cleanup() { try? FileManager.default.removeItem(at: url) }
 }
 
-/// A session tuned for tests: small stall timeout and quick retries.
+/// A session tuned for tests: small stall timeout and quick retries. Exactly `connections`
+/// connections (tests of segmented downloads must get segments from a fast loopback server,
+/// where the measured count would be one) unless `adaptive`.
 func testSession(connections: Int = 16, minimumSplit: Int64 = 1 << 20, retries: Int = 5,
-                 stallSeconds: TimeInterval = 30) -> DownloadSession {
+                 stallSeconds: TimeInterval = 30, adaptive: Bool = false) -> DownloadSession {
     var configuration = DownloadSession.Configuration()
     configuration.connectionsPerDownload = connections
+    configuration.adaptsConnectionCount = adaptive
     configuration.minimumSplitSize = minimumSplit
     configuration.retryLimit = retries
     configuration.timeoutIntervalForRequest = stallSeconds

@@ -4,10 +4,20 @@ import Logging
 extension DownloadSession {
     /// Settings shared by every download of a session. `Configuration()` gives the defaults.
     public struct Configuration: Sendable {
-        /// Connections one download may open at once (default 16).
+        /// Connections one download may open at once (default 16). With
+        /// `adaptsConnectionCount` (the default) this is a ceiling: the download opens as many as
+        /// measurably help.
         public var connectionsPerDownload: Int = 16
-        /// Smallest range worth a connection of its own (default 1 MiB). A download of length
-        /// `L` starts `min(connectionsPerDownload, L / minimumSplitSize)` segments.
+        /// Find each download's connection count by measuring (default `true`): it starts on one
+        /// connection, tries more, and keeps them only while the aggregate throughput rises with
+        /// them (a server or path that limits each connection); on a link that one connection
+        /// fills, extra connections only cost CPU. `false`: every download of at least
+        /// `connectionsPerDownload × minimumSplitSize` bytes opens exactly
+        /// `connectionsPerDownload` connections.
+        public var adaptsConnectionCount = true
+        /// Smallest range worth a request of its own (default 1 MiB). Connections take the file
+        /// in chunks, in file order, of about a second of transfer each (at most 16 MiB), never
+        /// smaller than this.
         public var minimumSplitSize: Int64 = 1 << 20
         /// Connections to one host across all downloads of the session (0: no limit).
         public var connectionsPerHost: Int = 0

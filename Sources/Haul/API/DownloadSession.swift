@@ -375,6 +375,8 @@ public final class DownloadSession: Sendable {
             settings.writesJournal = false
         }
         settings.engine.replacesSlowConnections = configuration.replacesSlowConnections
+        settings.engine.chunked = true
+        settings.engine.adaptsConnections = configuration.adaptsConnectionCount
         settings.engine.mirrorsMayDifferInValidators = configuration.mirrorsServeSameBytes
         settings.engine.slowRatio = configuration.slowConnectionRatio
         settings.engine.slowGrace = .milliseconds(Int(configuration.slowConnectionGracePeriod * 1000))

@@ -74,6 +74,11 @@ extension DownloadStateMachine {
                 return unverifiedNote()
             }
             rangesSupported = true
+            if isChunked {
+                // The probe goes on through the whole file until more connections are wanted.
+                plan.split(length: length, firstChunk: length, probe: segment)
+                return unverifiedNote() + [.preallocate(length: length)] + fill()
+            }
             let added = plan.split(length: length, connections: options.connections, probe: segment)
             return unverifiedNote() + [.preallocate(length: length)] + added.map { start(segment: $0, kind: .range) }
         case 200..<300:

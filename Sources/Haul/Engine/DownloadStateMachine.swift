@@ -44,6 +44,17 @@ struct DownloadStateMachine: Sendable {
         /// a mirror's own ETag and Last-Modified are not held to the first source's and no
         /// If-Range goes to it; its bytes are still checked at every seam.
         var mirrorsMayDifferInValidators = false
+        /// Work is taken in chunks in file order as connections free up (so the done prefix and
+        /// the streaming hash behind it grow during the download), instead of one range per
+        /// connection from the start.
+        var chunked = false
+        /// The connection count is found by measuring (`ConnectionGovernor`), with
+        /// `connections` as its ceiling. Implies `chunked`.
+        var adaptsConnections = false
+        /// The largest chunk one request takes.
+        var maximumChunk: Int64 = 16 << 20
+        /// A chunk lasts about this long at the measured speed of one connection.
+        var chunkDuration: Duration = .seconds(1)
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
              endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2,
@@ -123,6 +134,8 @@ struct DownloadStateMachine: Sendable {
         /// The server gave no validator `If-Range` can use: seam checks are the only guard
         /// against a file that changes (logged once).
         case unverifiable
+        /// The connection count changed (`ConnectionGovernor`; logged).
+        case connections(target: Int)
         case start(Request)
         case cancel(segment: Int)
         /// Schedule `retryDue(segment)` after a backoff for this attempt (1-based).
@@ -184,6 +197,8 @@ struct DownloadStateMachine: Sendable {
     static let maxPieceFailures = 3
     /// The latest time given by `tick(now:)`.
     private var now: Duration = .zero
+    /// How many connections run at once (the ceiling, unless it adapts).
+    var governor: ConnectionGovernor
     /// Failures found in a response head, applied when that transfer ends.
     var headFailures: [Int: HeadFailure] = [:]
     private var failuresByMirror: [Int: Int] = [:]
@@ -200,6 +215,7 @@ struct DownloadStateMachine: Sendable {
         self.plan = SegmentPlan(minimumSplit: options.minimumSplit)
         self.plan.seamOverlap = options.seamOverlap
         self.mirrors = MirrorSet(count: options.mirrors)
+        self.governor = Self.governor(for: options)
     }
 
     /// A download continuing from `resume`: no probe; the missing ranges are requested with
@@ -214,7 +230,16 @@ struct DownloadStateMachine: Sendable {
         self.lastModified = resume.lastModified
         self.probeSegment = -1
         self.mirrors = MirrorSet(count: options.mirrors)
+        self.governor = Self.governor(for: options)
     }
+
+    /// Adapting: from one connection (one per source) up to the ceiling; otherwise the ceiling.
+    static func governor(for options: Options) -> ConnectionGovernor {
+        ConnectionGovernor(ceiling: options.connections, floor: options.adaptsConnections ? options.mirrors : options.connections)
+    }
+
+    /// Whether work is handed out in chunks (`Options.chunked`, or adapting).
+    var isChunked: Bool { options.chunked || options.adaptsConnections }
 
     /// The validator sent with `If-Range`: a strong ETag, else Last-Modified.
     var validator: String? {
@@ -249,6 +274,7 @@ struct DownloadStateMachine: Sendable {
         guard validator != nil else {
             return restart(reason: "the server gave no ETag or Last-Modified, so a partial file cannot be checked")
         }
+        if isChunked { return fill() }
         var actions: [Action] = []
         var live = 0
         while live < options.connections, let id = plan.takePending() {
@@ -313,17 +339,24 @@ struct DownloadStateMachine: Sendable {
                                      singleStream: true, sameVersion: true)
         }
         let attempt = plan.recordFailure(segment)
-        if let wait = failure.retryAfter, wait > Self.longestRetryAfterWaited, requests.isEmpty {
-            // Nothing else is running and the server asks for a long pause: stop now (the bytes
-            // so far stay resumable) rather than sit idle.
-            return actions + fail(failure.error)
-        }
         guard failure.retryable, attempt <= options.maxRetries else {
             return actions + fail(failure.error)
         }
         plan.setState(segment, .waitingToRetry)
         plan.setRetryAfter(segment, failure.retryAfter)
-        return actions + [.retry(segment: segment, attempt: attempt, retryAfterSeconds: failure.retryAfter)]
+        let retry = Action.retry(segment: segment, attempt: attempt, retryAfterSeconds: failure.retryAfter)
+        if let wait = failure.retryAfter, wait > Self.longestRetryAfterWaited {
+            // A long pause for this range: the connection takes other work meanwhile (chunked),
+            // and takes this range back when nothing else is left.
+            let more = isChunked ? fill() : []
+            if more.isEmpty, requests.isEmpty {
+                // Nothing else can run: stop now (the bytes so far stay resumable) rather than
+                // sit idle.
+                return actions + fail(failure.error)
+            }
+            return actions + [retry] + more
+        }
+        return actions + [retry]
     }
 
     /// Bytes an attempt must have added for its failure to reset the segment's retry count.
@@ -374,6 +407,10 @@ struct DownloadStateMachine: Sendable {
         }
         guard rangesSupported, !singleStream else { return [] }
         var actions = options.rateLimited ? [] : twinStalled(now: now)
+        if options.adaptsConnections, let target = governor.observe(now: now, bytes: plan.bytesDone) {
+            actions.append(.connections(target: target))
+            actions += fill()
+        }
         var speeds: [(segment: Int, speed: Double)] = []
         for (segment, request) in requests.sorted(by: { $0.key < $1.key }) where plan.segments[segment].state == .active {
             guard let begin = started[segment], now - begin.at >= options.slowGrace else { continue }
@@ -500,6 +537,7 @@ struct DownloadStateMachine: Sendable {
         }
         phase = .probing
         probeSegment = probe
+        governor = Self.governor(for: options)
         pieces?.reset()
         actions.append(.restarted(reason: reason))
         actions.append(start(segment: probe, kind: self.singleStream ? .whole : .probe))
@@ -574,12 +612,38 @@ struct DownloadStateMachine: Sendable {
         // the slowest tail.
         // Last, a segment waiting out a backoff goes now on this connection rather than leave it
         // idle (its scheduled retry then finds it running and does nothing).
+        if isChunked, requests.count >= governor.target { return actions }
         if rangesSupported, !singleStream,
-           let id = plan.takePending() ?? plan.steal() ?? plan.addTwin(minimumTail: options.endgameMinimumTail)
+           let id = (isChunked ? plan.takePending(chunk: nextChunk()) : plan.takePending()) ?? plan.steal()
+            ?? plan.addTwin(minimumTail: options.endgameMinimumTail)
             ?? plan.takeWaiting(honouring: Self.longestRetryAfterHonouredWhileIdle) {
             actions.append(start(segment: id, kind: .range))
         }
         return actions
+    }
+
+    /// Chunked: starts requests until `governor.target` run (pending chunks in file order, then
+    /// halves of the largest ranges left).
+    mutating func fill() -> [Action] {
+        guard rangesSupported, !singleStream, !isFinished else { return [] }
+        var actions: [Action] = []
+        while requests.count < governor.target,
+              let id = plan.takePending(chunk: nextChunk())
+                ?? (plan.releaseTail(keeping: nextChunk()) ? plan.takePending(chunk: nextChunk()) : nil) ?? plan.steal() {
+            actions.append(start(segment: id, kind: .range))
+        }
+        return actions
+    }
+
+    /// The size of the next chunk: about `chunkDuration` at one connection's measured speed
+    /// (before any measurement, a quarter of an even share), leaving work for every connection
+    /// the target allows, within `minimumSplit...maximumChunk`.
+    func nextChunk() -> Int64 {
+        let perConnection = governor.lastSample.map { $0.bytesPerSecond / Double(max(1, $0.count)) }
+        var size = perConnection.map { Int64($0 * options.chunkDuration.secondsValue) }
+            ?? (plan.length ?? 0) / Int64(max(1, options.connections) * 4)
+        size = min(size, plan.pendingBytes / Int64(max(1, governor.target)))
+        return min(max(size, options.minimumSplit), options.maximumChunk)
     }
 
     /// Every byte is written: stop the requests still out and finish (with pieces, once every

@@ -131,6 +131,49 @@ struct SegmentPlan: Equatable, Sendable {
         return index
     }
 
+    /// Gives a free connection the first `chunk` bytes of the lowest pending range (all of it
+    /// when less than `chunk + minimumSplit` is left): work is taken in file order, so the done
+    /// prefix, and the streaming hash behind it, grows while the download runs. Returns its id.
+    mutating func takePending(chunk: Int64) -> Int? {
+        var lowest: Int?
+        for segment in segments where segment.epoch == epoch && segment.state == .pending {
+            if lowest.map({ segment.start < segments[$0].start }) ?? true { lowest = segment.id }
+        }
+        guard let index = lowest else { return nil }
+        segments[index].state = .active
+        let size = max(chunk, minimumSplit)
+        if segments[index].remaining >= size + minimumSplit {
+            let end = segments[index].end
+            segments[index].end = segments[index].cursor + size
+            _ = append(start: segments[index].end, end: end, state: .pending)
+        }
+        return index
+    }
+
+    /// Makes work for another connection: the running segment with the most left keeps the next
+    /// `chunk` bytes and the rest of its range becomes pending (its request goes on to its new
+    /// end). Returns whether there was a range large enough to cut.
+    mutating func releaseTail(keeping chunk: Int64) -> Bool {
+        guard length != nil else { return false }
+        let keep = max(chunk, minimumSplit)
+        var best: Int?
+        for segment in segments where segment.epoch == epoch && segment.state == .active && segment.twin == nil && !segment.isTwin {
+            if segment.remaining >= keep + minimumSplit, best.map({ segment.remaining > segments[$0].remaining }) ?? true {
+                best = segment.id
+            }
+        }
+        guard let victim = best else { return false }
+        let end = segments[victim].end
+        segments[victim].end = segments[victim].cursor + keep
+        _ = append(start: segments[victim].end, end: end, state: .pending)
+        return true
+    }
+
+    /// Bytes in pending ranges (planned, not yet taken by a connection).
+    var pendingBytes: Int64 {
+        segments.reduce(0) { $0 + ($1.epoch == epoch && $1.state == .pending ? $1.remaining : 0) }
+    }
+
     /// Equal ranges covering `0..<length`: `min(connections, length / minimumSplit)` of them,
     /// at least one. The last takes the remainder.
     static func initialRanges(length: Int64, connections: Int, minimumSplit: Int64) -> [Range<Int64>] {
@@ -156,6 +199,19 @@ struct SegmentPlan: Equatable, Sendable {
             added.append(append(start: range.lowerBound, end: range.upperBound))
         }
         return added
+    }
+
+    /// Records the length; the probe segment keeps the first `chunk` bytes and the rest is one
+    /// pending range, cut into chunks as connections take it (`takePending(chunk:)`).
+    mutating func split(length: Int64, firstChunk chunk: Int64, probe: Int = 0) {
+        self.length = length
+        let first = min(length, max(chunk, minimumSplit))
+        if length - first < minimumSplit {
+            segments[probe].end = length
+            return
+        }
+        segments[probe].end = first
+        _ = append(start: first, end: length, state: .pending)
     }
 
     /// Records the length without splitting (a server without range support): one stream.

@@ -351,6 +351,9 @@ final class DownloadOperation: @unchecked Sendable {
                 deferredStarts.removeAll { $0.segment == segment }
             case .retry(let segment, let attempt, let retryAfter):
                 scheduleRetry(segment: segment, attempt: attempt, retryAfter: retryAfter)
+            case .connections(let target):
+                logger.debug("connection count", metadata: ["target": "\(target)",
+                                                            "measured": "\(machine.governor.lastSample.map { "\(Int($0.bytesPerSecond / 1_048_576)) MiB/s on \($0.count)" } ?? "-")"])
             case .unverifiable:
                 if !warnedUnverifiable {
                     warnedUnverifiable = true

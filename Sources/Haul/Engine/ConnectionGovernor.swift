@@ -1,0 +1,127 @@
+/// How many connections one download should use, found by measuring: a value with no I/O.
+///
+/// The configured connection count is a ceiling, not a quota. The download starts on one
+/// connection (the probe) and measures its throughput over a short window; then it tries the
+/// ceiling for a window. If the aggregate rose by more than `margin`, the extra connections
+/// help (a server or path that limits each connection): the governor keeps about as many as the
+/// gain asks for, checking that the smaller count holds the speed. If it did not rise, they cost
+/// CPU and kernel time for nothing (an unthrottled link, a busy disk): it goes back. While it
+/// holds a count below the ceiling it tries again now and then with twice as many (and goes on
+/// doubling while the throughput keeps rising), since servers and paths change.
+///
+/// The transfer layer reports time and bytes on disk (`observe`); the state machine starts new
+/// requests while fewer than `target` run, and lets surplus connections end with their current
+/// (small) ranges.
+struct ConnectionGovernor: Equatable, Sendable {
+    /// Throughput measured over one window at one connection count.
+    struct Sample: Equatable, Sendable {
+        var count: Int
+        var bytesPerSecond: Double
+    }
+
+    struct Mark: Equatable, Sendable {
+        var at: Duration
+        var bytes: Int64
+    }
+
+    enum Stage: Equatable, Sendable {
+        /// Measuring the current count as the baseline of the next try.
+        case measuring
+        /// Trying more connections than `base` had.
+        case tryingMore(base: Sample)
+        /// Trying fewer than `best` had, after more helped: do fewer do as well?
+        case tryingFewer(best: Sample)
+        /// Keeping the current count; the next try is due at `since + reprobeInterval`.
+        case holding(since: Duration)
+    }
+
+    let ceiling: Int
+    let floor: Int
+    private(set) var target: Int
+    private(set) var stage: Stage = .measuring
+    /// How long each measurement lasts.
+    var window: Duration = .milliseconds(300)
+    /// Time after a change before measuring, so new connections are up and old ones have ended.
+    var settle: Duration = .milliseconds(100)
+    /// A try must raise the throughput by this fraction to count as helping.
+    var margin = 0.15
+    /// How long a count below the ceiling is held before more connections are tried again.
+    var reprobeInterval: Duration = .seconds(5)
+    /// The latest measurement.
+    private(set) var lastSample: Sample?
+
+    private var changedAt: Duration?
+    private var windowStart: Mark?
+    private var triedCeiling = false
+
+    /// `ceiling` connections at most; at least `floor` (every mirror gets one), starting there.
+    init(ceiling: Int, floor: Int = 1) {
+        self.ceiling = max(1, ceiling)
+        self.floor = min(max(1, floor), self.ceiling)
+        self.target = self.floor
+        if self.target >= self.ceiling { stage = .holding(since: .zero) }
+    }
+
+    /// Time `now` since the download began and `bytes` on disk so far. Returns the new target
+    /// when it changes.
+    mutating func observe(now: Duration, bytes: Int64) -> Int? {
+        guard ceiling > floor else { return nil }
+        let since = changedAt ?? .zero
+        guard let start = windowStart else {
+            if changedAt == nil || now - since >= settle { windowStart = Mark(at: now, bytes: bytes) }
+            return nil
+        }
+        guard now - start.at >= window else { return nil }
+        let sample = Sample(count: target, bytesPerSecond: Double(bytes - start.bytes) / (now - start.at).secondsValue)
+        windowStart = Mark(at: now, bytes: bytes)
+        let before = target
+        switch stage {
+        case .measuring:
+            // The first try goes straight to the ceiling (one window tells whether connections
+            // help at all); later tries double.
+            let more = triedCeiling ? min(ceiling, target * 2) : ceiling
+            triedCeiling = true
+            stage = .tryingMore(base: sample)
+            set(more, now: now)
+        case .tryingMore(let base):
+            if sample.bytesPerSecond > base.bytesPerSecond * (1 + margin) {
+                // They helped. Each of the base's connections did base/count; the gain asks for
+                // about gain × base.count, with a fifth more for headroom.
+                let gain = sample.bytesPerSecond / max(base.bytesPerSecond, 1)
+                let enough = Int((Double(base.count) * gain * 1.2).rounded(.up))
+                if enough < target {
+                    stage = .tryingFewer(best: sample)
+                    set(enough, now: now)
+                } else if target < ceiling {
+                    // Still rising with every connection added: keep adding.
+                    stage = .tryingMore(base: sample)
+                    set(min(ceiling, target * 2), now: now)
+                } else {
+                    stage = .holding(since: now)
+                }
+            } else {
+                stage = .holding(since: now)
+                set(base.count, now: now)
+            }
+        case .tryingFewer(let best):
+            stage = .holding(since: now)
+            if sample.bytesPerSecond < best.bytesPerSecond * (1 - margin / 2) { set(best.count, now: now) }
+        case .holding(let since):
+            if target < ceiling, now - since >= reprobeInterval {
+                // This window is the baseline: try more right away.
+                stage = .tryingMore(base: sample)
+                set(min(ceiling, target * 2), now: now)
+            }
+        }
+        lastSample = sample
+        return target == before ? nil : target
+    }
+
+    private mutating func set(_ count: Int, now: Duration) {
+        let clamped = min(ceiling, max(floor, count))
+        guard clamped != target else { return }
+        target = clamped
+        changedAt = now
+        windowStart = nil
+    }
+}

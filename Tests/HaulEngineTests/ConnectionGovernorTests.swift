@@ -1,0 +1,88 @@
+@testable import Haul
+import Testing
+
+/// The connection count as a function of measured throughput: simulated links, no I/O.
+@Suite("ConnectionGovernor")
+struct ConnectionGovernorTests {
+    /// A link model: bytes per second as a function of the connection count.
+    typealias Link = (Int) -> Double
+
+    /// Runs the governor against `link` for `seconds` in 100 ms ticks; returns the targets seen
+    /// at each tick and the bytes moved.
+    static func simulate(_ governor: inout ConnectionGovernor, link: Link, seconds: Double,
+                         lag: Int = 0) -> (targets: [Int], bytes: Double) {
+        var bytes = 0.0
+        var targets: [Int] = []
+        // New connections take `lag` ticks to reach speed (the running count follows the target).
+        var running = governor.target
+        var pendingChange: (count: Int, at: Int)?
+        for tick in 0..<Int(seconds * 10) {
+            if let change = pendingChange, tick >= change.at {
+                running = change.count
+                pendingChange = nil
+            }
+            bytes += link(running) / 10
+            if let target = governor.observe(now: .milliseconds(100 * (tick + 1)), bytes: Int64(bytes)) {
+                pendingChange = (target, tick + 1 + lag)
+            }
+            targets.append(governor.target)
+        }
+        return (targets, bytes)
+    }
+
+    @Test("A link one connection fills: it tries more, sees no gain, and goes back to one")
+    func unthrottled() {
+        var governor = ConnectionGovernor(ceiling: 16)
+        // Sixteen connections cost 15% of a CPU-bound link.
+        let result = Self.simulate(&governor, link: { $0 == 1 ? 800e6 : 700e6 }, seconds: 3)
+        #expect(result.targets.contains(16))
+        #expect(governor.target == 1)
+        #expect(result.targets.suffix(15).allSatisfy { $0 == 1 })
+    }
+
+    @Test("A server that limits each connection: it goes to the ceiling and stays")
+    func perConnectionLimit() {
+        var governor = ConnectionGovernor(ceiling: 16)
+        let result = Self.simulate(&governor, link: { Double($0) * 8e6 }, seconds: 3)
+        #expect(governor.target == 16)
+        // The ceiling is reached within the first second.
+        #expect(result.targets.prefix(10).contains(16))
+    }
+
+    @Test("A link that four connections fill: it settles near four, not sixteen")
+    func saturatesAtFour() {
+        var governor = ConnectionGovernor(ceiling: 16)
+        _ = Self.simulate(&governor, link: { Double(min($0, 4)) * 50e6 * ($0 > 8 ? 0.9 : 1) }, seconds: 3)
+        #expect((4...6).contains(governor.target))
+    }
+
+    @Test("Fewer connections that lose speed are not kept: it goes back up")
+    func trimmingThatLoses() {
+        var governor = ConnectionGovernor(ceiling: 16)
+        // Each of 16 connections adds a little: trimming to what the gain asks for loses speed.
+        _ = Self.simulate(&governor, link: { $0 == 1 ? 10e6 : Double($0) * 2.5e6 + 20e6 }, seconds: 3)
+        #expect(governor.target == 16)
+    }
+
+    @Test("Held below the ceiling, it tries again later and follows a link that changed")
+    func reprobes() {
+        var governor = ConnectionGovernor(ceiling: 16)
+        governor.reprobeInterval = .seconds(2)
+        _ = Self.simulate(&governor, link: { _ in 100e6 }, seconds: 2)
+        #expect(governor.target == 1)
+        // Now the server limits each connection.
+        _ = Self.simulate(&governor, link: { Double($0) * 5e6 }, seconds: 8)
+        #expect(governor.target > 1)
+    }
+
+    @Test("A floor (one connection per mirror) and a ceiling of one are kept")
+    func bounds() {
+        var floored = ConnectionGovernor(ceiling: 16, floor: 3)
+        #expect(floored.target == 3)
+        _ = Self.simulate(&floored, link: { _ in 100e6 }, seconds: 3)
+        #expect(floored.target == 3)
+        var single = ConnectionGovernor(ceiling: 1)
+        _ = Self.simulate(&single, link: { Double($0) * 8e6 }, seconds: 2)
+        #expect(single.target == 1)
+    }
+}
