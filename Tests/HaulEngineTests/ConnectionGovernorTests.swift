@@ -86,3 +86,42 @@ struct ConnectionGovernorTests {
         #expect(single.target == 1)
     }
 }
+
+@Suite("DownloadStateMachine, adapting")
+struct AdaptiveMachineTests {
+    @Test("Adapting: the probe runs alone; when more connections help they take chunks in file order; when they do not, the surplus stops and its ranges go back")
+    func growsAndSheds() {
+        var options = DownloadStateMachine.Options(connections: 4, minimumSplit: 10)
+        options.adaptsConnections = true
+        options.maximumChunk = 100
+        var machine = DownloadStateMachine(options: options)
+        _ = machine.start()
+        let length: Int64 = 10_000
+        let after = machine.received(ResponseHead(status: 206, fields: [("Content-Range", "bytes 0-\(length - 1)/\(length)"),
+                                                                       ("Content-Length", "\(length)"), ("ETag", "\"e\"")]), for: 0)
+        #expect(!after.contains { if case .start = $0 { true } else { false } }, "only the probe runs at first")
+        // The probe moves 10 bytes a tick until the governor tries the ceiling.
+        var tick = 0
+        var started: [DownloadStateMachine.Request] = []
+        while started.isEmpty, tick < 20 {
+            tick += 1
+            _ = machine.advance(0, by: 10)
+            for case .start(let request) in machine.tick(now: .milliseconds(100 * tick)) { started.append(request) }
+        }
+        #expect(started.count == 3)
+        let starts = started.map(\.from)
+        #expect(starts == starts.sorted(), "chunks in file order")
+        #expect(machine.governor.target == 4)
+        // Four connections move no more than one did: the surplus is stopped.
+        var cancelled = 0
+        for _ in 0..<10 {
+            tick += 1
+            _ = machine.advance(0, by: 10)
+            for case .cancel in machine.tick(now: .milliseconds(100 * tick)) { cancelled += 1 }
+        }
+        #expect(machine.governor.target == 1)
+        #expect(cancelled == 3)
+        #expect(machine.requests.count == 1)
+        #expect(machine.plan.pendingBytes > 0)
+    }
+}

@@ -85,3 +85,41 @@ struct SegmentPlanTests {
         #expect(plan.bytesDone == 24)
     }
 }
+
+@Suite("SegmentPlan chunks")
+struct SegmentPlanChunkTests {
+    @Test("Connections take chunks of the lowest pending range, in file order; a small rest is not left behind")
+    func chunksInOrder() {
+        var plan = SegmentPlan(minimumSplit: 10)
+        plan.split(length: 100, firstChunk: 100)
+        #expect(plan.segments.count == 1 && plan.segments[0].end == 100)
+        // A second connection is wanted: the probe keeps 20 bytes, the rest is pending.
+        let released = plan.releaseTail(keeping: 20)
+        #expect(released)
+        #expect(plan.segments[0].end == 20)
+        #expect(plan.pendingBytes == 80)
+        let a = plan.takePending(chunk: 30)
+        let b = plan.takePending(chunk: 30)
+        #expect(a.map { plan.segments[$0].start..<plan.segments[$0].end } == 20..<50)
+        #expect(b.map { plan.segments[$0].start..<plan.segments[$0].end } == 50..<80)
+        // 20 left: less than a chunk plus the minimum split, so it is taken whole.
+        let c = plan.takePending(chunk: 15)
+        #expect(c.map { plan.segments[$0].start..<plan.segments[$0].end } == 80..<100)
+        let none = plan.takePending(chunk: 15)
+        #expect(none == nil)
+    }
+
+    @Test("Parking a segment keeps what it wrote and hands the rest back as pending")
+    func park() {
+        var plan = SegmentPlan(minimumSplit: 10)
+        plan.split(length: 100, firstChunk: 100)
+        _ = plan.advance(0, by: 35)
+        plan.park(0)
+        #expect(plan.segments[0].state == .done && plan.segments[0].end == 35)
+        #expect(plan.doneRanges == [0..<35])
+        #expect(plan.pendingBytes == 65)
+        #expect(plan.step(for: 0, available: 10) == .stop)
+        let next = plan.takePending(chunk: 1000)
+        #expect(next.map { plan.segments[$0].start } == 35)
+    }
+}

@@ -40,7 +40,10 @@ struct ConnectionGovernor: Equatable, Sendable {
     private(set) var target: Int
     private(set) var stage: Stage = .measuring
     /// How long each measurement lasts.
-    var window: Duration = .milliseconds(300)
+    var window: Duration = .milliseconds(200)
+    /// How long the first one lasts: one connection is cheap to measure, and every moment spent
+    /// on one where many would help is lost.
+    var firstWindow: Duration = .milliseconds(100)
     /// Time after a change before measuring, so new connections are up and old ones have ended.
     var settle: Duration = .milliseconds(100)
     /// A try must raise the throughput by this fraction to count as helping.
@@ -64,16 +67,23 @@ struct ConnectionGovernor: Equatable, Sendable {
 
     /// Time `now` since the download began and `bytes` on disk so far. Returns the new target
     /// when it changes.
+    /// With `floor == ceiling` (a fixed count) it only measures (`lastSample`, for chunk sizes).
     mutating func observe(now: Duration, bytes: Int64) -> Int? {
-        guard ceiling > floor else { return nil }
-        let since = changedAt ?? .zero
-        guard let start = windowStart else {
-            if changedAt == nil || now - since >= settle { windowStart = Mark(at: now, bytes: bytes) }
+        guard let since = changedAt else {
+            // The first moments of a transfer (connection set-up, the hasher starting) say
+            // little about its speed: the first window starts after a settling time too.
+            changedAt = now
             return nil
         }
-        guard now - start.at >= window else { return nil }
+        guard let start = windowStart else {
+            if now - since >= settle { windowStart = Mark(at: now, bytes: bytes) }
+            return nil
+        }
+        guard now - start.at >= (lastSample == nil ? firstWindow : window) else { return nil }
         let sample = Sample(count: target, bytesPerSecond: Double(bytes - start.bytes) / (now - start.at).secondsValue)
         windowStart = Mark(at: now, bytes: bytes)
+        lastSample = sample
+        guard ceiling > floor else { return nil }
         let before = target
         switch stage {
         case .measuring:
@@ -113,7 +123,6 @@ struct ConnectionGovernor: Equatable, Sendable {
                 set(min(ceiling, target * 2), now: now)
             }
         }
-        lastSample = sample
         return target == before ? nil : target
     }
 

@@ -407,9 +407,9 @@ struct DownloadStateMachine: Sendable {
         }
         guard rangesSupported, !singleStream else { return [] }
         var actions = options.rateLimited ? [] : twinStalled(now: now)
-        if options.adaptsConnections, let target = governor.observe(now: now, bytes: plan.bytesDone) {
+        if isChunked, let target = governor.observe(now: now, bytes: plan.bytesDone) {
             actions.append(.connections(target: target))
-            actions += fill()
+            actions += requests.count > target ? shed() : fill()
         }
         var speeds: [(segment: Int, speed: Double)] = []
         for (segment, request) in requests.sorted(by: { $0.key < $1.key }) where plan.segments[segment].state == .active {
@@ -631,6 +631,20 @@ struct DownloadStateMachine: Sendable {
               let id = plan.takePending(chunk: nextChunk())
                 ?? (plan.releaseTail(keeping: nextChunk()) ? plan.takePending(chunk: nextChunk()) : nil) ?? plan.steal() {
             actions.append(start(segment: id, kind: .range))
+        }
+        return actions
+    }
+
+    /// Fewer connections are wanted: the requests furthest into the file stop now and their
+    /// ranges go back to pending, for the connections that stay to take in file order.
+    mutating func shed() -> [Action] {
+        var actions: [Action] = []
+        let running = requests.keys.filter { plan.segments[$0].state == .active && !plan.segments[$0].isTwin && plan.segments[$0].twin == nil }
+            .sorted { plan.segments[$0].start < plan.segments[$1].start }
+        for segment in running.dropFirst(governor.target) where requests.count > governor.target {
+            plan.park(segment)
+            endRequest(segment)
+            actions.append(.cancel(segment: segment))
         }
         return actions
     }

@@ -169,6 +169,15 @@ struct SegmentPlan: Equatable, Sendable {
         return true
     }
 
+    /// Stops `id` at its cursor (what it wrote stays done) and makes the rest of its range
+    /// pending again. Late writes of its connection find no room.
+    mutating func park(_ id: Int) {
+        let end = segments[id].end
+        segments[id].end = segments[id].cursor
+        segments[id].state = .done
+        if end > segments[id].cursor { _ = append(start: segments[id].cursor, end: end, state: .pending) }
+    }
+
     /// Bytes in pending ranges (planned, not yet taken by a connection).
     var pendingBytes: Int64 {
         segments.reduce(0) { $0 + ($1.epoch == epoch && $1.state == .pending ? $1.remaining : 0) }
