@@ -218,8 +218,8 @@ extension DownloadStateMachine {
             problem = "it answered HTTP \(head.status) to a range request"
         } else if let length = plan.length, head.contentRange?.completeLength != length {
             problem = "its file is \(head.contentRange?.completeLength.map(String.init) ?? "of unknown length"), not \(length) bytes"
-        } else if options.identifiedByHashes {
-            // The metalink's hashes say which file it is; validators differ between servers.
+        } else if options.identifiedByHashes || mirrors.mirrors[request.mirror].ownValidators {
+            // Hashes say which file it is; validators differ between servers.
         } else if !options.mirrorsMayDifferInValidators, let mismatch = mirrorValidatorMismatch(head) {
             problem = mismatch
         }

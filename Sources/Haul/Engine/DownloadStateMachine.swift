@@ -422,9 +422,12 @@ struct DownloadStateMachine: Sendable {
     }
 
     /// The first server named `count` more sources of the file (RFC 6249 `Link: rel=duplicate`),
-    /// before the download is split: they take part like mirrors from the start.
-    mutating func addSources(_ count: Int) {
-        _ = mirrors.add(count)
+    /// before the download is split: they take part like mirrors from the start. With
+    /// `ownValidators` (the server gave an instance digest, so the whole-file hash proves the
+    /// result) their ETags and Last-Modified are their own: not compared, no `If-Range` to them;
+    /// their bytes are still compared at every seam.
+    mutating func addSources(_ count: Int, ownValidators: Bool = false) {
+        _ = mirrors.add(count, ownValidators: ownValidators)
     }
 
     /// The caller cancelled the download.
@@ -550,7 +553,10 @@ struct DownloadStateMachine: Sendable {
         // A metalink's mirrors (or mirrors the caller vouches for with --same-file) have
         // validators of their own: `If-Range` with the first server's would make them answer
         // the whole file. The hashes, or the seams, guard them instead.
-        if options.identifiedByHashes || options.mirrorsMayDifferInValidators, request.mirror != 0 { request.ifRange = nil }
+        if request.mirror != 0,
+           options.identifiedByHashes || options.mirrorsMayDifferInValidators || mirrors.mirrors[request.mirror].ownValidators {
+            request.ifRange = nil
+        }
         request.fresh = seg.failures > 0
         requests[segment] = request
         started[segment] = (now, seg.cursor)
