@@ -74,6 +74,12 @@ extension DownloadStateMachine {
                 return unverifiedNote()
             }
             rangesSupported = true
+            if awaitingDescription {
+                // The metalink the response names may bring mirrors and piece hashes: the probe
+                // streams on alone until it is judged (`described`), then the rest is split.
+                plan.setSingleStream(length: length, probe: segment)
+                return unverifiedNote() + [.preallocate(length: length)]
+            }
             let added = plan.split(length: length, connections: options.connections, probe: segment)
             return unverifiedNote() + [.preallocate(length: length)] + added.map { start(segment: $0, kind: .range) }
         case 200..<300:

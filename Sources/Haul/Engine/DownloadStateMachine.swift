@@ -182,6 +182,8 @@ struct DownloadStateMachine: Sendable {
     var pieces: PieceLedger?
     /// A piece failing this often (from every source) ends the download.
     static let maxPieceFailures = 3
+    /// A metalink the first response names is being fetched: the split and the finish wait for it.
+    var awaitingDescription = false
     /// The latest time given by `tick(now:)`.
     private var now: Duration = .zero
     /// Failures found in a response head, applied when that transfer ends.
@@ -504,6 +506,8 @@ struct DownloadStateMachine: Sendable {
         phase = .probing
         probeSegment = probe
         pieces?.reset()
+        // A metalink being fetched described the old version: it is not waited for.
+        awaitingDescription = false
         actions.append(.restarted(reason: reason))
         actions.append(start(segment: probe, kind: self.singleStream ? .whole : .probe))
         return actions
@@ -591,6 +595,7 @@ struct DownloadStateMachine: Sendable {
     /// Every byte is written: stop the requests still out and finish (with pieces, once every
     /// piece is verified).
     mutating func finishNow() -> [Action] {
+        if awaitingDescription { return [] }
         if let pieces, !pieces.allVerified { return [] }
         var actions: [Action] = []
         for id in plan.cancelAll() where endRequest(id) != nil {
