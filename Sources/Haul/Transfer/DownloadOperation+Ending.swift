@@ -179,6 +179,9 @@ extension DownloadOperation {
     func finish(_ result: Result<DownloadResult, DownloadFailure>) {
         guard let completion else { return }
         self.completion = nil
+        // Directories made for a file that is not there: gone again, unless something is in them
+        // (a partial file kept for resuming).
+        if case .failure = result { MadeDirectory.removeIfEmpty(files.madeDirectories) }
         completion(result)
         // This may run inside a curl callback: the handles' removal waits for curl to return,
         // and their callbacks point at this object, so let go of it only after that.

@@ -103,6 +103,9 @@ final class DownloadOperation: @unchecked Sendable {
         let isBesideDestination: Bool
         /// Replace a regular file already at the destination (never anything else).
         let replacesDestination: Bool
+        /// Directories this download made for its destination (a metalink name's `a/b/`),
+        /// removed again if it fails and they are empty.
+        var madeDirectories: [MadeDirectory] = []
 
         var partPath: String { root.location(of: partName) }
         var destinationPath: String? { destinationName.map(destinationRoot.location(of:)) }
