@@ -96,7 +96,7 @@ extension HaulCommand {
         @Option(help: "With a metalink: try the mirrors in this country first (ISO 3166 code, e.g. de).")
         var metalinkLocation: String?
 
-        @Flag(help: "Ignore mirrors the server names in Link: rel=duplicate headers (Metalink/HTTP).")
+        @Flag(help: "Ignore the mirrors and the metalink the server names in Link headers (rel=duplicate, rel=describedby; Metalink/HTTP).")
         var noLinkMirrors = false
 
         @Flag(name: .shortAndLong, help: "Print nothing but errors.")

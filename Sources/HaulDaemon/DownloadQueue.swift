@@ -14,11 +14,11 @@ final class DownloadQueue: @unchecked Sendable {
     // Unchecked: every mutable property is used on `queue` only.
     let queue = DispatchQueue(label: "haul.daemon")
     let root: URL
-    private let rootDirectory: PlacementRoot
-    private let store: StateStore
-    private let session: DownloadSession
-    private let logger: Logger
-    private var state: DaemonState
+    let rootDirectory: PlacementRoot
+    let store: StateStore
+    let session: DownloadSession
+    let logger: Logger
+    var state: DaemonState
     private var running: [String: Running] = [:]
     /// Downloads at once; raising it starts waiting ones at once (set on `queue`).
     var maxConcurrent: Int {
@@ -72,9 +72,13 @@ final class DownloadQueue: @unchecked Sendable {
 
     // MARK: Changes (each saved before it returns)
 
+    /// Queues a download of `uris` (the first, then mirrors). With `metalink` (one file, from
+    /// `aria2.addMetalink`) its pieces and hashes verify the file, and `name` is the metalink's
+    /// (a relative path whose directories are made inside the root).
     func add(uris: [String], name: String?, connections: Int?, checksum: String?, headers: [String],
              position: Int?, paused: Bool = false, session: String? = nil, taskDescription: String? = nil,
-             speed: Int64? = nil, minSplit: Int64? = nil, allowOverwrite: Bool = false) throws(RPCError) -> String {
+             speed: Int64? = nil, minSplit: Int64? = nil, allowOverwrite: Bool = false,
+             metalink: Metalink? = nil, metalinkLocation: String? = nil) throws(RPCError) -> String {
         dispatchPrecondition(condition: .onQueue(queue))
         for uri in uris {
             guard let url = URL(string: uri), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
@@ -92,21 +96,22 @@ final class DownloadQueue: @unchecked Sendable {
             throw .invalidParams("the queue is full (100000 downloads); remove some first")
         }
         var wanted = name ?? OutputName.from(url: first)
-        if let name {
+        if let name, metalink == nil {
             guard PlacementRoot.isValidName(name), OutputName.sanitize(name) == name else {
                 throw .invalidParams("out must be a plain file name inside the download directory, not '\(name)'")
             }
-            wanted = name
         }
+        if let name { wanted = name }
         // With allow-overwrite, a regular file already at the name may be replaced: only the
         // queue's own names are avoided.
-        let name = allowOverwrite && name != nil ? reserve(wanted, avoidingFiles: false) : reserve(wanted)
+        let name = allowOverwrite && name != nil ? try reserve(wanted, avoidingFiles: false) : try reserve(wanted)
         var entry = QueueEntry(gid: Self.newGID(), uris: uris, name: name, status: paused ? .paused : .waiting,
                                connections: connections, checksum: checksum, headers: headers, session: session,
                                taskDescription: taskDescription)
         entry.maxDownloadLimit = speed
         entry.minSplit = minSplit
         entry.allowOverwrite = allowOverwrite
+        if let metalink { try keep(metalink, named: name, for: &entry, location: metalinkLocation) }
         var updated = state
         let index = min(max(position ?? updated.queue.count, 0), updated.queue.count)
         updated.queue.insert(entry, at: index)
@@ -151,6 +156,7 @@ final class DownloadQueue: @unchecked Sendable {
         updated.stopped.append(entry)
         trimHistory(&updated)
         try commit(updated)
+        if entry.hasMetalink { store.removeMetalink(gid: gid) }
         if let run = running[gid] {
             run.stopping = .removed
             run.task.cancel()
@@ -247,6 +253,7 @@ final class DownloadQueue: @unchecked Sendable {
     var stopped: [QueueEntry] { state.stopped }
 
     func speed(of gid: String) -> Int64 { running[gid]?.speed ?? 0 }
+    func isRunning(_ gid: String) -> Bool { running[gid] != nil }
     func connections(of gid: String) -> Int { running[gid]?.task.activeConnections ?? 0 }
     var totalSpeed: Int64 { running.values.reduce(0) { $0 + $1.speed } }
 
@@ -269,7 +276,7 @@ final class DownloadQueue: @unchecked Sendable {
         }
     }
 
-    private func schedule() {
+    func schedule() {
         dispatchPrecondition(condition: .onQueue(queue))
         defer { rebalance() }
         var changed = false
@@ -291,6 +298,14 @@ final class DownloadQueue: @unchecked Sendable {
     }
 
     private func launch(_ entry: QueueEntry) {
+        guard !entry.hasMetalink else {
+            guard let task = metalinkTask(for: entry) else {
+                queue.async { self.failedToStart(entry.gid, reason: "its metalink is missing from the state directory") }
+                return
+            }
+            run(task, for: entry)
+            return
+        }
         let destination = root.appendingPathComponent(entry.name)
         var request = URLRequest(url: URL(string: entry.uris[0])!)
         for header in entry.headers {
@@ -306,6 +321,11 @@ final class DownloadQueue: @unchecked Sendable {
         }
         task.mirrors = entry.uris.dropFirst().compactMap(URL.init(string:))
         task.expectedSHA256 = entry.checksum
+        run(task, for: entry)
+    }
+
+    /// Starts `task` for `entry` with the entry's options and follows it to its end.
+    private func run(_ task: DownloadTask, for entry: QueueEntry) {
         task.connectionsOverride = entry.connections
         if let limit = entry.maxDownloadLimit, limit > 0 { task.maximumBytesPerSecond = limit }
         if overallLimit > 0 {
@@ -361,6 +381,7 @@ final class DownloadQueue: @unchecked Sendable {
             logger.error("could not save the queue", metadata: ["error": "\(error)"])
             state = updated
         }
+        if entry.hasMetalink { store.removeMetalink(gid: gid) }
         onEvent(failure == nil ? "aria2.onDownloadComplete" : "aria2.onDownloadError", gid)
     }
 
@@ -386,7 +407,7 @@ final class DownloadQueue: @unchecked Sendable {
         return entry
     }
 
-    private func commit(_ updated: DaemonState) throws(RPCError) {
+    func commit(_ updated: DaemonState) throws(RPCError) {
         do {
             try store.save(updated)
         } catch {
@@ -395,46 +416,13 @@ final class DownloadQueue: @unchecked Sendable {
         state = updated
     }
 
-    private func trimHistory(_ updated: inout DaemonState) {
+    func trimHistory(_ updated: inout DaemonState) {
         let excess = updated.stopped.count - DaemonState.maximumStopped
         if excess > 0 { updated.stopped.removeFirst(excess) }
     }
 
-    /// A name no other download of the queue uses and no file in the root has (aria2's
-    /// auto-file-renaming: `NAME.1.EXT`, …).
-    private func reserve(_ name: String, avoidingFiles: Bool = true) -> String {
-        let taken = Set(state.queue.map { root.appendingPathComponent($0.name).path })
-        // Room for a `.N` before the extension, within the file system's name limit.
-        var short = name
-        while short.utf8.count > 240 {
-            let url = URL(fileURLWithPath: short)
-            let stem = url.deletingPathExtension().lastPathComponent
-            let suffix = url.pathExtension.isEmpty ? "" : "." + url.pathExtension
-            short = String(stem.dropLast()) + suffix
-            if stem.isEmpty { short = String(short.dropLast()) }
-        }
-        let wanted = root.appendingPathComponent(short)
-        var candidate = wanted
-        var existing = taken
-        while true {
-            candidate = OutputName.distinct(wanted, taken: existing)
-            // A name that cannot even be looked at counts as taken.
-            var present = false
-            if avoidingFiles {
-                do {
-                    present = try rootDirectory.status(of: candidate.lastPathComponent) != nil
-                } catch {
-                    present = true
-                }
-            }
-            if !present { break }
-            existing.insert(candidate.path)
-        }
-        return candidate.lastPathComponent
-    }
-
     private func discardPartial(of entry: QueueEntry) {
-        try? DownloadSession.removePartialDownload(for: root.appendingPathComponent(entry.name))
+        DownloadSession.removePartialDownload(named: entry.name, in: rootDirectory)
     }
 
     private static func newGID() -> String {

@@ -41,6 +41,11 @@ struct QueueEntry: Codable, Sendable, Equatable {
     var minSplit: Int64?
     /// aria2's `allow-overwrite`: a regular file already at the name may be replaced.
     var allowOverwrite = false
+    /// Made by `aria2.addMetalink`: the metalink of this one file (its pieces and hashes) is
+    /// kept in the state directory, and `name` may have directories (inside the root).
+    var hasMetalink = false
+    /// aria2's `metalink-location`: mirrors in this country are tried first.
+    var metalinkLocation: String?
 
     init(gid: String, uris: [String], name: String, status: Status, connections: Int? = nil, checksum: String? = nil,
          headers: [String] = [], session: String? = nil, taskDescription: String? = nil) {
@@ -58,7 +63,7 @@ struct QueueEntry: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case gid, uris, name, status, connections, checksum, headers, totalLength, completedLength, errorCode,
              errorMessage, sha256, seamsChecked, session, taskDescription, delivered, maxDownloadLimit, minSplit,
-             allowOverwrite
+             allowOverwrite, hasMetalink, metalinkLocation
     }
 
     init(from decoder: any Decoder) throws {
@@ -82,6 +87,8 @@ struct QueueEntry: Codable, Sendable, Equatable {
         maxDownloadLimit = try c.decodeIfPresent(Int64.self, forKey: .maxDownloadLimit)
         minSplit = try c.decodeIfPresent(Int64.self, forKey: .minSplit)
         allowOverwrite = try c.decodeIfPresent(Bool.self, forKey: .allowOverwrite) ?? false
+        hasMetalink = try c.decodeIfPresent(Bool.self, forKey: .hasMetalink) ?? false
+        metalinkLocation = try c.decodeIfPresent(String.self, forKey: .metalinkLocation)
     }
 }
 

@@ -35,6 +35,31 @@ struct StateStore: Sendable {
     }
 }
 
+extension StateStore {
+    /// The metalink of a queued download (`aria2.addMetalink`), kept beside the queue rather
+    /// than in it: piece hashes can be large, and the queue is rewritten on every change.
+    static func metalinkName(_ gid: String) -> String { "metalink-\(gid).meta4" }
+
+    /// Keeps `data` for `gid`, synced before the queue that names it is saved.
+    func saveMetalink(_ data: Data, gid: String) throws {
+        do {
+            try root.writeAtomically(Self.metalinkName(gid), data: data, durable: true)
+        } catch {
+            throw DaemonError.stateNotSaved("\(error)")
+        }
+    }
+
+    /// The metalink kept for `gid`, parsed and checked again; `nil` when it is missing or unusable.
+    func loadMetalink(gid: String) -> Metalink? {
+        guard let data = root.read(Self.metalinkName(gid), limit: Metalink.maximumDocumentSize) else { return nil }
+        return try? Metalink(data: data)
+    }
+
+    func removeMetalink(gid: String) {
+        root.remove(Self.metalinkName(gid))
+    }
+}
+
 /// What can stop the daemon itself.
 enum DaemonError: Error, CustomStringConvertible {
     case corruptState(String)

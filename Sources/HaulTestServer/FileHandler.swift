@@ -62,11 +62,11 @@ final class FileHandler: ChannelInboundHandler, RemovableChannelHandler {
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: plan.status,
                                                              headers: headers))), promise: nil)
-        if plan.isHead || (plan.body.isEmpty && plan.errorBody == nil) {
+        if plan.isHead || (plan.body.isEmpty && plan.textBody == nil) {
             end(context: context, keepAlive: keepAlive)
             return
         }
-        if let text = plan.errorBody {
+        if let text = plan.textBody {
             var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
             buffer.writeString(text)
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)

@@ -6,7 +6,7 @@ struct ResponsePlan {
     var headers: HTTPHeaders
     var content: GeneratedContent?
     var body: Range<Int64>
-    var errorBody: String?
+    var textBody: String?
     var bytesPerSecond: Int?
     var firstByteDelay: Duration?
     var resetAfter: Int?
@@ -16,22 +16,30 @@ struct ResponsePlan {
     /// The index of the request in the server's log (for counting bytes sent).
     var requestIndex: Int?
 
+    /// A small text document (a metalink, say), sent whole whatever the request's `Range`.
+    static func document(_ text: String, contentType: String) -> ResponsePlan {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: "\(text.utf8.count)")
+        return ResponsePlan(status: .ok, headers: headers, content: nil, body: 0..<0, textBody: text)
+    }
+
     static func error(_ status: HTTPResponseStatus, retryAfter: Int?) -> ResponsePlan {
         var headers = HTTPHeaders()
         let body = "error \(status.code)\n"
         headers.add(name: "Content-Type", value: "text/plain")
         headers.add(name: "Content-Length", value: "\(body.utf8.count)")
         if let retryAfter { headers.add(name: "Retry-After", value: "\(retryAfter)") }
-        return ResponsePlan(status: status, headers: headers, content: nil, body: 0..<0, errorBody: body)
+        return ResponsePlan(status: status, headers: headers, content: nil, body: 0..<0, textBody: body)
     }
 
     init(status: HTTPResponseStatus, headers: HTTPHeaders, content: GeneratedContent?, body: Range<Int64>,
-         errorBody: String?) {
+         textBody: String?) {
         self.status = status
         self.headers = headers
         self.content = content
         self.body = body
-        self.errorBody = errorBody
+        self.textBody = textBody
     }
 
     init(file: ServedFile, requested: RangeRequest, ifRange: String?, fault: Fault.Kind?,
@@ -67,7 +75,7 @@ struct ResponsePlan {
         if file.sendsLength || status == .rangeNotSatisfiable {
             headers.add(name: "Content-Length", value: "\(body.count)")
         }
-        self.init(status: status, headers: headers, content: file.content, body: body, errorBody: nil)
+        self.init(status: status, headers: headers, content: file.content, body: body, textBody: nil)
         if let odd = file.oddConnectionBytesPerSecond, connection % 2 == 1 {
             bytesPerSecond = odd
         } else {

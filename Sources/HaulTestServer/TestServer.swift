@@ -46,6 +46,11 @@ public final class TestServer: Sendable {
         core.state.withLockedValue { $0.files[path] = file }
     }
 
+    /// Serves the text `document` (a metalink, say) at `path`, always whole with `200`.
+    public func serve(document: String, contentType: String, at path: String) {
+        core.state.withLockedValue { $0.documents[path] = (document, contentType) }
+    }
+
     /// The URL of `path` on this server.
     public func url(_ path: String) -> URL {
         let authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
@@ -89,6 +94,8 @@ public final class TestServer: Sendable {
 final class ServerCore: Sendable {
     struct State {
         var files: [String: ServedFile] = [:]
+        /// Text documents by path, with their content type.
+        var documents: [String: (text: String, contentType: String)] = [:]
         var requests: [RecordedRequest] = []
         /// Per request: first byte of its body and how many body bytes were sent.
         var sent: [(start: Int64, count: Int64)] = []
@@ -134,6 +141,7 @@ final class ServerCore: Sendable {
                                                   ifRange: ifRange, connection: connection, headers: headers))
             let index = state.requests.count - 1
             state.sent.append((0, 0))
+            if let document = state.documents[path] { return .document(document.text, contentType: document.contentType) }
             guard var file = state.files[path] else { return .error(.notFound, retryAfter: nil) }
             let requested = range.map { RangeRequest(header: $0, size: file.content.size) } ?? .none
             let start: Int64 = if case .satisfiable(let r) = requested { r.lowerBound } else { 0 }

@@ -23,4 +23,16 @@ struct LinkHeaderTests {
         #expect(links == [LinkHeader(target: "http://x/f.meta4", relations: ["describedby", "duplicate"],
                                      parameters: ["type": "application/metalink4+xml"])])
     }
+
+    @Test("describedby: the first metalink link, resolved against the response's URL; other types and schemes skipped")
+    func describedBy() {
+        let fields: [(name: String, value: String)] = [
+            ("Link", "<http://b.example/f>; rel=duplicate"),
+            ("Link", "<ftp://x.example/f.meta4>; rel=describedby; type=\"application/metalink4+xml\""),
+            ("Link", "</f.torrent>; rel=describedby; type=\"application/x-bittorrent\""),
+            ("link", "<../meta/f.meta4>; rel=describedby; type=\"Application/Metalink4+XML\", </g.meta4>; rel=describedby"),
+        ]
+        #expect(LinkHeader.describedBy(in: fields, base: "http://a.example/dir/f") == "http://a.example/meta/f.meta4")
+        #expect(LinkHeader.describedBy(in: Array(fields.prefix(3)), base: "http://a.example/dir/f") == nil)
+    }
 }

@@ -109,4 +109,19 @@ struct MirrorTests {
         for segment in 0...3 { _ = machine.advance(segment, by: replacementOn || segment != 3 ? 300 : 10) }
         #expect(machine.tick(now: .seconds(2)) == [])
     }
+
+    @Test("Link mirrors with own validators get no If-Range and keep serving with another ETag; without, they are held")
+    func linkMirrorValidators() {
+        for own in [true, false] {
+            var machine = DownloadStateMachine(options: .init(connections: 2, minimumSplit: 10))
+            _ = machine.start()
+            machine.addSources(1, ownValidators: own)
+            let started = machine.received(head(206, range: "bytes 0-99/100", etag: "\"a\""), for: 0)
+                .compactMap { action -> DownloadStateMachine.Request? in if case .start(let request) = action { request } else { nil } }
+            #expect(started.map(\.mirror) == [1])
+            #expect(started[0].ifRange == (own ? nil : "\"a\""))
+            let answer = machine.received(head(206, range: "bytes 50-99/100", etag: "\"b\""), for: started[0].segment)
+            #expect(answer == (own ? [] : [.droppedMirror(index: 1, reason: "its ETag \"b\" is not the first source's \"a\"")]))
+        }
+    }
 }

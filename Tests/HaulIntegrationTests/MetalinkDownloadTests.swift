@@ -93,8 +93,8 @@ extension Integration {
                 #expect(actual == content.sha256)
                 #expect(error.description.contains("SHA-256 mismatch"))
             }
-            // Only the (empty) directory the name asked for: no file, no partial file, no journal.
-            #expect(filesUnder(scratch.url) == ["sub"])
+            // Nothing: no file, no partial file, no journal, and not the directory made for it.
+            #expect(filesUnder(scratch.url).isEmpty)
             await server.shutdown()
         }
 
@@ -270,5 +270,34 @@ extension Integration.MetalinkDownloadTests {
         } catch {
             #expect("\(error)".contains("cannot take a metalink"), "\(error)")
         }
+    }
+}
+
+extension Integration.MetalinkDownloadTests {
+    @Test("A failed download removes the empty directories it made, and only those")
+    func failureRemovesMadeDirectories() async throws {
+        let server = try await TestServer.start()
+        let content = GeneratedContent(size: 1 << 20, seed: 940)
+        server.serve(ServedFile(content: content, etag: "\"v\""), at: "/f")
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        // `keep` was there before (empty), `other` holds a file another download left.
+        try FileManager.default.createDirectory(at: scratch.file("keep"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: scratch.file("other"), withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: scratch.file("other/note"))
+        let wrong = Metalink.Hash(type: "sha-256", value: Array(repeating: 0xcd, count: 32))
+        for name in ["keep/a/b/f.bin", "new/a/b/f.bin", "other/f.bin"] {
+            let metalink = try metalinkFor(content, name: name, urls: [server.url("/f")], wholeHash: wrong)
+            await #expect(throws: HaulError.self) {
+                _ = try await testSession(connections: 2).download(metalink: metalink, to: scratch.url)
+            }
+        }
+        #expect(filesUnder(scratch.url) == ["keep", "other", "other/note"])
+        // A file that lands stays with its directories.
+        let good = try metalinkFor(content, name: "new/a/f.bin", urls: [server.url("/f")])
+        _ = try await testSession(connections: 2).download(metalink: good, to: scratch.url)
+        #expect(try SHA256.hex(ofFileAt: scratch.file("new/a/f.bin").path) == content.sha256)
+        #expect(filesUnder(scratch.url) == ["keep", "new", "new/a", "new/a/f.bin", "other", "other/note"])
+        await server.shutdown()
     }
 }

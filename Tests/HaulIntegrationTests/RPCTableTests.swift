@@ -48,6 +48,9 @@ extension Integration {
             if let keys = expect["resultKeys"] as? [String] {
                 #expect(Set((result as? [String: Any])?.keys.map { $0 } ?? []) == Set(keys), "\(name): \(result)")
             }
+            if let count = expect["resultCount"] as? Int {
+                #expect((result as? [Any])?.count == count, "\(name): \(result)")
+            }
             if let members = expect["resultContains"] as? [String] {
                 #expect(Set(result as? [String] ?? []).isSuperset(of: members), "\(name): \(result)")
             }

@@ -95,8 +95,12 @@ extension DownloadSession {
         /// carries them).
         public var sendsCredentialsToMirrors: Bool = false
         /// Whether mirrors the first response names (`Link: <…>; rel=duplicate; pri=N`,
-        /// Metalink/HTTP, RFC 6249) join the download (default true). Like every mirror they
-        /// get no credentials unless `sendsCredentialsToMirrors`.
+        /// Metalink/HTTP, RFC 6249) join the download, and a metalink it names
+        /// (`Link: <…>; rel=describedby; type="application/metalink4+xml"`) is fetched for its
+        /// hashes, piece hashes and mirrors (default true). Like every mirror they get no
+        /// credentials unless `sendsCredentialsToMirrors`. With an instance digest
+        /// (`Repr-Digest`, `Digest`) in that response, `rel=duplicate` mirrors keep their own
+        /// validators; without one they are held to the first server's.
         public var usesMirrorsFromLinkHeaders: Bool = true
         /// Whether a download keeps a journal (its resume data) beside its partial file, updated as
         /// it runs and synced to disk every few seconds, so a killed process or a power cut loses

@@ -41,3 +41,30 @@ extension DownloadSession {
         return Journal(root: root, name: SideNames.journal(for: destination.lastPathComponent)).read()
     }
 }
+
+extension DownloadSession {
+    /// The journal a download to `name` inside `root` left (`name` a relative path, `/`
+    /// between components, whose directories are entered without following links); `nil` when
+    /// there is none.
+    package static func journal(forName name: String, in root: PlacementRoot) -> Data? {
+        guard let (directory, last) = try? resolve(name, in: root) else { return nil }
+        return Journal(root: directory, name: SideNames.journal(for: last)).read()
+    }
+
+    /// Removes what an unfinished download to `name` inside `root` left (its journal, and its
+    /// partial file if that is a regular file), entering directories without following links.
+    package static func removePartialDownload(named name: String, in root: PlacementRoot) {
+        guard let (directory, last) = try? resolve(name, in: root) else { return }
+        Journal(root: directory, name: SideNames.journal(for: last)).remove()
+        let partial = SideNames.partial(for: last)
+        if let status = try? directory.status(of: partial), status.st_mode & S_IFMT == S_IFREG { directory.remove(partial) }
+    }
+
+    /// The directory of `name` inside `root` (never through a link) and its last component.
+    private static func resolve(_ name: String, in root: PlacementRoot) throws(HaulError) -> (PlacementRoot, String) {
+        let components = name.split(separator: "/").map(String.init)
+        guard let last = components.last, PlacementRoot.isValidName(last) else { throw .invalidFileName(name) }
+        let folders = Array(components.dropLast())
+        return (folders.isEmpty ? root : try root.subdirectory(folders, creating: false), last)
+    }
+}

@@ -36,16 +36,18 @@ extension DownloadTask {
     }
 
     /// Where a metalink download's files go: the name's directories are made inside the output
-    /// directory (never through a link), the partial file and journal sit beside the file.
+    /// directory (never through a link; those it made are removed again if the download fails
+    /// and they are empty), the partial file and journal sit beside the file.
     func metalinkFiles(resume: ResumeData?) throws(HaulError) -> DownloadOperation.Files? {
         guard let request = metalink, let directory = request.directory else { return nil }
         let components = MetalinkName.components(of: request.file.name)
         guard let name = components.last else { throw .invalidFileName(request.file.name) }
         let top = try PlacementRoot(directory: directory.path)
-        let root = try top.subdirectory(Array(components.dropLast()), creating: true)
+        var made: [MadeDirectory] = []
+        let root = try top.subdirectory(Array(components.dropLast()), creating: true, made: &made)
         let replaces = replacesExistingFileOverride ?? session.configuration.replacesExistingFiles
         return .init(root: root, partName: SideNames.partial(for: name), journalName: SideNames.journal(for: name),
                      destinationRoot: root, destinationName: name, isBesideDestination: true,
-                     replacesDestination: replaces)
+                     replacesDestination: replaces, madeDirectories: made)
     }
 }

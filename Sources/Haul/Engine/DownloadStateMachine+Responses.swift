@@ -74,6 +74,12 @@ extension DownloadStateMachine {
                 return unverifiedNote()
             }
             rangesSupported = true
+            if awaitingDescription {
+                // The metalink the response names may bring mirrors and piece hashes: the probe
+                // streams on alone until it is judged (`described`), then the rest is split.
+                plan.setSingleStream(length: length, probe: segment)
+                return unverifiedNote() + [.preallocate(length: length)]
+            }
             if isChunked {
                 // The probe goes on through the whole file until more connections are wanted.
                 plan.split(length: length, firstChunk: length, probe: segment)
@@ -223,8 +229,8 @@ extension DownloadStateMachine {
             problem = "it answered HTTP \(head.status) to a range request"
         } else if let length = plan.length, head.contentRange?.completeLength != length {
             problem = "its file is \(head.contentRange?.completeLength.map(String.init) ?? "of unknown length"), not \(length) bytes"
-        } else if options.identifiedByHashes {
-            // The metalink's hashes say which file it is; validators differ between servers.
+        } else if options.identifiedByHashes || mirrors.mirrors[request.mirror].ownValidators {
+            // Hashes say which file it is; validators differ between servers.
         } else if !options.mirrorsMayDifferInValidators, let mismatch = mirrorValidatorMismatch(head) {
             problem = mismatch
         }

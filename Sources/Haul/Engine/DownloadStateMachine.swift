@@ -195,6 +195,8 @@ struct DownloadStateMachine: Sendable {
     var pieces: PieceLedger?
     /// A piece failing this often (from every source) ends the download.
     static let maxPieceFailures = 3
+    /// A metalink the first response names is being fetched: the split and the finish wait for it.
+    var awaitingDescription = false
     /// The latest time given by `tick(now:)`.
     private var now: Duration = .zero
     /// How many connections run at once (the ceiling, unless it adapts).
@@ -459,9 +461,12 @@ struct DownloadStateMachine: Sendable {
     }
 
     /// The first server named `count` more sources of the file (RFC 6249 `Link: rel=duplicate`),
-    /// before the download is split: they take part like mirrors from the start.
-    mutating func addSources(_ count: Int) {
-        _ = mirrors.add(count)
+    /// before the download is split: they take part like mirrors from the start. With
+    /// `ownValidators` (the server gave an instance digest, so the whole-file hash proves the
+    /// result) their ETags and Last-Modified are their own: not compared, no `If-Range` to them;
+    /// their bytes are still compared at every seam.
+    mutating func addSources(_ count: Int, ownValidators: Bool = false) {
+        _ = mirrors.add(count, ownValidators: ownValidators)
     }
 
     /// The caller cancelled the download.
@@ -539,6 +544,8 @@ struct DownloadStateMachine: Sendable {
         probeSegment = probe
         governor = Self.governor(for: options)
         pieces?.reset()
+        // A metalink being fetched described the old version: it is not waited for.
+        awaitingDescription = false
         actions.append(.restarted(reason: reason))
         actions.append(start(segment: probe, kind: self.singleStream ? .whole : .probe))
         return actions
@@ -588,7 +595,10 @@ struct DownloadStateMachine: Sendable {
         // A metalink's mirrors (or mirrors the caller vouches for with --same-file) have
         // validators of their own: `If-Range` with the first server's would make them answer
         // the whole file. The hashes, or the seams, guard them instead.
-        if options.identifiedByHashes || options.mirrorsMayDifferInValidators, request.mirror != 0 { request.ifRange = nil }
+        if request.mirror != 0,
+           options.identifiedByHashes || options.mirrorsMayDifferInValidators || mirrors.mirrors[request.mirror].ownValidators {
+            request.ifRange = nil
+        }
         request.fresh = seg.failures > 0
         requests[segment] = request
         started[segment] = (now, seg.cursor)
@@ -625,7 +635,7 @@ struct DownloadStateMachine: Sendable {
     /// Chunked: starts requests until `governor.target` run (pending chunks in file order, then
     /// halves of the largest ranges left).
     mutating func fill() -> [Action] {
-        guard rangesSupported, !singleStream, !isFinished else { return [] }
+        guard rangesSupported, !singleStream, !isFinished, !awaitingDescription else { return [] }
         var actions: [Action] = []
         while requests.count < governor.target,
               let id = plan.takePending(chunk: nextChunk())
@@ -663,6 +673,7 @@ struct DownloadStateMachine: Sendable {
     /// Every byte is written: stop the requests still out and finish (with pieces, once every
     /// piece is verified).
     mutating func finishNow() -> [Action] {
+        if awaitingDescription { return [] }
         if let pieces, !pieces.allVerified { return [] }
         var actions: [Action] = []
         for id in plan.cancelAll() where endRequest(id) != nil {

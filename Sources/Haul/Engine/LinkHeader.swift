@@ -95,3 +95,22 @@ extension LinkHeader {
             .filter { seen.insert($0).inserted }.prefix(limit).map { $0 }
     }
 }
+
+extension LinkHeader {
+    /// The media type of a Metalink 4 document (RFC 5854 §7).
+    static let metalinkType = "application/metalink4+xml"
+
+    /// The first metalink a response names (RFC 6249 §5: `rel=describedby;
+    /// type="application/metalink4+xml"`), resolved against `base`; http(s) only.
+    static func describedBy(in fields: [(name: String, value: String)], base: String?) -> String? {
+        let links = parse(fields.filter { $0.name.lowercased() == "link" }.map(\.value))
+        let baseURL = base.flatMap(URL.init(string:))
+        for link in links where link.relations.contains("describedby")
+            && link.parameters["type"]?.lowercased() == metalinkType {
+            guard let url = URL(string: link.target, relativeTo: baseURL)?.absoluteURL,
+                  let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https", url.host != nil else { continue }
+            return url.absoluteString
+        }
+        return nil
+    }
+}

@@ -13,6 +13,9 @@ struct MirrorSet: Equatable, Sendable {
         var dropReason: String?
         /// Whether a response from it has been checked against the file's length and validators.
         var validated = false
+        /// Its ETag and Last-Modified are its own (another server's copy of the file, proven by
+        /// hashes): they are not compared with the first source's and no `If-Range` goes to it.
+        var ownValidators = false
     }
 
     private(set) var mirrors: [Mirror]
@@ -47,10 +50,18 @@ struct MirrorSet: Equatable, Sendable {
     }
 
     /// Adds `count` sources (a server named them as mirrors); returns the first new index.
-    mutating func add(_ count: Int) -> Int {
+    mutating func add(_ count: Int, ownValidators: Bool = false) -> Int {
         let first = mirrors.count
-        mirrors += Array(repeating: Mirror(), count: max(0, count))
+        var mirror = Mirror()
+        mirror.ownValidators = ownValidators
+        mirrors += Array(repeating: mirror, count: max(0, count))
         return first
+    }
+
+    /// Every source but the first is identified by hashes from now on (piece hashes check
+    /// every byte it delivers), not by validators.
+    mutating func identifyByHashes() {
+        for index in mirrors.indices.dropFirst() { mirrors[index].ownValidators = true }
     }
 
     mutating func started(_ index: Int) { mirrors[index].active += 1 }

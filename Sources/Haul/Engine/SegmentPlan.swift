@@ -223,6 +223,17 @@ struct SegmentPlan: Equatable, Sendable {
         _ = append(start: first, end: length, state: .pending)
     }
 
+    /// Splits what is left of the running segment `id` into equal ranges as `split` does: `id`
+    /// keeps the first, new segments take the rest. Returns the ids of the new segments.
+    mutating func splitRemaining(of id: Int, connections: Int) -> [Int] {
+        let segment = segments[id]
+        guard segment.end != .max, segment.remaining > 0 else { return [] }
+        let ranges = Self.initialRanges(length: segment.remaining, connections: connections, minimumSplit: minimumSplit)
+        guard ranges.count > 1 else { return [] }
+        segments[id].end = segment.cursor + ranges[0].upperBound
+        return ranges.dropFirst().map { append(start: segment.cursor + $0.lowerBound, end: segment.cursor + $0.upperBound) }
+    }
+
     /// Records the length without splitting (a server without range support): one stream.
     mutating func setSingleStream(length: Int64?, probe: Int = 0) {
         self.length = length

@@ -9,7 +9,8 @@ public enum ChecksumSource: String, Sendable, Equatable {
     case reprDigest = "Repr-Digest"
     /// The server's `Digest` header (RFC 3230).
     case digest = "Digest"
-    /// The metalink the download was made from (its SHA-256, else its SHA-512).
+    /// The metalink the download was made from, or the one its server named (`Link: rel=describedby`):
+    /// its SHA-256, else its SHA-512.
     case metalink
 }
 

@@ -19,7 +19,7 @@ final class StreamingHasher: @unchecked Sendable {
     private var queue: DispatchQueue { Self.sharedQueue }
     private let path: String
     private var fd: Int32
-    private let algorithm: HashAlgorithm
+    private var algorithm: HashAlgorithm
     private var hash: EVPHash?
     private var hashed: Int64 = 0
     private var target: Int64 = 0
@@ -54,6 +54,17 @@ final class StreamingHasher: @unchecked Sendable {
     /// The file started over (it changed on the server): forget what was hashed.
     func reset() {
         queue.async { [self] in
+            hash = EVPHash(algorithm)
+            hashed = 0
+            target = 0
+            failure = 0
+        }
+    }
+
+    /// Starts over with another function (a metalink the server names has only SHA-512).
+    func reset(algorithm: HashAlgorithm) {
+        queue.async { [self] in
+            self.algorithm = algorithm
             hash = EVPHash(algorithm)
             hashed = 0
             target = 0

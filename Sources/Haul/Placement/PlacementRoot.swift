@@ -45,12 +45,24 @@ package final class PlacementRoot: @unchecked Sendable {
     /// symbolic link, a file or anything else in the way is refused, never followed, so the
     /// result is always inside this root.
     package func subdirectory(_ components: [String], creating: Bool) throws(HaulError) -> PlacementRoot {
+        var made: [MadeDirectory] = []
+        return try subdirectory(components, creating: creating, made: &made)
+    }
+
+    /// As `subdirectory(_:creating:)`, appending each directory it made to `made` (outermost
+    /// first), so that a download that fails can remove them again.
+    package func subdirectory(_ components: [String], creating: Bool,
+                              made: inout [MadeDirectory]) throws(HaulError) -> PlacementRoot {
         var current = self
         for component in components {
             try current.checked(component)
             let location = current.location(of: component)
-            if creating, mkdirat(current.fd, component, 0o755) != 0, errno != EEXIST {
-                throw DataFile.error("create the directory", location, errno)
+            if creating {
+                if mkdirat(current.fd, component, 0o755) == 0 {
+                    made.append(MadeDirectory(parent: current, name: component))
+                } else if errno != EEXIST {
+                    throw DataFile.error("create the directory", location, errno)
+                }
             }
             let opened = retryingInterrupts {
                 openat(current.fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)

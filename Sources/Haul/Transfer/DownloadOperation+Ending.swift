@@ -30,7 +30,7 @@ extension DownloadOperation {
     /// The bytes are complete: check the digest, sync, and rename into place.
     func moveIntoPlace(length: Int64, digest: String?) {
         guard let file else { return }
-        if let wanted = expected?.digest.hex ?? settings.expectedSHA512?.hexString, let digest, digest != wanted {
+        if let wanted = expected?.digest.hex ?? expectedSHA512?.hexString, let digest, digest != wanted {
             logger.error("checksum mismatch", metadata: ["expected": "\(wanted)", "actual": "\(digest)"])
             let error = HaulError.checksumMismatch(expected: wanted, actual: digest)
             if settings.keepsFilesFailingChecksum {
@@ -76,8 +76,8 @@ extension DownloadOperation {
         journal.remove()
         logger.debug("seams", metadata: ["checked": "\(seams.checked)", "mismatched": "\(seams.mismatched)"])
         finish(.success(DownloadResult(path: files.destinationPath ?? files.partPath, length: length,
-                                       effectiveURL: effectiveURL, sha256: expected == nil && settings.expectedSHA512 != nil ? nil : digest,
-                                       checksumSource: digest == nil ? nil : expected?.source ?? (settings.expectedSHA512 == nil ? nil : .metalink),
+                                       effectiveURL: effectiveURL, sha256: expected == nil && expectedSHA512 != nil ? nil : digest,
+                                       checksumSource: digest == nil ? nil : expected?.source ?? (expectedSHA512 == nil ? nil : .metalink),
                                        seamsChecked: seams.checked, seamMismatches: seams.mismatched,
                                        badSources: badSources.map(sourceName),
                                        handedOver: files.destinationName == nil ? (files.root, files.partName) : nil)))
@@ -160,6 +160,7 @@ extension DownloadOperation {
 
 
     func stopEverything() {
+        endDescriptionFetch()
         writeback?.close()
         writeback = nil
         for (_, easy) in easies { multi.remove(easy) }
@@ -178,6 +179,9 @@ extension DownloadOperation {
     func finish(_ result: Result<DownloadResult, DownloadFailure>) {
         guard let completion else { return }
         self.completion = nil
+        // Directories made for a file that is not there: gone again, unless something is in them
+        // (a partial file kept for resuming).
+        if case .failure = result { MadeDirectory.removeIfEmpty(files.madeDirectories) }
         completion(result)
         // This may run inside a curl callback: the handles' removal waits for curl to return,
         // and their callbacks point at this object, so let go of it only after that.

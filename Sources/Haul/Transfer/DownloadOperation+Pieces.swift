@@ -38,7 +38,11 @@ extension DownloadOperation {
 extension DownloadOperation {
     /// Mirrors the probe's response names (`Link: <…>; rel=duplicate; pri=N`, RFC 6249) join
     /// the download before it is split, unless switched off. They are other servers: they get
-    /// no credential headers unless `sendsCredentialsToMirrors` (as every mirror).
+    /// no credential headers unless `sendsCredentialsToMirrors` (as every mirror). When the
+    /// response carries an instance digest (`Repr-Digest`, `Digest`), the whole-file hash
+    /// proves the result, so their own ETags and Last-Modified are not held to the first
+    /// server's (real mirrors have their own); their bytes are still compared at every seam.
+    /// Without one, they are held to the first server's validators.
     func addLinkedMirrors(_ head: ResponseHead) {
         guard settings.usesLinkMirrors, (200..<300).contains(head.status) else { return }
         let known = Set([settings.request.url, effectiveURL ?? ""] + mirrorURLs)
@@ -46,7 +50,7 @@ extension DownloadOperation {
             .filter { !known.contains($0) }
         guard !found.isEmpty else { return }
         mirrorURLs += found
-        machine.addSources(found.count)
+        machine.addSources(found.count, ownValidators: SHA256Digest.fromServer(head.fields) != nil)
         logger.info("the server names mirrors of the file (Link: rel=duplicate)",
                     metadata: ["mirrors": "\(found.compactMap { URL(string: $0)?.withoutCredentials.absoluteString }.joined(separator: ", "))"])
     }

@@ -53,8 +53,11 @@ extension DownloadOperation {
                 reportedResponse = true
                 effectiveURL = easy.effectiveURL
                 if request.mirror == 0 { segmentURL = effectiveURL }
-                if request.kind == .probe { addLinkedMirrors(head) }
-                if expected == nil, settings.expectedSHA512 == nil, let server = SHA256Digest.fromServer(head.fields) {
+                if request.kind == .probe {
+                    addLinkedMirrors(head)
+                    fetchDescription(head)
+                }
+                if expected == nil, expectedSHA512 == nil, let server = SHA256Digest.fromServer(head.fields) {
                     expected = server
                     logger.info("verifying with the server's digest", metadata: ["header": "\(server.1.rawValue)"])
                 }
@@ -136,6 +139,7 @@ extension DownloadOperation {
                 }
                 machine.advance(segment, by: count)
                 machine.pieces?.wrote(offset: offset, count: count, source: source)
+                if machine.awaitingDescription { description.earlySources |= 1 << UInt64(min(source, 63)) }
                 taken += count
             case .verify(let offset, let count):
                 let bytes = UnsafeRawBufferPointer(rebasing: buffer[taken..<(taken + count)])

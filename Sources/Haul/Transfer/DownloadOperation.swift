@@ -103,6 +103,9 @@ final class DownloadOperation: @unchecked Sendable {
         let isBesideDestination: Bool
         /// Replace a regular file already at the destination (never anything else).
         let replacesDestination: Bool
+        /// Directories this download made for its destination (a metalink name's `a/b/`),
+        /// removed again if it fails and they are empty.
+        var madeDirectories: [MadeDirectory] = []
 
         var partPath: String { root.location(of: partName) }
         var destinationPath: String? { destinationName.map(destinationRoot.location(of:)) }
@@ -176,6 +179,10 @@ final class DownloadOperation: @unchecked Sendable {
     /// The mirrors: the caller's, then any the first response named.
     var mirrorURLs: [String]
     var pieceVerifier: PieceVerifier?
+    /// A metalink the first response names (DownloadOperation+Description.swift).
+    var description = DescriptionState()
+    /// The SHA-512 the file must have (the settings', or a server-named metalink's).
+    var expectedSHA512: [UInt8]?
     /// Sources that wrote a piece that failed its hash, in the order found.
     var badSources: [Int] = []
     /// Rate limit: a token bucket refilled by a 20 ms timer; transfers that find it empty are
@@ -218,6 +225,7 @@ final class DownloadOperation: @unchecked Sendable {
         primaryHeaders = settings.request.headers
         self.mirrorURLs = settings.mirrorURLs
         if let digest = settings.expectedSHA256 { expected = (digest, settings.expectedSource) }
+        expectedSHA512 = settings.expectedSHA512
         rate = settings.maxBytesPerSecond
         if let resume {
             if expected == nil, let hex = resume.expectedSHA256, let digest = SHA256Digest(hex: hex) {
@@ -280,9 +288,9 @@ final class DownloadOperation: @unchecked Sendable {
                 finish(.failure(DownloadFailure(error: error, resumeData: nil)))
                 return
             }
-            if settings.computesSHA256 || expected != nil || settings.expectedSHA512 != nil, let file {
+            if settings.computesSHA256 || expected != nil || expectedSHA512 != nil, let file {
                 hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path,
-                                         algorithm: expected == nil && settings.expectedSHA512 != nil ? .sha512 : .sha256)
+                                         algorithm: expected == nil && expectedSHA512 != nil ? .sha512 : .sha256)
             }
             if let pieces = settings.pieces, let file {
                 pieceVerifier = PieceVerifier(descriptor: file.reopenForReading(), pieces: pieces)
@@ -380,12 +388,14 @@ final class DownloadOperation: @unchecked Sendable {
                 sample = nil
                 hasher?.reset()
                 if expected?.source != .caller, expected?.source != .metalink { expected = nil }
+                forgetDescription()
                 reportedResponse = false
                 journal.remove()
                 onRestart(reason)
             case .finish(let length):
-                // Bytes kept for seams whose other side has landed now must match first.
-                if let mismatch = resolveSeams() {
+                // Bytes kept for seams whose other side has landed now must match first (with
+                // piece hashes, every piece is proven already).
+                if let mismatch = resolveSeams(), machine.pieces == nil {
                     run(machine.contentMismatch(at: mismatch))
                     return
                 }
