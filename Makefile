@@ -8,7 +8,7 @@ SHAREDIR = $(DESTDIR)$(PREFIX)/share
 # swift-argument-parser's generate-manual plugin writes the man page here.
 MANUAL = .build/plugins/GenerateManual/outputs/HaulCLI/haul.1
 SYSTEM_PACKAGES = libcurl4-openssl-dev libssl-dev
-BENCH_PACKAGES = nginx-light aria2 axel
+BENCH_PACKAGES = nginx-light aria2 axel openssl time
 # aria2's own Python client, driven against haul daemon in the tests.
 PYTHON_PACKAGES = aria2p==0.12.3
 
@@ -62,8 +62,10 @@ demo: deps
 bench: deps
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
 
+# Options for Benchmarks/compare.py, e.g. COMPARE_ARGS="--rounds 5 --scenarios https-unthrottled-1g".
+COMPARE_ARGS ?=
 compare: bench-deps release
-	bash Benchmarks/compare.sh
+	bash Benchmarks/compare.sh $(COMPARE_ARGS)
 
 clean:
 	rm -rf .build
