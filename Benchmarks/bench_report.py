@@ -42,10 +42,24 @@ READING = [
     "count for each scenario.",
     "- In the mixed scenario nginx decides each connection's speed by its number; a new connection "
     "is a new draw.",
+    "- nginx's `limit_rate` lets each new request send one second's worth at once (its allowance is "
+    "counted from the request's start in whole seconds). Haul takes the file in chunks of about one "
+    "second of one connection's measured speed; when those chunks stay within the allowance, the "
+    "throttled and mixed runs finish in about half the time, and when they do not, in about the "
+    "limit's time. Which one happens depends on what the first windows measured, so Haul's rows in "
+    "those scenarios are bimodal (about 0.8-0.9 s or 1.8-2.5 s for 256 MiB); the medians of three "
+    "rounds fall on either side. Peers that split the file once into 16 parts never get the allowance "
+    "twice.",
+    "- Haul's default measures: it starts on the probe's connection, tries the ceiling (16) for a short "
+    "window, and keeps it only if the throughput rose by more than 15%. On an unthrottled loopback "
+    "that try costs 16 connections for about 0.2 s (and the peak RSS of 16 connections' buffers).",
     "- In the batch, Haul syncs every finished file to disk before renaming it into place "
     "(`fdatasync`; `--no-sync` skips it) and keeps a resumable journal; curl and aria2c do neither.",
-    "- Timings to a real disk vary by ±20% from run to run with writeback; compare ratios within one "
-    "run, not seconds across runs.",
+    "- Timings to a real disk vary by ±20% from run to run with writeback (runs where the kernel "
+    "throttles dirty pages show up to 50% more system CPU for the same download); compare ratios "
+    "within one run, not seconds across runs.",
+    "- A failure of a peer (an exit status other than 0, or wrong bytes) is listed under Failures; it "
+    "is a finding about that tool, and the run goes on.",
     "",
 ]
 

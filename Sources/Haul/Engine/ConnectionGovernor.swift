@@ -41,9 +41,12 @@ struct ConnectionGovernor: Equatable, Sendable {
     private(set) var stage: Stage = .measuring
     /// How long each measurement lasts.
     var window: Duration = .milliseconds(200)
-    /// How long the first one lasts: one connection is cheap to measure, and every moment spent
-    /// on one where many would help is lost.
+    /// How long the first two last (one connection, then the ceiling): every moment on one
+    /// connection where many would help is lost, and every moment on many where one does as
+    /// well costs CPU. The first try's answer is rarely close: a limit per connection multiplies
+    /// the throughput, a link one connection fills leaves it flat.
     var firstWindow: Duration = .milliseconds(100)
+    private var windowsTaken = 0
     /// Time after a change before measuring, so new connections are up and old ones have ended.
     var settle: Duration = .milliseconds(100)
     /// A try must raise the throughput by this fraction to count as helping.
@@ -79,7 +82,8 @@ struct ConnectionGovernor: Equatable, Sendable {
             if now - since >= settle { windowStart = Mark(at: now, bytes: bytes) }
             return nil
         }
-        guard now - start.at >= (lastSample == nil ? firstWindow : window) else { return nil }
+        guard now - start.at >= (windowsTaken < 2 ? firstWindow : window) else { return nil }
+        windowsTaken += 1
         let sample = Sample(count: target, bytesPerSecond: Double(bytes - start.bytes) / (now - start.at).secondsValue)
         windowStart = Mark(at: now, bytes: bytes)
         lastSample = sample

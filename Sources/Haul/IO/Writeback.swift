@@ -52,6 +52,16 @@ final class Writeback: @unchecked Sendable {
         return ranges
     }
 
+    /// Starts writeback of the whole file (the kernel passes over what is clean), then closes.
+    func finish(length: Int64) {
+        let fd = self.fd
+        guard fd >= 0 else { return }
+        Self.queue.async {
+            if length > 0 { _ = chaul_start_writeback(fd, 0, off_t(length)) }
+            _ = Glibc.close(fd)
+        }
+    }
+
     /// Closes the descriptor once the writebacks already asked for have been started.
     func close() {
         let fd = self.fd

@@ -4,6 +4,9 @@ import Foundation
 // Ending: completion, the digest check, publishing, failure and what is kept.
 extension DownloadOperation {
     func complete(length: Int64) {
+        // The disk starts on what is still dirty now, while the hash takes its tail.
+        if settings.syncOnFinish { writeback?.finish(length: length) }
+        writeback = nil
         stopEverything()
         guard let file else { return }
         do throws(HaulError) {

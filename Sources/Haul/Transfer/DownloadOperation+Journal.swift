@@ -51,6 +51,23 @@ extension DownloadOperation {
         timer.activate()
     }
 
+    /// Hands the hasher the done prefix and starts writeback of what was written since the last
+    /// call, so neither is left with much when the last byte lands. Runs on the tick and every
+    /// `keepUpStep` bytes from the write path.
+    func keepUp() {
+        if let hasher, let first = machine.plan.doneRanges.first, first.lowerBound == 0 {
+            hasher.advance(to: first.upperBound)
+        }
+        if let writeback {
+            let epoch = machine.plan.epoch
+            writeback.advance(machine.plan.segments.lazy.filter { $0.epoch == epoch }.map { ($0.id, $0.start, $0.cursor) },
+                              epoch: epoch)
+        }
+    }
+
+    /// `keepUp` runs from the write path each time a write crosses a multiple of this (8 MiB).
+    static let keepUpShift: Int64 = 23
+
     /// Ten times a second: feed the hasher the done prefix; journal when a segment advanced a
     /// step; every few seconds make the bytes so far survive a power cut.
     func progressTick() {
@@ -61,14 +78,7 @@ extension DownloadOperation {
         // Suspended segments do not move by design: they are not judged.
         if !isSuspended { run(machine.tick(now: ContinuousClock.now - startedAt)) }
         guard !machine.isFinished else { return }
-        if let hasher, let first = machine.plan.doneRanges.first, first.lowerBound == 0 {
-            hasher.advance(to: first.upperBound)
-        }
-        if let writeback {
-            let epoch = machine.plan.epoch
-            writeback.advance(machine.plan.segments.lazy.filter { $0.epoch == epoch }.map { ($0.id, $0.start, $0.cursor) },
-                              epoch: epoch)
-        }
+        keepUp()
         guard settings.writesJournal, machine.isResumable, !journalFailed else { return }
         let epoch = machine.plan.epoch
         var advanced = false

@@ -141,6 +141,7 @@ extension DownloadOperation {
                 machine.pieces?.wrote(offset: offset, count: count, source: source)
                 if machine.awaitingDescription { description.earlySources |= 1 << UInt64(min(source, 63)) }
                 taken += count
+                if (offset + Int64(count)) >> Self.keepUpShift != offset >> Self.keepUpShift { keepUp() }
             case .verify(let offset, let count):
                 let bytes = UnsafeRawBufferPointer(rebasing: buffer[taken..<(taken + count)])
                 let mismatch: Int64?
