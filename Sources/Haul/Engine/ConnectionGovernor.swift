@@ -73,9 +73,9 @@ struct ConnectionGovernor: Equatable, Sendable {
     /// With `floor == ceiling` (a fixed count) it only measures (`lastSample`, for chunk sizes).
     mutating func observe(now: Duration, bytes: Int64) -> Int? {
         guard let since = changedAt else {
-            // The first moments of a transfer (connection set-up, the hasher starting) say
-            // little about its speed: the first window starts after a settling time too.
+            // The first call comes with the probe's head: the first window starts there.
             changedAt = now
+            windowStart = Mark(at: now, bytes: bytes)
             return nil
         }
         guard let start = windowStart else {

@@ -67,7 +67,15 @@ extension DownloadOperation {
                 failureReasons[segment] = "HTTP \(head.status)"
                     + (head.retryAfterSeconds.map { " (Retry-After: \($0) s)" } ?? "")
             }
+            let wasProbing = machine.phase == .probing
             run(machine.received(head, for: segment))
+            if wasProbing, machine.phase == .transferring, machine.rangesSupported {
+                // The transfer's clock starts now: ticks follow the probe's head, so the
+                // connection count is first judged 100 ms after the first byte, not later.
+                progressTimer?.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100),
+                                        leeway: .milliseconds(20))
+                run(machine.tick(now: ContinuousClock.now - startedAt))
+            }
         }
         let source = request.mirror
         easy.onBody = { [unowned self] buffer in write(buffer, segment: segment, source: source) }
