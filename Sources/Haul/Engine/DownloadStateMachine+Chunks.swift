@@ -1,0 +1,49 @@
+/// Chunked work and the connection count: how many requests run (`ConnectionGovernor`) and
+/// which bytes each new one takes (the next chunk in file order).
+extension DownloadStateMachine {
+    /// Adapting: from one connection (one per source) up to the ceiling; otherwise the ceiling.
+    static func governor(for options: Options) -> ConnectionGovernor {
+        ConnectionGovernor(ceiling: options.connections, floor: options.adaptsConnections ? options.mirrors : options.connections)
+    }
+
+    /// Whether work is handed out in chunks (`Options.chunked`, or adapting).
+    var isChunked: Bool { options.chunked || options.adaptsConnections }
+
+    /// Chunked: starts requests until `governor.target` run (pending chunks in file order, then
+    /// halves of the largest ranges left).
+    mutating func fill() -> [Action] {
+        guard rangesSupported, !singleStream, !isFinished, !awaitingDescription else { return [] }
+        var actions: [Action] = []
+        while requests.count < governor.target,
+              let id = plan.takePending(chunk: nextChunk())
+                ?? (plan.releaseTail(keeping: nextChunk()) ? plan.takePending(chunk: nextChunk()) : nil) ?? plan.steal() {
+            actions.append(start(segment: id, kind: .range))
+        }
+        return actions
+    }
+
+    /// Fewer connections are wanted: the requests furthest into the file stop now and their
+    /// ranges go back to pending, for the connections that stay to take in file order.
+    mutating func shed() -> [Action] {
+        var actions: [Action] = []
+        let running = requests.keys.filter { plan.segments[$0].state == .active && !plan.segments[$0].isTwin && plan.segments[$0].twin == nil }
+            .sorted { plan.segments[$0].start < plan.segments[$1].start }
+        for segment in running.dropFirst(governor.target) where requests.count > governor.target {
+            plan.park(segment)
+            endRequest(segment)
+            actions.append(.cancel(segment: segment))
+        }
+        return actions
+    }
+
+    /// The size of the next chunk: about `chunkDuration` at one connection's measured speed
+    /// (before any measurement, a quarter of an even share), leaving work for every connection
+    /// the target allows, within `minimumSplit...maximumChunk`.
+    func nextChunk() -> Int64 {
+        let perConnection = governor.lastSample.map { $0.bytesPerSecond / Double(max(1, $0.count)) }
+        var size = perConnection.map { Int64($0 * options.chunkDuration.secondsValue) }
+            ?? (plan.length ?? 0) / Int64(max(1, options.connections) * 4)
+        size = min(size, plan.pendingBytes / Int64(max(1, governor.target)))
+        return min(max(size, options.minimumSplit), options.maximumChunk)
+    }
+}

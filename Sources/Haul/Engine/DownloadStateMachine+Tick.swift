@@ -1,0 +1,65 @@
+/// Time passing: connection speeds, slow and stalled connections, the connection count.
+extension DownloadStateMachine {
+    /// Time passes (about ten times a second): measure each connection since its request
+    /// started, fold the speeds into the sources', and replace connections far slower than the
+    /// median of their peers with new ones on the same remaining range. A download whose bytes
+    /// are all written finishes even if a response comparing a seam has not ended.
+    mutating func tick(now: Duration) -> [Action] {
+        self.now = now
+        guard phase == .transferring else { return [] }
+        if plan.isWrittenThrough {
+            return finishNow()
+        }
+        guard rangesSupported, !singleStream else { return [] }
+        var actions = options.rateLimited ? [] : twinStalled(now: now)
+        if isChunked, let target = governor.observe(now: now, bytes: plan.bytesDone) {
+            actions.append(.connections(target: target))
+            actions += requests.count > target ? shed() : fill()
+        }
+        var speeds: [(segment: Int, speed: Double)] = []
+        for (segment, request) in requests.sorted(by: { $0.key < $1.key }) where plan.segments[segment].state == .active {
+            guard let begin = started[segment], now - begin.at >= options.slowGrace else { continue }
+            let elapsed = (now - begin.at).secondsValue
+            let speed = Double(plan.segments[segment].cursor - begin.cursor) / elapsed
+            speeds.append((segment, speed))
+            mirrors.measured(request.mirror, bytesPerSecond: speed)
+        }
+        // Under a rate limit connections take turns: a slow one is waiting, not slow.
+        guard options.replacesSlowConnections, !options.rateLimited, speeds.count >= 3 else { return actions }
+        let sorted = speeds.map(\.speed).sorted()
+        let median = sorted[sorted.count / 2]
+        for (segment, speed) in speeds where speed < options.slowRatio * median {
+            let seg = plan.segments[segment]
+            guard seg.remaining >= options.minimumSplit, seg.twin == nil, !seg.isTwin else { continue }
+            let replacement = plan.replace(segment)
+            endRequest(segment)
+            actions.append(.cancel(segment: segment))
+            actions.append(start(segment: replacement, kind: .range))
+        }
+        return actions
+    }
+
+    /// A segment whose cursor has not moved for two grace periods, while a connection is free,
+    /// gets an endgame twin whatever its size: a silent response must not hold the end of a
+    /// download for the whole stall timeout.
+    private mutating func twinStalled(now: Duration) -> [Action] {
+        var actions: [Action] = []
+        for segment in requests.keys.sorted() where plan.segments[segment].state == .active {
+            let cursor = plan.segments[segment].cursor
+            guard let seen = lastMoved[segment], seen.cursor == cursor else {
+                lastMoved[segment] = (now, cursor)
+                continue
+            }
+            let seg = plan.segments[segment]
+            guard now - seen.at >= options.slowGrace * 2, requests.count < options.connections,
+                  seg.twin == nil, !seg.isTwin, seg.remaining > 0, let twin = plan.addTwin(of: segment) else { continue }
+            actions.append(start(segment: twin, kind: .range))
+        }
+        return actions
+    }
+
+    /// The download was suspended: segments that did not move meanwhile are not stalled.
+    mutating func resumedAfterSuspension() {
+        lastMoved.removeAll()
+    }
+}
