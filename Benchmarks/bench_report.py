@@ -1,4 +1,4 @@
-"""compare.py's report: the Markdown tables (issue 14's targets, one table per scenario, default
+"""compare.py's report: the Markdown tables (the performance targets, one table per scenario, default
 against the best fixed -x) and the throughput plot (matplotlib)."""
 import os
 import statistics
@@ -73,7 +73,7 @@ def verdict(met):
 
 
 def target_rows(results, scenarios):
-    """Issue 14's targets: (target, measured figure, met or None when not measured)."""
+    """The performance targets: (target, measured figure, met or None when not measured)."""
     def wall(key, name):
         return median(results.get((key, name), []), "wall")
 
@@ -125,7 +125,7 @@ def target_rows(results, scenarios):
 
 
 def targets_table(results, scenarios):
-    lines = ["## Issue 14's targets", "",
+    lines = ["## The performance targets", "",
              "Medians of `haul` (defaults) against its peers in this run.", "",
              "| target | measured | |", "|---|---|---|"]
     for target, measured, met in target_rows(results, scenarios):

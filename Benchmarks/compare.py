@@ -3,7 +3,7 @@
 
 Starts nginx on 127.0.0.1 (HTTP, and HTTPS with a self-signed certificate) serving generated files,
 runs every tool on every scenario in interleaved rounds (the tool order rotates each round), checks
-the SHA-256 of every output, and writes a Markdown report of medians (issue 14's targets first) to
+the SHA-256 of every output, and writes a Markdown report of medians (the performance targets first) to
 docs/benchmarks.md with its plot. Nothing leaves the machine.
 
 Modules: bench_tools (scenarios, command lines), bench_nginx (server, certificate), bench_report
