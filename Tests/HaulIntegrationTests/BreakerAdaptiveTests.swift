@@ -344,8 +344,7 @@ extension Integration {
             await server.shutdown()
         }
 
-        @Test("rel=describedby that never answers: cancelling while it is awaited is prompt and resumable",
-              .disabled("bug: all bytes written, metalink still awaited: cancel(byProducingResumeData:) gives nil (isResumable needs !plan.isComplete)"))
+        @Test("rel=describedby that never answers: cancelling while it is awaited is prompt and resumable")
         func describedByNeverAnswersCancel() async throws {
             let server = try await TestServer.start()
             let content = GeneratedContent(size: 2 << 20, seed: 7202)

@@ -175,9 +175,11 @@ struct DownloadStateMachine: Sendable {
     }
 
     /// Whether the bytes so far can be continued later: the length is known, ranges work and
-    /// a validator can tell whether the file changed.
+    /// a validator can tell whether the file changed. Every byte on disk while the download
+    /// still waits (for piece checks, or a metalink the server named) is resumable too; only a
+    /// download that is finishing is not.
     var isResumable: Bool {
-        rangesSupported && !singleStream && plan.length != nil && validator != nil && !plan.isComplete
+        rangesSupported && !singleStream && plan.length != nil && validator != nil && phase != .finished
     }
 
     var isFinished: Bool {
