@@ -109,6 +109,19 @@ struct SegmentPlanChunkTests {
         #expect(none == nil)
     }
 
+    @Test("With pieces, chunks are cut at piece boundaries")
+    func alignedToPieces() {
+        var plan = SegmentPlan(minimumSplit: 10)
+        plan.alignment = 64
+        plan.split(length: 1000, firstChunk: 1000)
+        _ = plan.advance(0, by: 5)
+        let released = plan.releaseTail(keeping: 100)
+        #expect(released)
+        #expect(plan.segments[0].end == 128)
+        let next = plan.takePending(chunk: 100)
+        #expect(next.map { plan.segments[$0].start..<plan.segments[$0].end } == 128..<256)
+    }
+
     @Test("Parking a segment keeps what it wrote and hands the rest back as pending")
     func park() {
         var plan = SegmentPlan(minimumSplit: 10)

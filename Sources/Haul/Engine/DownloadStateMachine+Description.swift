@@ -21,6 +21,7 @@ extension DownloadStateMachine {
         if newSources > 0 { _ = mirrors.add(newSources, ownValidators: true) }
         if let ledger {
             pieces = ledger
+            plan.alignment = ledger.pieceLength
             mirrors.identifyByHashes()
         }
         var actions: [Action] = []

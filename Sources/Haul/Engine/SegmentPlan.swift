@@ -85,6 +85,9 @@ struct SegmentPlan: Equatable, Sendable {
     /// How far a request reaches past its segment's end so that the seam with the next segment
     /// is covered by bytes from both responses.
     var seamOverlap: Int64 = 0
+    /// Chunks are cut at multiples of this (a metalink's piece length), so each piece is
+    /// usually written by one response and a bad piece blames one source.
+    var alignment: Int64 = 1
     /// Incremented by `restart()`: only segments of the current epoch count. Ids are never
     /// reused, so a late callback for an old request cannot touch new work.
     private(set) var epoch = 0
@@ -142,10 +145,11 @@ struct SegmentPlan: Equatable, Sendable {
         guard let index = lowest else { return nil }
         segments[index].state = .active
         let size = max(chunk, minimumSplit)
-        if segments[index].remaining >= size + minimumSplit {
+        let cut = aligned(segments[index].cursor + size)
+        if segments[index].end - cut >= minimumSplit {
             let end = segments[index].end
-            segments[index].end = segments[index].cursor + size
-            _ = append(start: segments[index].end, end: end, state: .pending)
+            segments[index].end = cut
+            _ = append(start: cut, end: end, state: .pending)
         }
         return index
     }
@@ -164,9 +168,18 @@ struct SegmentPlan: Equatable, Sendable {
         }
         guard let victim = best else { return false }
         let end = segments[victim].end
-        segments[victim].end = segments[victim].cursor + keep
-        _ = append(start: segments[victim].end, end: end, state: .pending)
+        let cut = aligned(segments[victim].cursor + keep)
+        guard end - cut >= minimumSplit else { return false }
+        segments[victim].end = cut
+        _ = append(start: cut, end: end, state: .pending)
         return true
+    }
+
+    /// `offset` rounded up to a multiple of `alignment`.
+    func aligned(_ offset: Int64) -> Int64 {
+        guard alignment > 1 else { return offset }
+        let (quotient, remainder) = offset.quotientAndRemainder(dividingBy: alignment)
+        return remainder == 0 ? offset : (quotient + 1) * alignment
     }
 
     /// Stops `id` at its cursor (what it wrote stays done) and makes the rest of its range

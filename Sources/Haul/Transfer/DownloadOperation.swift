@@ -247,6 +247,7 @@ final class DownloadOperation: @unchecked Sendable {
                 return trusted.contains { $0.lowerBound <= range.lowerBound && range.upperBound <= $0.upperBound }
             } : []
             machine.pieces = PieceLedger(pieceLength: pieces.length, length: size, verified: verified)
+            machine.plan.alignment = pieces.length
         }
     }
 
@@ -371,7 +372,10 @@ final class DownloadOperation: @unchecked Sendable {
                 let names = sources.map(sourceName)
                 logger.warning("a piece failed its hash; fetching it again from another source",
                                metadata: ["piece": "\(index)", "offset": "\(offset)", "written by": "\(names.joined(separator: ", "))"])
-                for source in sources where !badSources.contains(source) { badSources.append(source) }
+                // A source is named only when the blame is its own: it wrote the bad piece alone,
+                // or it was dropped for bad pieces. Another source that wrote part of a piece with
+                // it is not accused.
+                if sources.count == 1, let source = sources.first, !badSources.contains(source) { badSources.append(source) }
                 // The whole-file hash may have read the bad bytes: it starts over from byte 0
                 // (rare, and cheaper than holding it behind the piece checks every time).
                 hasher?.reset()
@@ -379,6 +383,7 @@ final class DownloadOperation: @unchecked Sendable {
                 let url = index == 0 ? settings.request.url : mirrorURLs[index - 1]
                 let shown = URL(string: url)?.withoutCredentials.absoluteString ?? "(source \(index))"
                 logger.warning("dropping a source for this download", metadata: ["url": "\(shown)", "reason": "\(reason)"])
+                if (machine.pieces?.badBySource[index] ?? 0) > 0, !badSources.contains(index) { badSources.append(index) }
             case .restarted(let reason):
                 logger.warning("restarting from byte 0", metadata: ["reason": "\(reason)"])
                 journalCursors.removeAll()
