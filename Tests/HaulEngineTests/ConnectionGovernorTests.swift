@@ -64,6 +64,26 @@ struct ConnectionGovernorTests {
         #expect(governor.target == 16)
     }
 
+    @Test("Fewer connections kept after one lucky window go back up when the speed does not hold")
+    func luckyTrim() {
+        final class Luck { var ticks = 0 }
+        let luck = Luck()
+        var governor = ConnectionGovernor(ceiling: 16)
+        // One connection 40 MB/s, sixteen 160 MB/s: the gain asks for five. Five look as fast for
+        // their first few ticks, then fall to 50 MB/s.
+        let result = Self.simulate(&governor, link: { count in
+            switch count {
+            case 1: return 40e6
+            case 5:
+                luck.ticks += 1
+                return luck.ticks <= 4 ? 160e6 : 50e6
+            default: return Double(min(count, 16)) * 10e6
+            }
+        }, seconds: 3)
+        #expect(result.targets.contains(5))
+        #expect(governor.target == 16)
+    }
+
     @Test("Held below the ceiling, it tries again later and follows a link that changed")
     func reprobes() {
         var governor = ConnectionGovernor(ceiling: 16)

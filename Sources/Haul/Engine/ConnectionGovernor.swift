@@ -56,6 +56,9 @@ struct ConnectionGovernor: Equatable, Sendable {
     /// The latest measurement.
     private(set) var lastSample: Sample?
 
+    /// After fewer connections were kept because they held the speed of more: that better
+    /// sample. A later window well below it means the fewer were lucky once; more come back.
+    private var reference: Sample?
     private var changedAt: Duration?
     private var windowStart: Mark?
     private var triedCeiling = false
@@ -119,9 +122,19 @@ struct ConnectionGovernor: Equatable, Sendable {
             }
         case .tryingFewer(let best):
             stage = .holding(since: now)
-            if sample.bytesPerSecond < best.bytesPerSecond * (1 - margin / 2) { set(best.count, now: now) }
+            if sample.bytesPerSecond < best.bytesPerSecond * (1 - margin / 2) {
+                set(best.count, now: now)
+            } else {
+                reference = best
+            }
         case .holding(let since):
-            if target < ceiling, now - since >= reprobeInterval {
+            if let better = reference, target < better.count, sample.bytesPerSecond < better.bytesPerSecond * (1 - margin) {
+                // The fewer connections do not hold the speed after all (one lucky window, or
+                // the server's speeds changed): back to the count that had it.
+                reference = nil
+                stage = .holding(since: now)
+                set(better.count, now: now)
+            } else if target < ceiling, now - since >= reprobeInterval {
                 // This window is the baseline: try more right away.
                 stage = .tryingMore(base: sample)
                 set(min(ceiling, target * 2), now: now)
