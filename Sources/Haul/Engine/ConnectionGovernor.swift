@@ -59,6 +59,12 @@ struct ConnectionGovernor: Equatable, Sendable {
     /// After fewer connections were kept because they held the speed of more: that better
     /// sample. A later window well below it means the fewer were lucky once; more come back.
     private var reference: Sample?
+    /// Windows of the current try that said nothing (see `inconclusive`).
+    private var extensions = 0
+    /// A try that moves far less than the count before it did is not believed at once: servers
+    /// that shape by the second (nginx's `limit_rate`) send nothing for part of each second, so a
+    /// short window can fall in a silence. Up to this many more windows are measured.
+    var maxExtensions = 8
     private var changedAt: Duration?
     private var windowStart: Mark?
     private var triedCeiling = false
@@ -101,7 +107,7 @@ struct ConnectionGovernor: Equatable, Sendable {
             stage = .tryingMore(base: sample)
             set(more, now: now)
         case .tryingMore(let base):
-            if sample.bytesPerSecond > base.bytesPerSecond * (1 + margin) {
+            if sample.bytesPerSecond > 0, sample.bytesPerSecond > base.bytesPerSecond * (1 + margin) {
                 // They helped. Each of the base's connections did base/count; the gain asks for
                 // about gain × base.count, with a fifth more for headroom.
                 let gain = sample.bytesPerSecond / max(base.bytesPerSecond, 1)
@@ -116,6 +122,11 @@ struct ConnectionGovernor: Equatable, Sendable {
                 } else {
                     stage = .holding(since: now)
                 }
+            } else if sample.bytesPerSecond < base.bytesPerSecond * (1 - 2 * margin) || sample.bytesPerSecond == 0,
+                      extensions < maxExtensions {
+                // Far slower with more connections: not how a full link behaves (more cost it a
+                // few percent), more likely a silence of the server's. Measure again.
+                extensions += 1
             } else {
                 stage = .holding(since: now)
                 set(base.count, now: now)
@@ -148,6 +159,7 @@ struct ConnectionGovernor: Equatable, Sendable {
         guard clamped != target else { return }
         target = clamped
         changedAt = now
+        extensions = 0
         windowStart = nil
     }
 }
