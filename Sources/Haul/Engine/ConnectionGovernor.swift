@@ -59,7 +59,7 @@ struct ConnectionGovernor: Equatable, Sendable {
     /// After fewer connections were kept because they held the speed of more: that better
     /// sample. A later window well below it means the fewer were lucky once; more come back.
     private var reference: Sample?
-    /// Windows of the current try that said nothing (see `inconclusive`).
+    /// Windows of the current try measured again (see `maxExtensions`).
     private var extensions = 0
     /// A try that moves far less than the count before it did is not believed at once: servers
     /// that shape by the second (nginx's `limit_rate`) send nothing for part of each second, so a
@@ -78,8 +78,8 @@ struct ConnectionGovernor: Equatable, Sendable {
     }
 
     /// Time `now` since the download began and `bytes` on disk so far. Returns the new target
-    /// when it changes.
-    /// With `floor == ceiling` (a fixed count) it only measures (`lastSample`, for chunk sizes).
+    /// when it changes. With `floor == ceiling` (a fixed count) it only measures (`lastSample`,
+    /// for chunk sizes).
     mutating func observe(now: Duration, bytes: Int64) -> Int? {
         guard let since = changedAt else {
             // The first call comes with the probe's head: the first window starts there.
@@ -111,7 +111,7 @@ struct ConnectionGovernor: Equatable, Sendable {
                 // They helped. Each of the base's connections did base/count; the gain asks for
                 // about gain × base.count, with a fifth more for headroom.
                 let gain = sample.bytesPerSecond / max(base.bytesPerSecond, 1)
-                let enough = Int((Double(base.count) * gain * 1.2).rounded(.up))
+                let enough = Int(min(Double(ceiling) * 2, (Double(base.count) * gain * 1.2).rounded(.up)))
                 if enough < target {
                     stage = .tryingFewer(best: sample)
                     set(enough, now: now)
