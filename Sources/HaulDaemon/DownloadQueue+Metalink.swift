@@ -101,12 +101,7 @@ extension DownloadQueue {
         entry.errorMessage = reason
         updated.stopped.append(entry)
         trimHistory(&updated)
-        do {
-            try commit(updated)
-        } catch {
-            logger.error("could not save the queue", metadata: ["error": "\(error)"])
-            state = updated
-        }
+        commitOrKeep(updated)
         onEvent("aria2.onDownloadError", gid)
     }
 }

@@ -288,12 +288,7 @@ final class DownloadQueue: @unchecked Sendable {
             launch(updated.queue[index])
         }
         if changed {
-            do {
-                try commit(updated)
-            } catch {
-                logger.error("could not save the queue", metadata: ["error": "\(error)"])
-                state = updated
-            }
+            commitOrKeep(updated)
         }
     }
 
@@ -375,12 +370,7 @@ final class DownloadQueue: @unchecked Sendable {
         }
         updated.stopped.append(entry)
         trimHistory(&updated)
-        do {
-            try commit(updated)
-        } catch {
-            logger.error("could not save the queue", metadata: ["error": "\(error)"])
-            state = updated
-        }
+        commitOrKeep(updated)
         if entry.hasMetalink { store.removeMetalink(gid: gid) }
         onEvent(failure == nil ? "aria2.onDownloadComplete" : "aria2.onDownloadError", gid)
     }
@@ -414,6 +404,17 @@ final class DownloadQueue: @unchecked Sendable {
             throw .internalError("\(error)")
         }
         state = updated
+    }
+
+    /// Saves `updated` where the change must not be lost by the queue in memory even if the
+    /// disk refuses it (a download that ended): the failure is logged and memory moves on.
+    func commitOrKeep(_ updated: DaemonState) {
+        do {
+            try commit(updated)
+        } catch {
+            logger.error("could not save the queue", metadata: ["error": "\(error)"])
+            state = updated
+        }
     }
 
     func trimHistory(_ updated: inout DaemonState) {

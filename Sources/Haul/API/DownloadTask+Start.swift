@@ -65,12 +65,7 @@ extension DownloadTask {
         }
         guard let resumeData else {
             guard let request = originalRequest else { throw .invalidURL("(no URL)") }
-            var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
-            applyOverrides(to: &settings)
-            limitToResourceTimeLeft(&settings)
-            settings.expectedSHA256 = expected
-            try applyMirrors(to: &settings)
-            applyMetalink(to: &settings)
+            let settings = try operationSettings(for: request, expected: expected)
             var files = try metalinkFiles(resume: nil)
             if files == nil {
                 files = try session.files(for: destination, task: taskIdentifier, replacing: replacesExistingFileOverride)
@@ -89,12 +84,7 @@ extension DownloadTask {
         var request = URLRequest(url: resume.url)
         for header in resume.headers { request.addValue(header[1], forHTTPHeaderField: header[0]) }
         lock.withLock { _currentRequest = request }
-        var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
-        applyOverrides(to: &settings)
-        limitToResourceTimeLeft(&settings)
-        settings.expectedSHA256 = expected
-        try applyMirrors(to: &settings)
-        applyMetalink(to: &settings)
+        let settings = try operationSettings(for: request, expected: expected)
         return (DownloadOperation(multi: session.multi, settings: settings, files: files, resume: resume,
                                   logger: session.logger, syscalls: session.syscalls), resume)
     }
@@ -114,6 +104,18 @@ extension DownloadTask {
             settings.engine.minimumSplit = split
             settings.engine.endgameMinimumTail = max(1, split / 8)
         }
+    }
+
+    /// The session's settings for `request` with this task's own: overrides, the time left,
+    /// the expected digest, mirrors and metalink (the same for a new and a resumed download).
+    func operationSettings(for request: URLRequest, expected: SHA256Digest?) throws(HaulError) -> DownloadOperation.Settings {
+        var settings = try session.settings(for: request, rateLimit: maximumBytesPerSecond)
+        applyOverrides(to: &settings)
+        limitToResourceTimeLeft(&settings)
+        settings.expectedSHA256 = expected
+        try applyMirrors(to: &settings)
+        applyMetalink(to: &settings)
+        return settings
     }
 
     func applyMirrors(to settings: inout DownloadOperation.Settings) throws(HaulError) {
