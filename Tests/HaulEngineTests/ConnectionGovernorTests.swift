@@ -56,6 +56,40 @@ struct ConnectionGovernorTests {
         #expect((4...6).contains(governor.target))
     }
 
+    @Test("A short download where more helped stays at the count that helped: a wrong try of fewer would cost too much of it")
+    func shortDownloadKeepsCount() {
+        // The same link as above, but 300 MB are left: about 1.5 s at sixteen, under the horizon.
+        var governor = ConnectionGovernor(ceiling: 16)
+        let link: Link = { Double(min($0, 4)) * 50e6 * ($0 > 8 ? 0.9 : 1) }
+        var bytes = 0.0
+        var running = governor.target
+        var targets: [Int] = []
+        for tick in 0..<30 {
+            bytes += link(running) / 10
+            if let target = governor.observe(now: .milliseconds(100 * (tick + 1)), bytes: Int64(bytes),
+                                             left: max(0, 300_000_000 - Int64(bytes))) {
+                running = target
+            }
+            targets.append(governor.target)
+        }
+        #expect(targets.contains(16))
+        #expect(governor.target == 16)
+        #expect(!targets.contains { (2..<16).contains($0) }, "no try of fewer: \(targets)")
+        // With a long rest (the horizon is ten seconds at the measured speed), it trims.
+        var long = ConnectionGovernor(ceiling: 16)
+        long.trimHorizon = .seconds(1)
+        bytes = 0
+        running = long.target
+        for tick in 0..<30 {
+            bytes += link(running) / 10
+            if let target = long.observe(now: .milliseconds(100 * (tick + 1)), bytes: Int64(bytes),
+                                         left: max(0, 300_000_000 - Int64(bytes))) {
+                running = target
+            }
+        }
+        #expect((4...6).contains(long.target))
+    }
+
     @Test("Fewer connections that lose speed are not kept: it goes back up")
     func trimmingThatLoses() {
         var governor = ConnectionGovernor(ceiling: 16)
@@ -121,6 +155,22 @@ struct ConnectionGovernorTests {
 
 @Suite("DownloadStateMachine, adapting")
 struct AdaptiveMachineTests {
+    @Test("Chunks last long enough that the wait for each response's first byte is a twentieth of them: short on a near server, up to a second on a far one")
+    func chunkDurationFollowsWait() {
+        var options = DownloadStateMachine.Options(connections: 4, minimumSplit: 1)
+        options.adaptsConnections = true
+        var machine = DownloadStateMachine(options: options)
+        #expect(machine.chunkDuration == .seconds(1), "nothing measured yet")
+        machine.measured(wait: .microseconds(300))
+        #expect(machine.chunkDuration == .milliseconds(100))
+        // The average moves a quarter of the way to each new wait.
+        machine.measured(wait: .microseconds(300) + .milliseconds(120))
+        #expect(machine.chunkDuration == .milliseconds(606))
+        for _ in 0..<20 { machine.measured(wait: .milliseconds(200)) }
+        #expect(machine.chunkDuration == .seconds(1))
+    }
+
+
     @Test("Adapting: the probe runs alone; when more connections help they take chunks in file order; when they do not, the surplus stops and its ranges go back")
     func growsAndSheds() {
         var options = DownloadStateMachine.Options(connections: 4, minimumSplit: 10)

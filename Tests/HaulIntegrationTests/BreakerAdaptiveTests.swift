@@ -495,7 +495,8 @@ extension Integration {
                 try FileManager.default.createDirectory(at: outside.file("c"), withIntermediateDirectories: true)
                 try Data("keep".utf8).write(to: outside.file("keep"))
                 let metalink = try metalinkFor(content, name: "a/b/c/f.bin", urls: [server.url("/f")], wholeHash: wrong)
-                let task = adaptiveSession().downloadTask(with: metalink, inDirectory: scratch.url)
+                // A download-wide limit keeps it running past the swap however many connections help.
+                let task = adaptiveSession(rate: 2 << 20).downloadTask(with: metalink, inDirectory: scratch.url)
                 let events = task.events
                 task.resume()
                 let waiter = Task { do { for try await _ in events {} } catch {} }

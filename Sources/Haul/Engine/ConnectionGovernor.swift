@@ -4,7 +4,8 @@
 /// connection (the probe) and measures its throughput over a short window; then it tries the
 /// ceiling for a window. If the aggregate rose by more than `margin`, the extra connections
 /// help (a server or path that limits each connection): the governor keeps about as many as the
-/// gain asks for, checking that the smaller count holds the speed. If it did not rise, they cost
+/// gain asks for, checking that the smaller count holds the speed, but only when enough of the
+/// download is left for a wrong try to cost little (`trimHorizon`). If it did not rise, they cost
 /// CPU and kernel time for nothing (an unthrottled link, a busy disk): it goes back. While it
 /// holds a count below the ceiling it tries again now and then with twice as many (and goes on
 /// doubling while the throughput keeps rising), since servers and paths change.
@@ -68,6 +69,13 @@ struct ConnectionGovernor: Equatable, Sendable {
     private var changedAt: Duration?
     private var windowStart: Mark?
     private var triedCeiling = false
+    /// A try of fewer connections is made only while the rest of the download would last at
+    /// least this long at the measured speed. Short windows misjudge servers that send in bursts
+    /// (nginx's `limit_rate` sends ahead at each request's start, then pauses), so the gain can
+    /// read far below what the connections really add; a wrong try costs a window at a fraction
+    /// of the speed, a few percent of a long download, up to half of a short one. Staying at the
+    /// count that helped costs only the CPU of the extra connections.
+    var trimHorizon: Duration = .seconds(10)
 
     /// `ceiling` connections at most; at least `floor` (every mirror gets one), starting there.
     init(ceiling: Int, floor: Int = 1) {
@@ -77,10 +85,10 @@ struct ConnectionGovernor: Equatable, Sendable {
         if self.target >= self.ceiling { stage = .holding(since: .zero) }
     }
 
-    /// Time `now` since the download began and `bytes` on disk so far. Returns the new target
-    /// when it changes. With `floor == ceiling` (a fixed count) it only measures (`lastSample`,
-    /// for chunk sizes).
-    mutating func observe(now: Duration, bytes: Int64) -> Int? {
+    /// Time `now` since the download began, `bytes` on disk so far and `left` still to fetch
+    /// (nil: unknown, as good as endless). Returns the new target when it changes. With
+    /// `floor == ceiling` (a fixed count) it only measures (`lastSample`, for chunk sizes).
+    mutating func observe(now: Duration, bytes: Int64, left: Int64? = nil) -> Int? {
         guard let since = changedAt else {
             // The first call comes with the probe's head: the first window starts there.
             changedAt = now
@@ -112,10 +120,11 @@ struct ConnectionGovernor: Equatable, Sendable {
                 // about gain × base.count, with a fifth more for headroom.
                 let gain = sample.bytesPerSecond / max(base.bytesPerSecond, 1)
                 let enough = Int(min(Double(ceiling) * 2, (Double(base.count) * gain * 1.2).rounded(.up)))
-                if enough < target {
+                let lasting = left.map { Double($0) / sample.bytesPerSecond >= trimHorizon.secondsValue } ?? true
+                if enough < target, lasting {
                     stage = .tryingFewer(best: sample)
                     set(enough, now: now)
-                } else if target < ceiling {
+                } else if enough >= target, target < ceiling {
                     // Still rising with every connection added: keep adding.
                     stage = .tryingMore(base: sample)
                     set(min(ceiling, target * 2), now: now)

@@ -36,12 +36,25 @@ extension DownloadStateMachine {
         return actions
     }
 
+    /// A response's first byte came `wait` after its request was sent (the round trip and the
+    /// server's time): a moving average sets how long chunks last.
+    mutating func measured(wait: Duration) {
+        responseWait = responseWait.map { ($0 * 3 + wait) / 4 } ?? wait
+    }
+
+    /// How long one chunk should last: long enough that waiting for each request's first byte
+    /// costs `chunkWaitShare` of it, within `shortestChunkDuration...chunkDuration`.
+    var chunkDuration: Duration {
+        guard let wait = responseWait else { return options.chunkDuration }
+        return min(options.chunkDuration, max(options.shortestChunkDuration, wait / options.chunkWaitShare))
+    }
+
     /// The size of the next chunk: about `chunkDuration` at one connection's measured speed
     /// (before any measurement, a quarter of an even share), leaving work for every connection
     /// the target allows, within `minimumSplit...maximumChunk`.
     func nextChunk() -> Int64 {
         let perConnection = governor.lastSample.map { $0.bytesPerSecond / Double(max(1, $0.count)) }
-        var size = perConnection.map { Int64($0 * options.chunkDuration.secondsValue) }
+        var size = perConnection.map { Int64($0 * chunkDuration.secondsValue) }
             ?? (plan.length ?? 0) / Int64(max(1, options.connections) * 4)
         size = min(size, plan.pendingBytes / Int64(max(1, governor.target)))
         return min(max(size, options.minimumSplit), options.maximumChunk)

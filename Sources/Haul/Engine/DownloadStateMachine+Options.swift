@@ -48,8 +48,15 @@ extension DownloadStateMachine {
         var adaptsConnections = false
         /// The largest chunk one request takes.
         var maximumChunk: Int64 = 16 << 20
-        /// A chunk lasts about this long at the measured speed of one connection.
+        /// A chunk lasts about this long at the measured speed of one connection, at most (and
+        /// while no request's wait for its first byte has been measured).
         var chunkDuration: Duration = .seconds(1)
+        /// A chunk lasts at least this long; between the two, long enough that the wait for a
+        /// request's first byte costs `chunkWaitShare` of its time. Short chunks keep the work in
+        /// file order and the tail small, and servers that let each request start with a burst
+        /// (nginx's `limit_rate`) serve more of each from it; every chunk costs a round trip.
+        var shortestChunkDuration: Duration = .milliseconds(100)
+        var chunkWaitShare = 0.05
 
         init(connections: Int = 16, minimumSplit: Int64 = 1 << 20, maxRetries: Int = 5,
              endgameMinimumTail: Int64? = nil, restartsOnRemoteChange: Bool = true, maxRestarts: Int = 2,

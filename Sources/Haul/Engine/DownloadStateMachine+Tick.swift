@@ -12,7 +12,7 @@ extension DownloadStateMachine {
         }
         guard rangesSupported, !singleStream else { return [] }
         var actions = options.rateLimited ? [] : twinStalled(now: now)
-        if isChunked, let target = governor.observe(now: now, bytes: plan.bytesDone) {
+        if isChunked, let target = governor.observe(now: now, bytes: plan.bytesDone, left: plan.length.map { $0 - plan.bytesDone }) {
             actions.append(.connections(target: target))
             actions += requests.count > target ? shed() : fill()
         }

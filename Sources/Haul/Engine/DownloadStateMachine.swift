@@ -130,6 +130,8 @@ struct DownloadStateMachine: Sendable {
     static let maxPieceFailures = 3
     /// A metalink the first response names is being fetched: the split and the finish wait for it.
     var awaitingDescription = false
+    /// The moving average of how long responses took to start (`measured(wait:)`).
+    var responseWait: Duration?
     /// The latest time given by `tick(now:)`.
     var now: Duration = .zero
     /// How many connections run at once (the ceiling, unless it adapts).

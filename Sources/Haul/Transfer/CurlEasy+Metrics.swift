@@ -5,6 +5,17 @@ import FoundationNetworking
 #endif
 
 extension CurlEasy {
+    /// How long the response took to start after the request was sent (the round trip and the
+    /// server's time, without connecting), once its first byte is in.
+    var responseWait: Duration? {
+        var pretransfer: curl_off_t = 0
+        var firstByte: curl_off_t = 0
+        guard ccurl_easy_getinfo_off_t(handle, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) == CURLE_OK,
+              ccurl_easy_getinfo_off_t(handle, CURLINFO_STARTTRANSFER_TIME_T, &firstByte) == CURLE_OK,
+              pretransfer > 0, firstByte >= pretransfer else { return nil }
+        return .microseconds(firstByte - pretransfer)
+    }
+
     /// The finished request's timings and sizes, as libcurl measured them (relative to
     /// `started`, when the request was handed to curl).
     func transactionMetrics(started: Date, request: URLRequest, head: ResponseHead?, viaProxy: Bool) -> DownloadTaskTransactionMetrics {

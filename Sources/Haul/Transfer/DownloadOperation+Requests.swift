@@ -67,6 +67,7 @@ extension DownloadOperation {
                 failureReasons[segment] = "HTTP \(head.status)"
                     + (head.retryAfterSeconds.map { " (Retry-After: \($0) s)" } ?? "")
             }
+            if let wait = easy.responseWait { machine.measured(wait: wait) }
             let wasProbing = machine.phase == .probing
             run(machine.received(head, for: segment))
             if wasProbing, machine.phase == .transferring, machine.rangesSupported {
