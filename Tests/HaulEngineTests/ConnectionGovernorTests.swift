@@ -90,6 +90,33 @@ struct ConnectionGovernorTests {
         #expect((4...6).contains(long.target))
     }
 
+    @Test("A transfer loop busy nearly all the time on one connection gets no more: they would share it; once it frees up, the next reprobe tries more")
+    func saturatedLoop() {
+        var governor = ConnectionGovernor(ceiling: 16)
+        governor.reprobeInterval = .seconds(1)
+        // A server that limits each connection to 8 MB/s, and a loop 95% busy for the first two
+        // seconds (another download of the session on a fast link, a disk that makes writes
+        // wait), then 5%.
+        var bytes = 0.0
+        var busy = Duration.zero
+        var running = governor.target
+        var targets: [Int] = []
+        for tick in 0..<40 {
+            let saturated = tick < 20
+            bytes += Double(running) * 8e6 / 10
+            busy += .milliseconds(saturated ? 95 : 5)
+            if let target = governor.observe(now: .milliseconds(100 * (tick + 1)), bytes: Int64(bytes), busy: busy) {
+                running = target
+            }
+            targets.append(governor.target)
+        }
+        #expect(targets.prefix(20).allSatisfy { $0 == 1 }, "\(targets)")
+        #expect(governor.target == 16, "\(targets)")
+        // Without the loop's time the same link gets a try at once.
+        var blind = ConnectionGovernor(ceiling: 16)
+        #expect(Self.simulate(&blind, link: { Double($0) * 8e6 }, seconds: 1).targets.contains(16))
+    }
+
     @Test("Fewer connections that lose speed are not kept: it goes back up")
     func trimmingThatLoses() {
         var governor = ConnectionGovernor(ceiling: 16)

@@ -1,8 +1,9 @@
 /// How many connections one download should use, found by measuring: a value with no I/O.
 ///
 /// The configured connection count is a ceiling, not a quota. The download starts on one
-/// connection (the probe) and measures its throughput over a short window; then it tries the
-/// ceiling for a window. If the aggregate rose by more than `margin`, the extra connections
+/// connection (the probe) and measures its throughput over a short window; unless the transfer
+/// loop was busy nearly all of that window (then more connections on it cannot help), it tries
+/// the ceiling for a window. If the aggregate rose by more than `margin`, the extra connections
 /// help (a server or path that limits each connection): the governor keeps about as many as the
 /// gain asks for, checking that the smaller count holds the speed, but only when enough of the
 /// download is left for a wrong try to cost little (`trimHorizon`). If it did not rise, they cost
@@ -23,6 +24,7 @@ struct ConnectionGovernor: Equatable, Sendable {
     struct Mark: Equatable, Sendable {
         var at: Duration
         var bytes: Int64
+        var busy: Duration?
     }
 
     enum Stage: Equatable, Sendable {
@@ -52,6 +54,10 @@ struct ConnectionGovernor: Equatable, Sendable {
     var settle: Duration = .milliseconds(100)
     /// A try must raise the throughput by this fraction to count as helping.
     var margin = 0.15
+    /// A transfer loop working this fraction of a window or more is saturated: every connection
+    /// runs on it, so more of them could move at most 1 / this as many bytes (a CPU-bound
+    /// machine, TLS on a fast link, a disk that makes writes wait), and none are tried.
+    var saturated = 0.8
     /// How long a count below the ceiling is held before more connections are tried again.
     var reprobeInterval: Duration = .seconds(5)
     /// The latest measurement.
@@ -85,28 +91,32 @@ struct ConnectionGovernor: Equatable, Sendable {
         if self.target >= self.ceiling { stage = .holding(since: .zero) }
     }
 
-    /// Time `now` since the download began, `bytes` on disk so far and `left` still to fetch
-    /// (nil: unknown, as good as endless). Returns the new target when it changes. With
+    /// Time `now` since the download began, `bytes` on disk so far, `left` still to fetch (nil:
+    /// unknown, as good as endless) and the time the transfer loop has spent working so far
+    /// (`busy`; nil: not measured). Returns the new target when it changes. With
     /// `floor == ceiling` (a fixed count) it only measures (`lastSample`, for chunk sizes).
-    mutating func observe(now: Duration, bytes: Int64, left: Int64? = nil) -> Int? {
+    mutating func observe(now: Duration, bytes: Int64, left: Int64? = nil, busy: Duration? = nil) -> Int? {
         guard let since = changedAt else {
             // The first call comes with the probe's head: the first window starts there.
             changedAt = now
-            windowStart = Mark(at: now, bytes: bytes)
+            windowStart = Mark(at: now, bytes: bytes, busy: busy)
             return nil
         }
         guard let start = windowStart else {
-            if now - since >= settle { windowStart = Mark(at: now, bytes: bytes) }
+            if now - since >= settle { windowStart = Mark(at: now, bytes: bytes, busy: busy) }
             return nil
         }
         guard now - start.at >= (windowsTaken < 2 ? firstWindow : window) else { return nil }
         windowsTaken += 1
         let sample = Sample(count: target, bytesPerSecond: Double(bytes - start.bytes) / (now - start.at).secondsValue)
-        windowStart = Mark(at: now, bytes: bytes)
+        let loopSaturated = busy.flatMap { busy in start.busy.map { (busy - $0) / (now - start.at) >= saturated } } ?? false
+        windowStart = Mark(at: now, bytes: bytes, busy: busy)
         lastSample = sample
         guard ceiling > floor else { return nil }
         let before = target
         switch stage {
+        case .measuring where loopSaturated:
+            stage = .holding(since: now)
         case .measuring:
             // The first try goes straight to the ceiling (one window tells whether connections
             // help at all); later tries double.
@@ -154,10 +164,12 @@ struct ConnectionGovernor: Equatable, Sendable {
                 reference = nil
                 stage = .holding(since: now)
                 set(better.count, now: now)
-            } else if target < ceiling, now - since >= reprobeInterval {
-                // This window is the baseline: try more right away.
+            } else if target < ceiling, now - since >= reprobeInterval, !loopSaturated {
+                // This window is the baseline: try more right away (the ceiling if the first
+                // try was skipped for a saturated loop).
                 stage = .tryingMore(base: sample)
-                set(min(ceiling, target * 2), now: now)
+                set(triedCeiling ? min(ceiling, target * 2) : ceiling, now: now)
+                triedCeiling = true
             }
         }
         return target == before ? nil : target

@@ -3,8 +3,9 @@ extension DownloadStateMachine {
     /// Time passes (about ten times a second): measure each connection since its request
     /// started, fold the speeds into the sources', and replace connections far slower than the
     /// median of their peers with new ones on the same remaining range. A download whose bytes
-    /// are all written finishes even if a response comparing a seam has not ended.
-    mutating func tick(now: Duration) -> [Action] {
+    /// are all written finishes even if a response comparing a seam has not ended. `busy` is the
+    /// transfer loop's time spent working so far (see `ConnectionGovernor.observe`).
+    mutating func tick(now: Duration, busy: Duration? = nil) -> [Action] {
         self.now = now
         guard phase == .transferring else { return [] }
         if plan.isWrittenThrough {
@@ -12,7 +13,7 @@ extension DownloadStateMachine {
         }
         guard rangesSupported, !singleStream else { return [] }
         var actions = options.rateLimited ? [] : twinStalled(now: now)
-        if isChunked, let target = governor.observe(now: now, bytes: plan.bytesDone, left: plan.length.map { $0 - plan.bytesDone }) {
+        if isChunked, let target = governor.observe(now: now, bytes: plan.bytesDone, left: plan.length.map { $0 - plan.bytesDone }, busy: busy) {
             actions.append(.connections(target: target))
             actions += requests.count > target ? shed() : fill()
         }

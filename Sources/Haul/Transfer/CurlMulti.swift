@@ -27,6 +27,10 @@ final class CurlMulti: @unchecked Sendable {
     private var handles: [UnsafeMutableRawPointer: CurlEasy] = [:]
     /// Depth of calls into libcurl on the stack; adding or removing handles waits until zero.
     private var driving = 0
+    /// Time spent in libcurl (receiving, decrypting, and the write callbacks) since this multi
+    /// was made. Every transfer of the session runs on this one queue, so when this grows about
+    /// as fast as the clock, more connections cannot move more bytes.
+    private(set) var busy: Duration = .zero
     private let logger: Logger
 
     /// The sources watching one descriptor, and whether curl asked to close it.
@@ -136,10 +140,12 @@ final class CurlMulti: @unchecked Sendable {
 
     private func socketAction(_ fd: Int32, _ flags: Int32) {
         var running: Int32 = 0
+        let began = ContinuousClock.now
         driving += 1
         curl_multi_socket_action(multi, fd, flags, &running)
         driving -= 1
         drainMessages()
+        busy += ContinuousClock.now - began
     }
 
     private func drainMessages() {

@@ -76,7 +76,7 @@ extension DownloadOperation {
         }
         verifyReadyPieces()
         // Suspended segments do not move by design: they are not judged.
-        if !isSuspended { run(machine.tick(now: ContinuousClock.now - startedAt)) }
+        if !isSuspended { run(machine.tick(now: ContinuousClock.now - startedAt, busy: multi.busy)) }
         guard !machine.isFinished else { return }
         keepUp()
         guard settings.writesJournal, machine.isResumable, !journalFailed else { return }

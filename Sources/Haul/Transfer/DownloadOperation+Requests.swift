@@ -75,7 +75,7 @@ extension DownloadOperation {
                 // connection count is first judged 100 ms after the first byte, not later.
                 progressTimer?.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100),
                                         leeway: .milliseconds(20))
-                run(machine.tick(now: ContinuousClock.now - startedAt))
+                run(machine.tick(now: ContinuousClock.now - startedAt, busy: multi.busy))
             }
         }
         let source = request.mirror
