@@ -34,3 +34,15 @@ int chaul_start_writeback(int fd, off_t offset, off_t length) {
     return 0;
 #endif
 }
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+void chaul_limit_malloc_arenas(int count) {
+#ifdef __GLIBC__
+    mallopt(M_ARENA_MAX, count);
+#else
+    (void)count;
+#endif
+}

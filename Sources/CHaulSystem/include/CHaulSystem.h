@@ -15,4 +15,10 @@ int chaul_renameat_noreplace(int olddirfd, const char *oldpath, int newdirfd, co
 /// the range's dirty pages without waiting for it. Returns 0 (doing nothing) elsewhere.
 int chaul_start_writeback(int fd, off_t offset, off_t length);
 
+/// At most `count` malloc arenas (glibc's `M_ARENA_MAX`; nothing elsewhere). Dispatch runs a
+/// queue on whichever worker thread is free, and glibc gives each thread an arena of its own, so
+/// a long download's buffers end up spread over several arenas that each keep their high-water
+/// mark resident.
+void chaul_limit_malloc_arenas(int count);
+
 #endif

@@ -150,7 +150,15 @@ extension DownloadOperation {
                 machine.pieces?.wrote(offset: offset, count: count, source: source)
                 if machine.awaitingDescription { description.earlySources |= 1 << UInt64(min(source, 63)) }
                 taken += count
-                if (offset + Int64(count)) >> Self.keepUpShift != offset >> Self.keepUpShift { keepUp() }
+                if (offset + Int64(count)) >> Self.keepUpShift != offset >> Self.keepUpShift {
+                    keepUp()
+                    // Seam bytes kept for this write's bytes are compared now, not on the next
+                    // tick: at loopback speed a tick's worth of chunks would keep megabytes.
+                    if seams.pendingBytes > 0, let mismatch = resolveSeams(), machine.pieces == nil {
+                        logger.warning("seam mismatch: two responses differ", metadata: ["offset": "\(mismatch)"])
+                        run(machine.contentMismatch(at: mismatch))
+                    }
+                }
             case .verify(let offset, let count):
                 let bytes = UnsafeRawBufferPointer(rebasing: buffer[taken..<(taken + count)])
                 let mismatch: Int64?
