@@ -42,17 +42,21 @@ READING = [
     "count for each scenario.",
     "- In the mixed scenario nginx decides each connection's speed by its number; a new connection "
     "is a new draw.",
-    "- nginx's `limit_rate` lets each new request send one second's worth at once (its allowance is "
-    "counted from the request's start in whole seconds). Haul takes the file in chunks of about one "
-    "second of one connection's measured speed; when those chunks stay within the allowance, the "
-    "throttled and mixed runs finish in about half the time, and when they do not, in about the "
-    "limit's time. Which one happens depends on what the first windows measured, so Haul's rows in "
-    "those scenarios are bimodal (about 0.8-0.9 s or 1.8-2.5 s for 256 MiB); the medians of three "
-    "rounds fall on either side. Peers that split the file once into 16 parts never get the allowance "
-    "twice.",
-    "- Haul's default measures: it starts on the probe's connection, tries the ceiling (16) for a short "
-    "window, and keeps it only if the throughput rose by more than 15%. On an unthrottled loopback "
-    "that try costs 16 connections for about 0.2 s (and the peak RSS of 16 connections' buffers).",
+    "- nginx's `limit_rate` over plain HTTP lets each new request start with a burst (here about a "
+    "quarter second's worth, 2 MiB at 8 MiB/s) before the limit applies; over TLS it does not, and "
+    "each connection gets the limit itself, so 16 connections need 2.0 s for 256 MiB whoever opens "
+    "them. Haul takes the file in chunks that last about twenty times the measured wait for a "
+    "response's first byte (100 ms on loopback, up to 1 s on far servers) at one connection's "
+    "measured speed: on loopback these are 1-2 MiB and largely served from the burst, as are "
+    "`--fixed -x 16`'s (4 MiB at first). Peers that split the file once into 16 parts get the burst "
+    "once per connection. How much of each chunk fits the burst depends on what the first windows "
+    "measured, so Haul's rows in those scenarios vary from round to round (about 0.7-1.3 s for "
+    "256 MiB).",
+    "- Haul's default measures: it starts on the probe's connection and, unless its transfer loop "
+    "was already busy for 80% of the first window (then more connections on that one loop cannot "
+    "move more bytes: the unthrottled and HTTPS runs here), tries the ceiling (16) for a short "
+    "window and keeps it only if the throughput rose by more than 15%. A download that would end "
+    "within 10 s keeps the count that helped rather than trying fewer.",
     "- In the batch, Haul syncs every finished file to disk before renaming it into place "
     "(`fdatasync`; `--no-sync` skips it) and keeps a resumable journal; curl and aria2c do neither.",
     "- Timings to a real disk vary by ±20% from run to run with writeback (runs where the kernel "
