@@ -84,6 +84,33 @@ struct SegmentPlanTests {
         #expect(plan.doneRanges == [0..<14, 20..<30])
         #expect(plan.bytesDone == 24)
     }
+
+    @Test("The written run from an offset (walked in place) agrees with the merged done ranges, chunks, twins and gaps included")
+    func writtenEndAgreesWithDoneRanges() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            var plan = SegmentPlan(minimumSplit: 4)
+            plan.split(length: 400, firstChunk: 40)
+            _ = plan.releaseTail(keeping: 40)
+            var ids = [0]
+            while let id = plan.takePending(chunk: Int64.random(in: 4...60, using: &generator)) { ids.append(id) }
+            // Each segment writes some of its range; a few get an endgame twin that writes too.
+            for id in ids.shuffled(using: &generator) {
+                let segment = plan.segments[id]
+                _ = plan.advance(id, by: Int.random(in: 0...Int(segment.end - segment.start), using: &generator))
+                if Bool.random(using: &generator), plan.segments[id].remaining > 0, let twin = plan.addTwin(of: id) {
+                    let twinSegment = plan.segments[twin]
+                    _ = plan.advance(twin, by: Int.random(in: 0...Int(twinSegment.end - twinSegment.start), using: &generator))
+                }
+            }
+            let done = plan.doneRanges
+            for offset in Int64(0)...400 {
+                let expected = done.first { $0.contains(offset) }?.upperBound ?? offset
+                #expect(plan.writtenEnd(from: offset) == expected, "offset \(offset) in \(done)")
+            }
+            #expect(plan.isWrittenThrough == (done.first == 0..<400))
+        }
+    }
 }
 
 @Suite("SegmentPlan chunks")

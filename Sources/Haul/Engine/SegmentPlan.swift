@@ -314,9 +314,23 @@ struct SegmentPlan: Equatable, Sendable {
 
     /// How far the bytes from `offset` on are on disk in this epoch: the end of the written run
     /// that contains `offset`, or `offset` itself when that byte is not written yet.
+    /// Called for every write that meets another response's bytes and on every tick, so it walks
+    /// the segments in place instead of merging them all (`doneRanges`): a long download on
+    /// small chunks has thousands.
     func writtenEnd(from offset: Int64) -> Int64 {
-        for range in doneRanges where range.contains(offset) { return range.upperBound }
-        return offset
+        var end = offset
+        var moved = true
+        while moved {
+            moved = false
+            for segment in segments where segment.epoch == epoch && segment.start <= end {
+                let written = min(segment.cursor, segment.end)
+                if end < written {
+                    end = written
+                    moved = true
+                }
+            }
+        }
+        return end
     }
 
     /// Whether every byte of the file is written (in flight requests may still be comparing
@@ -324,7 +338,7 @@ struct SegmentPlan: Equatable, Sendable {
     var isWrittenThrough: Bool {
         guard let length else { return false }
         if length == 0 { return true }
-        return doneRanges.first == 0..<length
+        return writtenEnd(from: 0) >= length
     }
 
     // MARK: State

@@ -55,8 +55,9 @@ extension DownloadOperation {
     /// call, so neither is left with much when the last byte lands. Runs on the tick and every
     /// `keepUpStep` bytes from the write path.
     func keepUp() {
-        if let hasher, let first = machine.plan.doneRanges.first, first.lowerBound == 0 {
-            hasher.advance(to: first.upperBound)
+        if let hasher {
+            let prefix = machine.plan.writtenEnd(from: 0)
+            if prefix > 0 { hasher.advance(to: prefix) }
         }
         if let writeback {
             let epoch = machine.plan.epoch
