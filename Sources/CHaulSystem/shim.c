@@ -46,3 +46,57 @@ void chaul_limit_malloc_arenas(int count) {
     (void)count;
 #endif
 }
+
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
+
+int chaul_epoll_create(void) {
+#ifdef __linux__
+    return epoll_create1(EPOLL_CLOEXEC);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int chaul_epoll_watch(int epfd, int fd, int read, int write) {
+#ifdef __linux__
+    struct epoll_event event = {0};
+    event.events = (read ? EPOLLIN : 0) | (write ? EPOLLOUT : 0);
+    event.data.fd = fd;
+    if (!read && !write) {
+        int result = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+        return (result != 0 && errno == ENOENT) ? 0 : result;
+    }
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event) == 0) return 0;
+    if (errno != ENOENT) return -1;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+#else
+    (void)epfd; (void)fd; (void)read; (void)write;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int chaul_epoll_ready(int epfd, int *fds, int *flags, int capacity) {
+#ifdef __linux__
+    struct epoll_event events[64];
+    if (capacity > 64) capacity = 64;
+    int count;
+    do { count = epoll_wait(epfd, events, capacity, 0); } while (count < 0 && errno == EINTR);
+    for (int i = 0; i < count; i++) {
+        fds[i] = events[i].data.fd;
+        int bits = 0;
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) bits |= 1;
+        if (events[i].events & EPOLLOUT) bits |= 2;
+        if (events[i].events & EPOLLERR) bits |= 4;
+        flags[i] = bits;
+    }
+    return count;
+#else
+    (void)epfd; (void)fds; (void)flags; (void)capacity;
+    errno = ENOSYS;
+    return -1;
+#endif
+}

@@ -21,4 +21,16 @@ int chaul_start_writeback(int fd, off_t offset, off_t length);
 /// mark resident.
 void chaul_limit_malloc_arenas(int count);
 
+/// A new epoll descriptor (close-on-exec), or -1 with errno (ENOSYS off Linux).
+int chaul_epoll_create(void);
+
+/// Sets what `epfd` watches `fd` for (level-triggered): reading, writing, both, or, with
+/// neither, nothing (the descriptor is removed; not being watched is no error).
+int chaul_epoll_watch(int epfd, int fd, int read, int write);
+
+/// Up to `capacity` (at most 64) descriptors of `epfd` that are ready now, without waiting:
+/// their numbers in `fds` and in `flags` 1 readable (or hung up), 2 writable, 4 in error, as
+/// curl's `CURL_CSELECT_IN`, `_OUT` and `_ERR`. Returns the count, or -1 with errno.
+int chaul_epoll_ready(int epfd, int *fds, int *flags, int capacity);
+
 #endif
