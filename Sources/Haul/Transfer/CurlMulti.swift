@@ -146,6 +146,13 @@ final class CurlMulti: @unchecked Sendable {
         driving -= 1
         if code != CURLE_OK {
             logger.debug("curl_easy_pause failed (the transfer ends with this code)", metadata: ["code": "\(code.rawValue)"])
+            // curl returns a write callback's refusal from here without ending the transfer or
+            // watching its socket again (a transfer whose range was complete refuses the rest
+            // of an open-ended response): it would sit until some timeout. It ends here.
+            if !paused {
+                end(easy, code)
+                return
+            }
         }
         if paused, socket >= 0, interest[socket] != nil, held.insert(socket).inserted {
             _ = chaul_epoll_watch(epoll, socket, 0, 0)
@@ -159,6 +166,18 @@ final class CurlMulti: @unchecked Sendable {
         }
     }
 
+
+    /// Takes `easy` out of the multi and reports it finished with `code`, as curl does for a
+    /// transfer that ends.
+    private func end(_ easy: CurlEasy, _ code: CURLcode) {
+        if driving > 0 {
+            queue.async { self.end(easy, code) }
+            return
+        }
+        guard handles.removeValue(forKey: easy.handle) != nil else { return }
+        curl_multi_remove_handle(multi, easy.handle)
+        easy.finished(code)
+    }
 
     // MARK: Driving
 
