@@ -128,7 +128,7 @@ final class CurlMulti: @unchecked Sendable {
             return
         }
         guard handles.removeValue(forKey: easy.handle) != nil else { return }
-        curl_multi_remove_handle(multi, easy.handle)
+        detach(easy)
     }
 
     /// Pauses or continues both directions of `easy`. curl may deliver buffered data from inside
@@ -175,8 +175,19 @@ final class CurlMulti: @unchecked Sendable {
             return
         }
         guard handles.removeValue(forKey: easy.handle) != nil else { return }
-        curl_multi_remove_handle(multi, easy.handle)
+        detach(easy)
         easy.finished(code)
+    }
+
+    /// Takes `easy` out of curl's multi. A socket held out of the epoll set for it (paused)
+    /// goes back as curl last asked, if curl keeps it for another transfer.
+    private func detach(_ easy: CurlEasy) {
+        var socket: curl_socket_t = -1
+        if ccurl_easy_getinfo_socket(easy.handle, CURLINFO_ACTIVESOCKET, &socket) != CURLE_OK { socket = -1 }
+        curl_multi_remove_handle(multi, easy.handle)
+        if socket >= 0, held.remove(socket) != nil, let wanted = interest[socket] {
+            _ = chaul_epoll_watch(epoll, socket, wanted.read ? 1 : 0, wanted.write ? 1 : 0)
+        }
     }
 
     // MARK: Driving
