@@ -6,18 +6,36 @@ import FoundationNetworking
 import HaulTestServer
 import Testing
 
-/// A session for these attacks: adaptive unless told, quick retries, no final sync.
+/// A session for these attacks: adaptive unless told, quick retries, a 5 s stall timeout.
 private func adaptiveSession(connections: Int = 8, minimumSplit: Int64 = 256 << 10, retries: Int = 8,
                              rate: Int64 = 0, adaptive: Bool = true) -> DownloadSession {
-    var configuration = DownloadSession.Configuration()
-    configuration.connectionsPerDownload = connections
-    configuration.adaptsConnectionCount = adaptive
-    configuration.minimumSplitSize = minimumSplit
-    configuration.retryLimit = retries
-    configuration.timeoutIntervalForRequest = 5
-    configuration.syncsBeforeMove = false
-    configuration.maximumBytesPerSecond = rate
-    return DownloadSession(configuration: configuration)
+    testSession(connections: connections, minimumSplit: minimumSplit, retries: retries, stallSeconds: 5,
+                adaptive: adaptive, rate: rate)
+}
+
+/// A server of `/f` whose `Link` names a metalink, `/slow.meta4`, that sends 10 bytes and
+/// then nothing.
+private func fileWithSilentMetalink(size: Int64, seed: UInt64) async throws -> (TestServer, GeneratedContent) {
+    let server = try await TestServer.start()
+    let content = GeneratedContent(size: size, seed: seed)
+    var file = ServedFile(content: content, etag: "\"n\"")
+    file.extraHeaders = [("Link", "</slow.meta4>; rel=describedby; type=\"\(meta4Type)\"")]
+    server.serve(file, at: "/f")
+    server.serve(ServedFile(content: GeneratedContent(size: 4096, seed: 1), faults: [Fault(.stallAfter(bytes: 10), times: 100)]),
+                 at: "/slow.meta4")
+    return (server, content)
+}
+
+/// Two servers of one 8 MiB file, the second (a caller's mirror without validators) with bytes
+/// that differ around every MiB boundary ± 3000, both at 2 MiB/s per connection.
+private func mirrorDifferingAroundMiBs() async throws -> (servers: [TestServer], content: GeneratedContent, lying: GeneratedContent) {
+    let servers = [try await TestServer.start(), try await TestServer.start()]
+    let content = GeneratedContent(size: 8 << 20, seed: 7111)
+    let patches = (1..<8).map { GeneratedContent.Patch(from: Int64($0) << 20 - 3000, to: Int64($0) << 20 + 3000, seed: 9) }
+    let lying = GeneratedContent(size: content.size, seed: 7111, patches: patches)
+    servers[0].serve(ServedFile(content: content, bytesPerSecond: 2 << 20), at: "/f")
+    servers[1].serve(ServedFile(content: lying, bytesPerSecond: 2 << 20), at: "/f")
+    return (servers, content, lying)
 }
 
 /// Runs `task` to its end (events drained) and returns it.
@@ -254,13 +272,7 @@ extension Integration {
 
         @Test("Mirrors, one differs in a few bytes mid-file (no validators), with the expected SHA-256: exact bytes or an error, adaptive or fixed")
         func mirrorDiffersMidFile() async throws {
-            let servers = [try await TestServer.start(), try await TestServer.start()]
-            let content = GeneratedContent(size: 8 << 20, seed: 7111)
-            // The mirror differs in bytes around every MiB boundary ± a few KiB.
-            let patches = (1..<8).map { GeneratedContent.Patch(from: Int64($0) << 20 - 3000, to: Int64($0) << 20 + 3000, seed: 9) }
-            let lying = GeneratedContent(size: content.size, seed: 7111, patches: patches)
-            servers[0].serve(ServedFile(content: content, bytesPerSecond: 2 << 20), at: "/f")
-            servers[1].serve(ServedFile(content: lying, bytesPerSecond: 2 << 20), at: "/f")
+            let (servers, content, _) = try await mirrorDifferingAroundMiBs()
             let scratch = Scratch()
             defer { scratch.cleanup() }
             for adaptive in [true, false] {
@@ -279,12 +291,7 @@ extension Integration {
         @Test("Mirrors, one differs mid-segment, no validators and no digest: seams cannot see it (a known limit, adaptive or fixed)",
               .disabled("limit: a caller's mirror without validators that differs inside a chunk is spliced (exit 0, neither version); fixed -x 8 holds here only because its seams fall on the patches"))
         func mirrorDiffersMidFileNoDigest() async throws {
-            let servers = [try await TestServer.start(), try await TestServer.start()]
-            let content = GeneratedContent(size: 8 << 20, seed: 7111)
-            let patches = (1..<8).map { GeneratedContent.Patch(from: Int64($0) << 20 - 3000, to: Int64($0) << 20 + 3000, seed: 9) }
-            let lying = GeneratedContent(size: content.size, seed: 7111, patches: patches)
-            servers[0].serve(ServedFile(content: content, bytesPerSecond: 2 << 20), at: "/f")
-            servers[1].serve(ServedFile(content: lying, bytesPerSecond: 2 << 20), at: "/f")
+            let (servers, content, lying) = try await mirrorDifferingAroundMiBs()
             let scratch = Scratch()
             defer { scratch.cleanup() }
             for adaptive in [true, false] {
@@ -346,13 +353,7 @@ extension Integration {
 
         @Test("rel=describedby that never answers: cancelling while it is awaited is prompt and resumable")
         func describedByNeverAnswersCancel() async throws {
-            let server = try await TestServer.start()
-            let content = GeneratedContent(size: 2 << 20, seed: 7202)
-            var file = ServedFile(content: content, etag: "\"n\"")
-            file.extraHeaders = [("Link", "</slow.meta4>; rel=describedby; type=\"\(meta4Type)\"")]
-            server.serve(file, at: "/f")
-            server.serve(ServedFile(content: GeneratedContent(size: 4096, seed: 1), faults: [Fault(.stallAfter(bytes: 10), times: 100)]),
-                         at: "/slow.meta4")
+            let (server, content) = try await fileWithSilentMetalink(size: 2 << 20, seed: 7202)
             let scratch = Scratch()
             defer { scratch.cleanup() }
             let session = adaptiveSession()
@@ -373,13 +374,7 @@ extension Integration {
 
         @Test("rel=describedby that never answers: a small download ends once the stall timeout gives up on it, with exact bytes")
         func describedByNeverAnswersDelay() async throws {
-            let server = try await TestServer.start()
-            let content = GeneratedContent(size: 64 << 10, seed: 7203)
-            var file = ServedFile(content: content, etag: "\"n\"")
-            file.extraHeaders = [("Link", "</slow.meta4>; rel=describedby; type=\"\(meta4Type)\"")]
-            server.serve(file, at: "/f")
-            server.serve(ServedFile(content: GeneratedContent(size: 4096, seed: 1), faults: [Fault(.stallAfter(bytes: 10), times: 100)]),
-                         at: "/slow.meta4")
+            let (server, content) = try await fileWithSilentMetalink(size: 64 << 10, seed: 7203)
             let scratch = Scratch()
             defer { scratch.cleanup() }
             let started = ContinuousClock.now

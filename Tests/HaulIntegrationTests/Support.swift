@@ -30,9 +30,9 @@ struct Scratch {
 
 /// A session tuned for tests: small stall timeout and quick retries. Exactly `connections`
 /// connections (tests of segmented downloads must get segments from a fast loopback server,
-/// where the measured count would be one) unless `adaptive`.
+/// where the measured count would be one) unless `adaptive`; `rate` limits every download.
 func testSession(connections: Int = 16, minimumSplit: Int64 = 1 << 20, retries: Int = 5,
-                 stallSeconds: TimeInterval = 30, adaptive: Bool = false) -> DownloadSession {
+                 stallSeconds: TimeInterval = 30, adaptive: Bool = false, rate: Int64 = 0) -> DownloadSession {
     var configuration = DownloadSession.Configuration()
     configuration.connectionsPerDownload = connections
     configuration.adaptsConnectionCount = adaptive
@@ -40,6 +40,7 @@ func testSession(connections: Int = 16, minimumSplit: Int64 = 1 << 20, retries: 
     configuration.retryLimit = retries
     configuration.timeoutIntervalForRequest = stallSeconds
     configuration.syncsBeforeMove = false
+    configuration.maximumBytesPerSecond = rate
     return DownloadSession(configuration: configuration)
 }
 

@@ -154,7 +154,7 @@ extension DownloadOperation {
                     keepUp()
                     // Seam bytes kept for this write's bytes are compared now, not on the next
                     // tick: at loopback speed a tick's worth of chunks would keep megabytes.
-                    if seams.pendingBytes > 0, let mismatch = resolveSeams(), machine.pieces == nil {
+                    if seams.hasPending, let mismatch = resolveSeams(), machine.pieces == nil {
                         logger.warning("seam mismatch: two responses differ", metadata: ["offset": "\(mismatch)"])
                         run(machine.contentMismatch(at: mismatch))
                     }

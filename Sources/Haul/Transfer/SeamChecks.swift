@@ -69,8 +69,8 @@ struct SeamChecks {
         return nil
     }
 
-    /// Bytes kept until their first delivery lands.
-    var pendingBytes: Int { pending.reduce(0) { $0 + $1.bytes.count } }
+    /// Whether bytes are kept until their first delivery lands.
+    var hasPending: Bool { !pending.isEmpty }
 
     /// The download started over: nothing kept is comparable any more.
     mutating func reset() {
