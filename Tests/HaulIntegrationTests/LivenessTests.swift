@@ -2,7 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-import Haul
+@testable import Haul
 import HaulTestServer
 import Testing
 
@@ -39,6 +39,32 @@ extension Integration {
             // Four seconds' worth at the limit; the probe left neither paused nor watched held
             // the download until the next try of more connections (about nine seconds in all).
             #expect(elapsed >= .seconds(3) && elapsed < .seconds(7), "took \(elapsed)")
+        }
+
+        @Test("A suspended download is idle: the transfer loop does no work while its transfers are paused, and the bytes are exact after resuming")
+        func suspendedIsIdle() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 8 << 20, seed: 306)
+            server.serve(ServedFile(content: content, etag: "\"p\"", bytesPerSecond: 2 << 20), at: "/f")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let session = testSession(connections: 4)
+            let task = session.downloadTask(with: URLRequest(url: server.url("/f")), to: scratch.file("f"))
+            let events = task.events
+            task.resume()
+            try await Task.sleep(for: .milliseconds(500))
+            task.suspend()
+            // The server keeps sending until the sockets' buffers are full: data waits unread.
+            try await Task.sleep(for: .milliseconds(300))
+            let before = session.multi.queue.sync { session.multi.busy }
+            try await Task.sleep(for: .seconds(1))
+            let after = session.multi.queue.sync { session.multi.busy }
+            #expect(after - before < .milliseconds(100), "the transfer loop worked \(after - before) in a second of suspension")
+            task.resume()
+            do { for try await _ in events {} } catch {}
+            #expect(task.error == nil)
+            #expect(try SHA256.hex(ofFileAt: scratch.file("f").path) == content.sha256)
         }
 
         @Test("A mirror that answers 404 is dropped; the download finishes from the URL")

@@ -38,7 +38,9 @@ final class CurlMulti: @unchecked Sendable {
     private var interest: [Int32: (read: Bool, write: Bool)] = [:]
     /// Sockets of paused transfers, out of the epoll set until they continue: the set is
     /// level-triggered, and curl reads nothing for a paused transfer, so its socket would be
-    /// ready again at once, for as long as the pause.
+    /// ready again at once, for as long as the pause. (curl 7.88 stops watching such a socket
+    /// itself; this holds where a curl still asks for it. `LivenessTests.suspendedIsIdle`
+    /// checks that a suspended download's loop stays idle.)
     private var held: Set<Int32> = []
     private var handles: [UnsafeMutableRawPointer: CurlEasy] = [:]
     /// Depth of calls into libcurl on the stack; adding or removing handles waits until zero.
