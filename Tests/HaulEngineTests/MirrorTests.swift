@@ -1,11 +1,25 @@
 @testable import Haul
 import Testing
 
-private func head(_ status: Int, range: String? = nil, etag: String? = nil) -> ResponseHead {
+private func head(_ status: Int, range: String? = nil, etag: String? = nil, lastModified: String? = nil) -> ResponseHead {
     var fields: [(name: String, value: String)] = []
     if let range { fields.append(("Content-Range", range)) }
     if let etag { fields.append(("ETag", etag)) }
+    if let lastModified { fields.append(("Last-Modified", lastModified)) }
     return ResponseHead(status: status, fields: fields)
+}
+
+/// A machine with one mirror whose probe answered with `first`; returns it and its mirror's
+/// first segment.
+private func machineAfterProbe(_ first: ResponseHead, checksumKnown: Bool = false) -> (DownloadStateMachine, Int)? {
+    var machine = DownloadStateMachine(options: .init(connections: 2, minimumSplit: 10, mirrors: 2))
+    machine.checksumKnown = checksumKnown
+    _ = machine.start()
+    let started = machine.received(first, for: 0).compactMap { action -> DownloadStateMachine.Request? in
+        if case .start(let request) = action, request.mirror == 1 { return request } else { return nil }
+    }
+    guard let request = started.first else { return nil }
+    return (machine, request.segment)
 }
 
 @Suite("Mirrors and slow connections")
@@ -56,6 +70,41 @@ struct MirrorTests {
                 == [.retry(segment: 1, attempt: 1, retryAfterSeconds: nil)])
         guard case .start(let retry) = machine.retryDue(1).first else { Issue.record("no retry"); return }
         #expect(retry.mirror == 0)
+    }
+
+    @Test("A mirror that shares no validator with the first source serves only when a checksum is known",
+          arguments: [
+              // (first source's ETag, its Last-Modified, the mirror's ETag, its Last-Modified, checksum known, used)
+              (nil, nil, nil, nil, false, false),
+              ("\"a\"", nil, nil, nil, false, false),
+              ("W/\"a\"", nil, "W/\"a\"", nil, false, false),
+              ("\"a\"", "Mon, 02 Nov 2026 10:00:00 GMT", nil, "Mon, 02 Nov 2026 10:00:00 GMT", false, true),
+              ("\"a\"", nil, "\"a\"", nil, false, true),
+              (nil, nil, nil, nil, true, true),
+              ("\"a\"", nil, nil, nil, true, true),
+          ] as [(String?, String?, String?, String?, Bool, Bool)])
+    func untiedMirror(firstETag: String?, firstModified: String?, mirrorETag: String?, mirrorModified: String?,
+                      checksumKnown: Bool, used: Bool) throws {
+        let probe = head(206, range: "bytes 0-99/100", etag: firstETag, lastModified: firstModified)
+        var (machine, segment) = try #require(machineAfterProbe(probe, checksumKnown: checksumKnown))
+        let actions = machine.received(head(206, range: "bytes 50-99/100", etag: mirrorETag, lastModified: mirrorModified),
+                                       for: segment)
+        if used {
+            #expect(actions == [])
+            #expect(machine.mirrors.mirrors[1].enabled)
+        } else {
+            guard case .droppedMirror(index: 1, let reason)? = actions.first else {
+                Issue.record("not dropped: \(actions)")
+                return
+            }
+            #expect(reason.contains("nothing ties it to the first source's file"))
+            #expect(!machine.mirrors.mirrors[1].enabled)
+            // Its segment goes back to the first source.
+            #expect(machine.transferEnded(segment, .failed(.transport(code: 23, message: "w"), .no))
+                    == [.retry(segment: segment, attempt: 1, retryAfterSeconds: nil)])
+            guard case .start(let retry)? = machine.retryDue(segment).first else { Issue.record("no retry"); return }
+            #expect(retry.mirror == 0)
+        }
     }
 
     @Test("Mirrors vouched for as the same bytes: no If-Range to them, their own ETag accepted")

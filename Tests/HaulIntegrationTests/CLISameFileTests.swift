@@ -25,6 +25,30 @@ extension Integration {
             #expect(server.requests.filter { $0.path == "/a.iso" && $0.range == "bytes=0-" }.count == 1)
         }
 
+        @Test("--mirror without validators on either side: not used, with advice; with --checksum it serves")
+        func noValidatorsNeedsChecksum() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 8 << 20, seed: 115)
+            server.serve(ServedFile(content: content, bytesPerSecond: 2 << 20), at: "/a.iso")
+            server.serve(ServedFile(content: content, bytesPerSecond: 2 << 20), at: "/b.iso")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let urls = [server.url("/a.iso").absoluteString, "--mirror", server.url("/b.iso").absoluteString]
+            let plain = try runHaul(["get"] + urls + ["-o", scratch.file("a.iso").path, "-x", "4"])
+            #expect(plain.status == 0, "stderr: \(plain.stderr)")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("a.iso").path) == content.sha256)
+            #expect(plain.stderr.contains("dropping a source") && plain.stderr.contains("give the file's SHA-256"),
+                    "stderr: \(plain.stderr)")
+            let mirrorRequests = server.requests.filter { $0.path == "/b.iso" }.count
+            let checked = try runHaul(["get"] + urls + ["-o", scratch.file("b.iso").path, "-x", "4",
+                                                        "--checksum", "sha-256=\(content.sha256)"])
+            #expect(checked.status == 0, "stderr: \(checked.stderr)")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("b.iso").path) == content.sha256)
+            #expect(!checked.stderr.contains("dropping a source"), "stderr: \(checked.stderr)")
+            #expect(server.requests.filter { $0.path == "/b.iso" }.count > mirrorRequests + 1)
+        }
+
         @Test("--same-file: a byte-identical mirror with another ETag is used, without If-Range, its seams checked")
         func otherETagUsed() async throws {
             let server = try await TestServer.start()

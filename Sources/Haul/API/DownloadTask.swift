@@ -233,7 +233,10 @@ public final class DownloadTask: @unchecked Sendable, Hashable {
 
     /// Other URLs serving the same file. Set before `resume()`. Segments spread over the URL and
     /// its mirrors in proportion to each one's measured speed; a mirror that fails or serves a
-    /// different file (length, ETag, Last-Modified) is dropped for this download.
+    /// different file (length, ETag, Last-Modified) is dropped for this download. So is a mirror
+    /// that shares neither a strong ETag nor a Last-Modified with the URL's response, unless
+    /// `expectedSHA256` (or the server's digest) will check the whole file: equal lengths alone
+    /// do not show that two servers hold the same version.
     public var mirrors: [URL] {
         get { lock.withLock { _mirrors } }
         set { lock.withLock { _mirrors = newValue } }

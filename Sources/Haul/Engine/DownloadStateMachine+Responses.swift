@@ -233,6 +233,11 @@ extension DownloadStateMachine {
             // Hashes say which file it is; validators differ between servers.
         } else if !options.mirrorsMayDifferInValidators, let mismatch = mirrorValidatorMismatch(head) {
             problem = mismatch
+        } else if !options.mirrorsMayDifferInValidators, !checksumKnown, !sharesValidator(head) {
+            // Equal lengths prove nothing: two versions of a file often have the same size, and
+            // a difference inside one response is never seen at a seam.
+            problem = "nothing ties it to the first source's file (no strong ETag or Last-Modified in common, "
+                + "and no checksum to verify the result); give the file's SHA-256 to use it"
         }
         guard let problem else {
             mirrors.validated(request.mirror)
@@ -261,6 +266,14 @@ extension DownloadStateMachine {
             return "its Last-Modified \(other) is not the first source's \(expected)"
         }
         return nil
+    }
+
+    /// Whether `head` names the same version as the download's validators: an equal strong
+    /// ETag or an equal Last-Modified (mirrors copied with their modification times keep it).
+    private func sharesValidator(_ head: ResponseHead) -> Bool {
+        if let expected = etag, !expected.hasPrefix("W/"), head.etag == expected { return true }
+        if let expected = lastModified, head.lastModified == expected { return true }
+        return false
     }
 
     private func describe(_ head: ResponseHead) -> String {

@@ -124,6 +124,10 @@ struct DownloadStateMachine: Sendable {
     /// When each running segment's cursor last moved, as seen by `tick`.
     var lastMoved: [Int: (at: Duration, cursor: Int64)] = [:]
     var mirrors: MirrorSet
+    /// The whole file's digest is known (the caller's, a metalink's, or the server's instance
+    /// digest), so a file spliced from two versions fails its check at the end; set by the
+    /// transfer layer before each response head.
+    var checksumKnown = false
     /// Piece hashes: which pieces are verified and who wrote each (`nil` without a metalink's pieces).
     var pieces: PieceLedger?
     /// A piece failing this often (from every source) ends the download.

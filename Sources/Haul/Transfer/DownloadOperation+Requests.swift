@@ -68,6 +68,7 @@ extension DownloadOperation {
                     + (head.retryAfterSeconds.map { " (Retry-After: \($0) s)" } ?? "")
             }
             if let wait = easy.responseWait { machine.measured(wait: wait) }
+            machine.checksumKnown = expected != nil || expectedSHA512 != nil
             let wasProbing = machine.phase == .probing
             run(machine.received(head, for: segment))
             if wasProbing, machine.phase == .transferring, machine.rangesSupported {
