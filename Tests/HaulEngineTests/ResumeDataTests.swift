@@ -180,3 +180,26 @@ extension ResumeDataTests {
         #expect(reason(blob(json: payload(overrides))) == expected)
     }
 }
+
+extension ResumeDataTests {
+    @Test("The server's instance digest round-trips; a malformed one is refused")
+    func serverDigest() throws {
+        var original = sample()
+        original.serverSHA256 = String(repeating: "ab", count: 32)
+        original.serverDigestHeader = .reprDigest
+        #expect(try ResumeData(original.encoded()) == original)
+        #expect(!String(decoding: sample().encoded(), as: UTF8.self).contains("serverSHA256"))
+        let hex = "\"\(String(repeating: "0", count: 64))\""
+        let malformed: [[String: String]] = [
+            ["serverSHA256": hex], ["serverDigestHeader": "\"Repr-Digest\""],
+            ["serverSHA256": "\"abc\"", "serverDigestHeader": "\"Repr-Digest\""],
+            ["serverSHA256": hex, "serverDigestHeader": "\"caller\""],
+            ["serverSHA256": hex, "serverDigestHeader": "\"metalink\""],
+        ]
+        for overrides in malformed {
+            #expect(reason(blob(json: payload(overrides))) == "its server digest is malformed", "\(overrides)")
+        }
+        let decoded = try ResumeData(blob(json: payload(["serverSHA256": hex, "serverDigestHeader": "\"Digest\""])))
+        #expect(decoded.serverDigestHeader == .digest && decoded.serverSHA256 == String(repeating: "0", count: 64))
+    }
+}

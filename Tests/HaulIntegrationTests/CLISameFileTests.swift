@@ -38,7 +38,7 @@ extension Integration {
             let plain = try runHaul(["get"] + urls + ["-o", scratch.file("a.iso").path, "-x", "4"])
             #expect(plain.status == 0, "stderr: \(plain.stderr)")
             #expect(try SHA256.hex(ofFileAt: scratch.file("a.iso").path) == content.sha256)
-            #expect(plain.stderr.contains("dropping a source") && plain.stderr.contains("give the file's SHA-256"),
+            #expect(plain.stderr.contains("dropping a source") && plain.stderr.contains("give the file's SHA-256 (haul get --checksum)"),
                     "stderr: \(plain.stderr)")
             let mirrorRequests = server.requests.filter { $0.path == "/b.iso" }.count
             let checked = try runHaul(["get"] + urls + ["-o", scratch.file("b.iso").path, "-x", "4",

@@ -128,8 +128,11 @@ extension DownloadTask {
                 throw .invalidURL(mirror.absoluteString)
             }
         }
-        settings.mirrorURLs = mirrors.map(\.absoluteString)
-        settings.engine.mirrors = 1 + mirrors.count
+        // The URL itself, or a mirror named twice, is one source, not two.
+        var seen: Set<String> = [settings.request.url]
+        let distinct = mirrors.map(\.absoluteString).filter { seen.insert($0).inserted }
+        settings.mirrorURLs = distinct
+        settings.engine.mirrors = 1 + distinct.count
     }
 
     /// For a background session: the download queued in (or, for an attached task, followed in)

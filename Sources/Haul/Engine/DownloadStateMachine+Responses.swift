@@ -221,23 +221,27 @@ extension DownloadStateMachine {
     /// is the last source left, the download starts over. Returns `nil` when the response is fine.
     private mutating func validateMirror(_ head: ResponseHead, for request: Request) -> [Action]? {
         var problem: String?
+        let held = !options.identifiedByHashes && !hasOwnValidators(request.mirror) && !options.mirrorsMayDifferInValidators
+        // Equal lengths prove nothing: two versions of a file often have the same size, and a
+        // difference inside one response is never seen at a seam.
+        let untied = held && !checksumKnown && !sharesValidator(head)
+        let untiedReason = "nothing ties it to the first source's file: no strong ETag or Last-Modified in common and no "
+            + "checksum to verify the result; to use it, give the file's SHA-256 (haul get --checksum) or vouch that both "
+            + "serve the same bytes (--same-file)"
         if head.status == 200, request.ifRange != nil, let mismatch = mirrorValidatorMismatch(head) {
             // If-Range carried the first source's validator: a mirror whose own differs (the
             // same bytes with another mtime, say) sends the whole file, which says nothing of ranges.
             problem = "\(mismatch), so it did not honour If-Range and sent the whole file"
+        } else if head.status == 200, request.ifRange != nil, untied {
+            problem = untiedReason
         } else if head.status != 206 {
             problem = "it answered HTTP \(head.status) to a range request"
         } else if let length = plan.length, head.contentRange?.completeLength != length {
             problem = "its file is \(head.contentRange?.completeLength.map(String.init) ?? "of unknown length"), not \(length) bytes"
-        } else if options.identifiedByHashes || mirrors.mirrors[request.mirror].ownValidators {
-            // Hashes say which file it is; validators differ between servers.
-        } else if !options.mirrorsMayDifferInValidators, let mismatch = mirrorValidatorMismatch(head) {
+        } else if held, let mismatch = mirrorValidatorMismatch(head) {
             problem = mismatch
-        } else if !options.mirrorsMayDifferInValidators, !checksumKnown, !sharesValidator(head) {
-            // Equal lengths prove nothing: two versions of a file often have the same size, and
-            // a difference inside one response is never seen at a seam.
-            problem = "nothing ties it to the first source's file (no strong ETag or Last-Modified in common, "
-                + "and no checksum to verify the result); give the file's SHA-256 to use it"
+        } else if untied {
+            problem = untiedReason
         }
         guard let problem else {
             mirrors.validated(request.mirror)
@@ -266,6 +270,13 @@ extension DownloadStateMachine {
             return "its Last-Modified \(other) is not the first source's \(expected)"
         }
         return nil
+    }
+
+    /// Whether `mirror`'s own validators stand: it was admitted on a digest or a metalink's
+    /// hashes, and they still check the file (a restart to another version may have lost the
+    /// server's digest, and then the mirror is held to the new version's validators).
+    func hasOwnValidators(_ mirror: Int) -> Bool {
+        mirrors.mirrors[mirror].ownValidators && (checksumKnown || pieces != nil)
     }
 
     /// Whether `head` names the same version as the download's validators: an equal strong

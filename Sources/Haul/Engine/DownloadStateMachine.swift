@@ -125,8 +125,8 @@ struct DownloadStateMachine: Sendable {
     var lastMoved: [Int: (at: Duration, cursor: Int64)] = [:]
     var mirrors: MirrorSet
     /// The whole file's digest is known (the caller's, a metalink's, or the server's instance
-    /// digest), so a file spliced from two versions fails its check at the end; set by the
-    /// transfer layer before each response head.
+    /// digest) and the file is being hashed, so a file spliced from two versions fails its
+    /// check at the end; set by the transfer layer before each response head.
     var checksumKnown = false
     /// Piece hashes: which pieces are verified and who wrote each (`nil` without a metalink's pieces).
     var pieces: PieceLedger?
@@ -373,7 +373,7 @@ struct DownloadStateMachine: Sendable {
         // validators of their own: `If-Range` with the first server's would make them answer
         // the whole file. The hashes, or the seams, guard them instead.
         if request.mirror != 0,
-           options.identifiedByHashes || options.mirrorsMayDifferInValidators || mirrors.mirrors[request.mirror].ownValidators {
+           options.identifiedByHashes || options.mirrorsMayDifferInValidators || hasOwnValidators(request.mirror) {
             request.ifRange = nil
         }
         request.fresh = seg.failures > 0

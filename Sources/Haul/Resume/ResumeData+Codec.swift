@@ -23,6 +23,9 @@ extension ResumeData {
         var bootID: String?
         var destination: String?
         var expectedSHA256: String?
+        // The server's instance digest (optional: older blobs have none).
+        var serverSHA256: String?
+        var serverDigestHeader: String?
         // Metalink downloads (optional: older blobs have none of these).
         var mirrors: [String]?
         var pieceLength: Int64?
@@ -42,6 +45,7 @@ extension ResumeData {
             doneRanges: doneRanges.map { [$0.lowerBound, $0.upperBound] },
             syncedRanges: syncedRanges.map { [$0.lowerBound, $0.upperBound] },
             bootID: bootID, destination: destination, expectedSHA256: expectedSHA256,
+            serverSHA256: serverSHA256, serverDigestHeader: serverDigestHeader?.rawValue,
             mirrors: mirrors.isEmpty ? nil : mirrors.map(\.absoluteString), pieceLength: pieceLength,
             verifiedPieces: verifiedPieces.isEmpty ? nil : Self.runs(of: verifiedPieces))
         let encoder = JSONEncoder()
@@ -115,10 +119,17 @@ extension ResumeData {
                   done.contains(where: { $0.lowerBound <= sample.offset && sample.offset + sample.length <= $0.upperBound })
             else { throw invalid("its sample of the partial file is malformed") }
         }
-        if let digest = payload.expectedSHA256 {
-            guard digest.count == 64, digest.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
-                throw invalid("its expected SHA-256 is not 64 hex digits")
+        if let digest = payload.expectedSHA256, !Self.isHexDigest(digest) {
+            throw invalid("its expected SHA-256 is not 64 hex digits")
+        }
+        var serverDigestHeader: ChecksumSource?
+        if payload.serverSHA256 != nil || payload.serverDigestHeader != nil {
+            guard let digest = payload.serverSHA256, Self.isHexDigest(digest),
+                  let header = payload.serverDigestHeader.flatMap(ChecksumSource.init(rawValue:)),
+                  header == .reprDigest || header == .digest else {
+                throw invalid("its server digest is malformed")
             }
+            serverDigestHeader = header
         }
         var mirrors: [URL] = []
         for text in payload.mirrors ?? [] {
@@ -157,6 +168,13 @@ extension ResumeData {
         self.bootID = payload.bootID
         self.destination = payload.destination
         self.expectedSHA256 = payload.expectedSHA256
+        self.serverSHA256 = serverDigestHeader == nil ? nil : payload.serverSHA256
+        self.serverDigestHeader = serverDigestHeader
+    }
+
+    /// 64 lowercase hex digits.
+    private static func isHexDigest(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     /// Sorted indices as half-open runs: `[1, 2, 3, 7]` is `[[1, 4], [7, 8]]`.

@@ -58,6 +58,12 @@ public struct ResumeData: Sendable, Equatable {
     public var destination: String?
     /// The SHA-256 the finished file must have (lowercase hex), if one was given.
     public var expectedSHA256: String?
+    /// The instance digest the URL's server sent (`Repr-Digest` or `Digest`) when no checksum
+    /// was given: a resumed download is still held to it, even if the server stops sending
+    /// it, so bytes that a mirror delivered under that digest are checked. It is dropped when
+    /// the file changes on the server (a restart).
+    package var serverSHA256: String?
+    package var serverDigestHeader: ChecksumSource?
 
     /// For a metalink download: the other sources of the file (its mirrors, in order).
     public var mirrors: [URL] = []

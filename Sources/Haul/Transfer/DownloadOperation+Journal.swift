@@ -18,7 +18,7 @@ extension DownloadOperation {
         }
         // A password in the URL stays in memory unless the caller opts in, as header credentials do.
         let recorded = settings.recordsCredentials ? url : url.withoutCredentials
-        return ResumeData(
+        var resume = ResumeData(
             url: recorded, finalURL: effectiveURL.flatMap(URL.init(string:)).flatMap { $0 == url ? nil : $0.withoutCredentials },
             headers: settings.resumeHeaders, etag: machine.etag, lastModified: machine.lastModified,
             length: length, tempFile: identity, sample: sample, doneRanges: done,
@@ -26,6 +26,11 @@ extension DownloadOperation {
             expectedSHA256: expected?.source == .caller || expected?.source == .metalink ? expected?.digest.hex : nil,
             mirrors: settings.pieces == nil ? [] : mirrorURLs.compactMap { URL(string: $0)?.withoutCredentials },
             pieceLength: settings.pieces?.length, verifiedPieces: machine.pieces?.verified ?? [])
+        if let expected, expected.source == .reprDigest || expected.source == .digest {
+            resume.serverSHA256 = expected.digest.hex
+            resume.serverDigestHeader = expected.source
+        }
+        return resume
     }
 
     /// The whole download's time bound: when it passes, the download fails as timed out and

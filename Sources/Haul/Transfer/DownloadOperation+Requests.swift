@@ -57,18 +57,17 @@ extension DownloadOperation {
                     addLinkedMirrors(head)
                     fetchDescription(head)
                 }
-                if expected == nil, expectedSHA512 == nil, let server = SHA256Digest.fromServer(head.fields) {
-                    expected = server
-                    logger.info("verifying with the server's digest", metadata: ["header": "\(server.1.rawValue)"])
-                }
                 onResponse(head, effectiveURL)
+            }
+            if request.mirror == 0, !readServerDigest, (200..<300).contains(head.status) {
+                readServerDigest = true
+                adoptServerDigest(head)
             }
             if !(200..<300).contains(head.status) {
                 failureReasons[segment] = "HTTP \(head.status)"
                     + (head.retryAfterSeconds.map { " (Retry-After: \($0) s)" } ?? "")
             }
             if let wait = easy.responseWait { machine.measured(wait: wait) }
-            machine.checksumKnown = expected != nil || expectedSHA512 != nil
             let wasProbing = machine.phase == .probing
             run(machine.received(head, for: segment))
             if wasProbing, machine.phase == .transferring, machine.rangesSupported {
@@ -199,5 +198,18 @@ extension DownloadOperation {
         request.httpMethod = options.method
         if let range { request.setValue("bytes=\(range)", forHTTPHeaderField: "Range") }
         return request
+    }
+
+    /// The URL's own first successful answer may carry an instance digest (`Repr-Digest`,
+    /// `Digest`): with no other checksum, the file is verified with it. Only the URL's answer
+    /// counts (a mirror's digest describes the mirror's copy), and a digest is only worth
+    /// adopting if the file is hashed, so hashing starts here even when it was off.
+    func adoptServerDigest(_ head: ResponseHead) {
+        guard expected == nil, expectedSHA512 == nil, let server = SHA256Digest.fromServer(head.fields) else { return }
+        expected = server
+        if hasher == nil, let file {
+            hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path)
+        }
+        logger.info("verifying with the server's digest", metadata: ["header": "\(server.1.rawValue)"])
     }
 }

@@ -142,6 +142,8 @@ final class DownloadOperation: @unchecked Sendable {
     /// Requests that came due while suspended; started on resume.
     var deferredStarts: [DownloadStateMachine.Request] = []
     var reportedResponse = false
+    /// The URL's first successful answer has been looked at for an instance digest.
+    var readServerDigest = false
     /// The requests made so far, timed by curl.
     var collectedMetrics = CollectedMetrics()
 
@@ -173,7 +175,7 @@ final class DownloadOperation: @unchecked Sendable {
     var journalFailed = false
     /// The fingerprint of the first done bytes of this epoch, computed once.
     var sample: ResumeData.Sample?
-    var hasher: StreamingHasher?
+    var hasher: StreamingHasher? { didSet { noteChecksum() } }
     /// Starts writeback of finished stretches early, when the file is synced at the end.
     var writeback: Writeback?
     /// The mirrors: the caller's, then any the first response named.
@@ -182,7 +184,7 @@ final class DownloadOperation: @unchecked Sendable {
     /// A metalink the first response names (DownloadOperation+Description.swift).
     var description = DescriptionState()
     /// The SHA-512 the file must have (the settings', or a server-named metalink's).
-    var expectedSHA512: [UInt8]?
+    var expectedSHA512: [UInt8]? { didSet { noteChecksum() } }
     /// Sources that wrote a piece that failed its hash, in the order found.
     var badSources: [Int] = []
     /// Rate limit: a token bucket refilled by a 20 ms timer; transfers that find it empty are
@@ -197,7 +199,13 @@ final class DownloadOperation: @unchecked Sendable {
     var pausedForRate: [(segment: Int, needs: Double)] = []
     let startedAt = ContinuousClock.now
     /// The digest to check and where it came from (the caller, or the server's headers).
-    var expected: (digest: SHA256Digest, source: ChecksumSource)?
+    var expected: (digest: SHA256Digest, source: ChecksumSource)? { didSet { noteChecksum() } }
+
+    /// Tells the state machine whether a whole-file digest will check the result (mirrors that
+    /// share no validator with the URL are used only then).
+    func noteChecksum() {
+        machine.checksumKnown = hasher != nil && (expected != nil || expectedSHA512 != nil)
+    }
     let bootID = currentBootID()
     static let syncQueue = DispatchQueue(label: "haul.sync")
     /// Where finished downloads are synced and renamed into place (concurrent: each works on
@@ -230,6 +238,9 @@ final class DownloadOperation: @unchecked Sendable {
         if let resume {
             if expected == nil, let hex = resume.expectedSHA256, let digest = SHA256Digest(hex: hex) {
                 expected = (digest, .caller)
+            } else if expected == nil, let hex = resume.serverSHA256, let header = resume.serverDigestHeader,
+                      let digest = SHA256Digest(hex: hex) {
+                expected = (digest, header)
             }
             let trusted = resume.trustedRanges(currentBootID: currentBootID())
             machine = DownloadStateMachine(options: settings.engine, resume: .init(
@@ -395,6 +406,7 @@ final class DownloadOperation: @unchecked Sendable {
                 if expected?.source != .caller, expected?.source != .metalink { expected = nil }
                 forgetDescription()
                 reportedResponse = false
+                readServerDigest = false
                 journal.remove()
                 onRestart(reason)
             case .finish(let length):
