@@ -182,19 +182,24 @@ struct ConnectionGovernorTests {
 
 @Suite("DownloadStateMachine, adapting")
 struct AdaptiveMachineTests {
-    @Test("Chunks last long enough that the wait for each response's first byte is a twentieth of them: short on a near server, up to a second on a far one")
+    @Test("Chunks last long enough that the shortest wait for a response's first byte is a twentieth of them: short on a near server, up to a second on a far one")
     func chunkDurationFollowsWait() {
         var options = DownloadStateMachine.Options(connections: 4, minimumSplit: 1)
         options.adaptsConnections = true
         var machine = DownloadStateMachine(options: options)
         #expect(machine.chunkDuration == .seconds(1), "nothing measured yet")
+        machine.measured(wait: .milliseconds(30))
+        #expect(machine.chunkDuration == .milliseconds(600))
+        // A longer wait is the server holding the response back (a rate limit): the round trip
+        // is the shortest wait seen.
+        machine.measured(wait: .milliseconds(120))
+        #expect(machine.chunkDuration == .milliseconds(600))
         machine.measured(wait: .microseconds(300))
         #expect(machine.chunkDuration == .milliseconds(100))
-        // The average moves a quarter of the way to each new wait.
-        machine.measured(wait: .microseconds(300) + .milliseconds(120))
-        #expect(machine.chunkDuration == .milliseconds(606))
-        for _ in 0..<20 { machine.measured(wait: .milliseconds(200)) }
-        #expect(machine.chunkDuration == .seconds(1))
+        // A far server: every wait is long.
+        var far = DownloadStateMachine(options: options)
+        for _ in 0..<3 { far.measured(wait: .milliseconds(200)) }
+        #expect(far.chunkDuration == .seconds(1))
     }
 
 

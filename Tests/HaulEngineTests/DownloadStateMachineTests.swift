@@ -322,6 +322,25 @@ struct DownloadStateMachineTests {
         #expect(machine.plan.doneRanges == [0..<100])
     }
 
+    @Test("When nothing is left to hand out, a response that stops short of its end gets a twin after a short pause, not two grace periods")
+    func endgamePause() {
+        var machine = Machine(options: .init(connections: 2, minimumSplit: 10, endgameMinimumTail: 20))
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100"), for: 0)
+        _ = machine.received(head(206, range: "bytes 50-99/100"), for: 1)
+        _ = machine.advance(1, by: 40)
+        _ = machine.advance(0, by: 50)
+        // Too little left to split or to twin at once (10 < 20): the connection waits.
+        #expect(machine.transferEnded(0, .failed(.transport(code: 23, message: "write"), .no)) == [])
+        // Segment 1's last 10 bytes are held back by the server.
+        #expect(machine.tick(now: .milliseconds(100)) == [])
+        #expect(machine.tick(now: .milliseconds(300)) == [])
+        #expect(machine.tick(now: .milliseconds(400)) == [range(2, 90, 99)])
+        _ = machine.received(head(206, range: "bytes 90-99/100"), for: 2)
+        _ = machine.advance(2, by: 10)
+        #expect(machine.transferEnded(2, .completed) == [.cancel(segment: 1), .finish(length: 100)])
+    }
+
     @Test("Cancel stops every running segment")
     func cancel() {
         var machine = Machine(options: .init(connections: 3, minimumSplit: 10))

@@ -36,10 +36,13 @@ extension DownloadStateMachine {
         return actions
     }
 
-    /// A response's first byte came `wait` after its request was sent (the round trip and the
-    /// server's time): a moving average sets how long chunks last.
+    /// A response's first byte came `wait` after its request was sent: the round trip, the
+    /// server's own time, and any time the server held the response back. The shortest wait
+    /// seen is what every request costs; a longer one is mostly a server pacing the
+    /// connection (a rate limit delays the next response on it), which a larger chunk would
+    /// not save. It sets how long chunks last.
     mutating func measured(wait: Duration) {
-        responseWait = responseWait.map { ($0 * 3 + wait) / 4 } ?? wait
+        responseWait = min(responseWait ?? wait, wait)
     }
 
     /// How long one chunk should last: long enough that waiting for each request's first byte

@@ -20,6 +20,9 @@ extension DownloadStateMachine {
         var slowRatio = 0.3
         /// How long a connection runs before its speed is judged.
         var slowGrace: Duration = .seconds(1)
+        /// When every byte has its request and a connection is free, a response that has not
+        /// moved for this long gets an endgame twin (otherwise two grace periods).
+        var endgamePause: Duration = .milliseconds(300)
         /// How far each range request reaches across its neighbours' boundaries, so every seam
         /// between two responses is compared from both sides (0: no seam checks).
         var seamOverlap: Int64 = 0

@@ -42,8 +42,12 @@ extension DownloadStateMachine {
 
     /// A segment whose cursor has not moved for two grace periods, while a connection is free,
     /// gets an endgame twin whatever its size: a silent response must not hold the end of a
-    /// download for the whole stall timeout.
+    /// download for the whole stall timeout. When nothing is left to hand out, `endgamePause`
+    /// is enough: the free connections have nothing else to do, and a server that holds back
+    /// the last bytes of a response (nginx's rate limit holds them to its next whole second)
+    /// would otherwise keep the whole download waiting.
     private mutating func twinStalled(now: Duration) -> [Action] {
+        let patience = plan.pendingBytes == 0 ? min(options.slowGrace * 2, options.endgamePause) : options.slowGrace * 2
         var actions: [Action] = []
         for segment in requests.keys.sorted() where plan.segments[segment].state == .active {
             let cursor = plan.segments[segment].cursor
@@ -52,7 +56,7 @@ extension DownloadStateMachine {
                 continue
             }
             let seg = plan.segments[segment]
-            guard now - seen.at >= options.slowGrace * 2, requests.count < options.connections,
+            guard now - seen.at >= patience, requests.count < options.connections,
                   seg.twin == nil, !seg.isTwin, seg.remaining > 0, let twin = plan.addTwin(of: segment) else { continue }
             actions.append(start(segment: twin, kind: .range))
         }

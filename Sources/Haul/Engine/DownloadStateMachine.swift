@@ -134,7 +134,7 @@ struct DownloadStateMachine: Sendable {
     static let maxPieceFailures = 3
     /// A metalink the first response names is being fetched: the split and the finish wait for it.
     var awaitingDescription = false
-    /// The moving average of how long responses took to start (`measured(wait:)`).
+    /// The shortest wait for a response's first byte seen so far (`measured(wait:)`).
     var responseWait: Duration?
     /// The latest time given by `tick(now:)`.
     var now: Duration = .zero
