@@ -40,6 +40,28 @@ extension Integration {
             #expect(scratch.contents == ["f.bin"])
         }
 
+        @Test("A journal written by a download from what is now a mirror: the URL's file is what arrives, never the mirror's")
+        func journalFromAMirror() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 12 << 20, seed: 82)
+            let other = GeneratedContent(size: 12 << 20, seed: 83)
+            server.serve(ServedFile(content: content, etag: "\"a\"", bytesPerSecond: 2 << 20), at: "/u")
+            server.serve(ServedFile(content: other, etag: "\"m\"", bytesPerSecond: 2 << 20), at: "/m")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let output = scratch.file("f.bin").path
+            let first = try RunningHaul(["get", server.url("/m").absoluteString, "-o", output, "-x", "4"])
+            try await Task.sleep(for: .milliseconds(700))
+            kill(first.process.processIdentifier, SIGINT)
+            #expect(await first.finish().status == 130)
+            let second = try runHaul(["get", server.url("/u").absoluteString, "--mirror", server.url("/m").absoluteString,
+                                      "-o", output, "-x", "4"])
+            #expect(second.status == 0, "stderr: \(second.stderr)")
+            #expect(try SHA256.hex(ofFileAt: output) == content.sha256)
+            #expect(server.requests.contains { $0.path == "/u" })
+        }
+
         @Test("kill -9 at random points, 20 rounds: every rerun resumes; the file is exact; little is fetched twice")
         func killNineRounds() async throws {
             let server = try await TestServer.start()

@@ -36,9 +36,10 @@ extension DownloadOperation {
         if let wanted = expected?.digest.hex ?? expectedSHA512?.hexString, let digest, digest != wanted {
             logger.error("checksum mismatch", metadata: ["expected": "\(wanted)", "actual": "\(digest)"])
             let served = machine.mirrors.mirrors.indices.dropFirst().filter { machine.mirrors.mirrors[$0].validated }
-            if !served.isEmpty, settings.pieces == nil {
+            if !served.isEmpty, settings.pieces == nil, expected?.source != .metalink {
                 // Without piece hashes nobody can tell which source's bytes are wrong; the usual
-                // cause is a mirror with another version of the file.
+                // cause is a mirror with another version of the file (a metalink's hash, though,
+                // may as well be wrong about the URL).
                 let names = served.compactMap { URL(string: mirrorURLs[$0 - 1])?.withoutCredentials.absoluteString }
                 logger.warning("mirrors delivered part of the file, and one may serve another version: download it again without them",
                                metadata: ["mirrors": "\(names.joined(separator: ", "))"])
