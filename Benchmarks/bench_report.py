@@ -42,16 +42,17 @@ READING = [
     "count for each scenario.",
     "- In the mixed scenario nginx decides each connection's speed by its number; a new connection "
     "is a new draw.",
-    "- nginx's `limit_rate` over plain HTTP lets each new request start with a burst (here about a "
-    "quarter second's worth, 2 MiB at 8 MiB/s) before the limit applies; over TLS it does not, and "
-    "each connection gets the limit itself, so 16 connections need 2.0 s for 256 MiB whoever opens "
-    "them. Haul takes the file in chunks that last about twenty times the measured wait for a "
+    "- nginx's `limit_rate` over plain HTTP counts in whole seconds: a response often starts with "
+    "a burst (up to a second's worth on a connection that already served a request), and the last "
+    "bytes of one that outran its budget wait for nginx's next second. Over TLS it does not burst, "
+    "and each connection gets the limit itself, so 16 connections need 2.0 s for 256 MiB whoever "
+    "opens them. Haul takes the file in chunks that last about twenty times the shortest wait for a "
     "response's first byte (100 ms on loopback, up to 1 s on far servers) at one connection's "
-    "measured speed: on loopback these are 1-2 MiB and largely served from the burst, as are "
-    "`--fixed -x 16`'s (4 MiB at first). Peers that split the file once into 16 parts get the burst "
-    "once per connection. How much of each chunk fits the burst depends on what the first windows "
-    "measured, so Haul's rows in those scenarios vary from round to round (about 0.7-1.3 s for "
-    "256 MiB).",
+    "measured speed: on loopback these are about 1 MiB, most of them served from the burst, and "
+    "once every byte has its request, a response that stops short for 300 ms gets a twin. Peers "
+    "that split the file once into 16 parts get the burst once per connection. Where nginx's "
+    "seconds fall decides how much of each request is a burst, so every tool's rows in those "
+    "scenarios vary from round to round (Haul's default: about 0.5-1.3 s for 256 MiB).",
     "- Haul's default measures: it starts on the probe's connection and, unless its transfer loop "
     "was already busy for 80% of the first window (then more connections on that one loop cannot "
     "move more bytes: the unthrottled and HTTPS runs here), tries the ceiling (16) for a short "

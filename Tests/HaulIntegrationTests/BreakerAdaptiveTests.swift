@@ -28,14 +28,14 @@ private func fileWithSilentMetalink(size: Int64, seed: UInt64) async throws -> (
 
 /// Two servers of one 8 MiB file, the second (a caller's mirror without validators) with bytes
 /// that differ around every MiB boundary ± 3000, both at 2 MiB/s per connection.
-private func mirrorDifferingAroundMiBs() async throws -> (servers: [TestServer], content: GeneratedContent, lying: GeneratedContent) {
+private func mirrorDifferingAroundMiBs() async throws -> (servers: [TestServer], content: GeneratedContent) {
     let servers = [try await TestServer.start(), try await TestServer.start()]
     let content = GeneratedContent(size: 8 << 20, seed: 7111)
     let patches = (1..<8).map { GeneratedContent.Patch(from: Int64($0) << 20 - 3000, to: Int64($0) << 20 + 3000, seed: 9) }
     let lying = GeneratedContent(size: content.size, seed: 7111, patches: patches)
     servers[0].serve(ServedFile(content: content, bytesPerSecond: 2 << 20), at: "/f")
     servers[1].serve(ServedFile(content: lying, bytesPerSecond: 2 << 20), at: "/f")
-    return (servers, content, lying)
+    return (servers, content)
 }
 
 /// Runs `task` to its end (events drained) and returns it.
@@ -272,7 +272,7 @@ extension Integration {
 
         @Test("Mirrors, one differs in a few bytes mid-file (no validators), with the expected SHA-256: exact bytes or an error, adaptive or fixed")
         func mirrorDiffersMidFile() async throws {
-            let (servers, content, _) = try await mirrorDifferingAroundMiBs()
+            let (servers, content) = try await mirrorDifferingAroundMiBs()
             let scratch = Scratch()
             defer { scratch.cleanup() }
             for adaptive in [true, false] {
@@ -290,7 +290,7 @@ extension Integration {
 
         @Test("Mirrors, one differs mid-chunk, no validators and no digest: the mirror is not used, the bytes are the URL's (adaptive or fixed)")
         func mirrorDiffersMidFileNoDigest() async throws {
-            let (servers, content, _) = try await mirrorDifferingAroundMiBs()
+            let (servers, content) = try await mirrorDifferingAroundMiBs()
             let scratch = Scratch()
             defer { scratch.cleanup() }
             for adaptive in [true, false] {

@@ -7,10 +7,6 @@ import HaulTestServer
 import Testing
 
 /// `Repr-Digest: sha-256=:BASE64:` of `content`.
-private func reprDigest(_ content: GeneratedContent) -> (String, String) {
-    ("Repr-Digest", "sha-256=:\(Data(bytes(fromHex: content.sha256)!).base64EncodedString()):")
-}
-
 /// Downloads `url` into `destination` through a task, so its results can be read.
 private func fetch(_ url: URL, to destination: URL, session: DownloadSession) async throws -> DownloadTask {
     let task = session.downloadTask(with: URLRequest(url: url), to: destination)

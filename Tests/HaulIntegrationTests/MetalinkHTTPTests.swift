@@ -10,10 +10,6 @@ import Testing
 private let describedBy = ("Link", "</f.meta4>; rel=describedby; type=\"application/metalink4+xml\"")
 
 /// `Repr-Digest: sha-256=:BASE64:` of `content`.
-private func reprDigest(_ content: GeneratedContent) -> (String, String) {
-    ("Repr-Digest", "sha-256=:\(Data(bytes(fromHex: content.sha256)!).base64EncodedString()):")
-}
-
 /// Downloads `url` into `destination` through a task, so its results can be read.
 private func fetch(_ url: URL, to destination: URL, session: DownloadSession) async throws -> DownloadTask {
     let task = session.downloadTask(with: URLRequest(url: url), to: destination)

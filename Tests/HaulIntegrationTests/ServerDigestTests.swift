@@ -6,10 +6,6 @@ import FoundationNetworking
 import HaulTestServer
 import Testing
 
-private func reprDigest(_ content: GeneratedContent) -> (String, String) {
-    ("Repr-Digest", "sha-256=:\(Data(bytes(fromHex: content.sha256)!).base64EncodedString()):")
-}
-
 private func session(hashing: Bool = true, connections: Int = 4) -> DownloadSession {
     var configuration = DownloadSession.Configuration()
     configuration.connectionsPerDownload = connections

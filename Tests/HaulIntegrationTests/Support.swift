@@ -2,7 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-import Haul
+@testable import Haul
 import HaulTestServer
 import Testing
 
@@ -75,4 +75,9 @@ func downloadConcurrently(_ contents: [GeneratedContent], from server: TestServe
     for (index, content) in contents.enumerated() {
         #expect(try SHA256.hex(ofFileAt: scratch.file("\(index)").path) == content.sha256, sourceLocation: sourceLocation)
     }
+}
+
+/// A `Repr-Digest` header field (RFC 9530) carrying `content`'s SHA-256.
+func reprDigest(_ content: GeneratedContent) -> (String, String) {
+    ("Repr-Digest", "sha-256=:\(Data(bytes(fromHex: content.sha256)!).base64EncodedString()):")
 }
