@@ -186,9 +186,10 @@ struct Runner: Sendable {
             }
             reporter.note("\(job.output.lastPathComponent): resuming: \(Format.bytes(resume.bytesDone)) of "
                 + "\(Format.bytes(resume.length)) already downloaded (\(resume.length > 0 ? resume.bytesDone * 100 / resume.length : 0)%)")
-            if command.mirrorSelect == .first, source.withoutCredentials != job.url.withoutCredentials {
-                // Written by a download from what is a mirror here: the download is the URL's, so the
-                // bytes on disk are held to the URL's answer (another version starts over).
+            if command.mirrorSelect == .first, !command.sameFile, source.withoutCredentials != job.url.withoutCredentials {
+                // Written by a download from what is a mirror here (not vouched for with --same-file):
+                // the download is the URL's, so the bytes on disk are held to the URL's answer
+                // (another version starts over).
                 resume.url = job.url
                 resume.finalURL = nil
                 return resume.encoded()

@@ -126,7 +126,7 @@ struct DownloadStateMachine: Sendable {
     var mirrors: MirrorSet
     /// The whole file's digest is known (the caller's, a metalink's, or the server's instance
     /// digest) and the file is being hashed, so a file spliced from two versions fails its
-    /// check at the end; set by the transfer layer before each response head.
+    /// check at the end; the transfer layer keeps it up to date as digests come and go.
     var checksumKnown = false
     /// Piece hashes: which pieces are verified and who wrote each (`nil` without a metalink's pieces).
     var pieces: PieceLedger?
