@@ -44,11 +44,12 @@ struct ConnectionGovernor: Equatable, Sendable {
     private(set) var stage: Stage = .measuring
     /// How long each measurement lasts.
     var window: Duration = .milliseconds(200)
-    /// How long the first two last (one connection, then the ceiling): every moment on one
-    /// connection where many would help is lost, and every moment on many where one does as
-    /// well costs CPU. The first try's answer is rarely close: a limit per connection multiplies
-    /// the throughput, a link one connection fills leaves it flat.
-    var firstWindow: Duration = .milliseconds(100)
+    /// How long the first two last at least (one connection, then the ceiling): every moment
+    /// on one connection where many would help is lost, and every moment on many where one does
+    /// as well costs CPU. The first try's answer is rarely close: a limit per connection
+    /// multiplies the throughput, a link one connection fills leaves it flat. The transfer layer
+    /// ticks first this long after the probe's head, then every 100 ms.
+    var firstWindow: Duration = .milliseconds(50)
     private var windowsTaken = 0
     /// Time after a change before measuring, so new connections are up and old ones have ended.
     var settle: Duration = .milliseconds(100)

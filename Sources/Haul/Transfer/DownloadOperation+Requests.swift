@@ -72,9 +72,9 @@ extension DownloadOperation {
             run(machine.received(head, for: segment))
             if wasProbing, machine.phase == .transferring, machine.rangesSupported {
                 // The transfer's clock starts now: ticks follow the probe's head, so the
-                // connection count is first judged 100 ms after the first byte, not later.
-                progressTimer?.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100),
-                                        leeway: .milliseconds(20))
+                // connection count is first judged one short window after the first byte.
+                progressTimer?.schedule(deadline: .now() + machine.governor.firstWindow.dispatchInterval,
+                                        repeating: .milliseconds(100), leeway: .milliseconds(10))
                 run(machine.tick(now: ContinuousClock.now - startedAt, busy: multi.busy))
             }
         }
