@@ -225,15 +225,12 @@ extension DownloadStateMachine {
         // Equal lengths prove nothing: two versions of a file often have the same size, and a
         // difference inside one response is never seen at a seam.
         let untied = held && !checksumKnown && !sharesValidator(head)
-        let untiedReason = "nothing ties it to the first source's file: no strong ETag or Last-Modified in common and no "
-            + "checksum to verify the result; to use it, give the file's SHA-256 (haul get --checksum) or vouch that both "
-            + "serve the same bytes (--same-file)"
         if head.status == 200, request.ifRange != nil, let mismatch = mirrorValidatorMismatch(head) {
             // If-Range carried the first source's validator: a mirror whose own differs (the
             // same bytes with another mtime, say) sends the whole file, which says nothing of ranges.
             problem = "\(mismatch), so it did not honour If-Range and sent the whole file"
         } else if head.status == 200, request.ifRange != nil, untied {
-            problem = untiedReason
+            problem = Self.untiedReason
         } else if head.status != 206 {
             problem = "it answered HTTP \(head.status) to a range request"
         } else if let length = plan.length, head.contentRange?.completeLength != length {
@@ -241,7 +238,7 @@ extension DownloadStateMachine {
         } else if held, let mismatch = mirrorValidatorMismatch(head) {
             problem = mismatch
         } else if untied {
-            problem = untiedReason
+            problem = Self.untiedReason
         }
         guard let problem else {
             mirrors.validated(request.mirror)
@@ -271,6 +268,11 @@ extension DownloadStateMachine {
         }
         return nil
     }
+
+    /// Why a mirror that nothing ties to the first source's file is dropped, and what to do.
+    static let untiedReason = "nothing ties it to the first source's file: no strong ETag or Last-Modified in common and no "
+        + "checksum to verify the result; to use it, give the file's SHA-256 (haul get --checksum) or vouch that both "
+        + "serve the same bytes (--same-file)"
 
     /// Whether `mirror`'s own validators stand: it was admitted on a digest or a metalink's
     /// hashes, and they still check the file (a restart to another version may have lost the

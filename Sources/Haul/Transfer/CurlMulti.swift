@@ -138,11 +138,8 @@ final class CurlMulti: @unchecked Sendable {
     func setPaused(_ easy: CurlEasy, _ paused: Bool) {
         dispatchPrecondition(condition: .onQueue(queue))
         guard handles[easy.handle] != nil else { return }
-        var socket: curl_socket_t = -1
-        if ccurl_easy_getinfo_socket(easy.handle, CURLINFO_ACTIVESOCKET, &socket) != CURLE_OK { socket = -1 }
-        if !paused, socket >= 0, held.remove(socket) != nil, let wanted = interest[socket] {
-            _ = chaul_epoll_watch(epoll, socket, wanted.read ? 1 : 0, wanted.write ? 1 : 0)
-        }
+        let socket = activeSocket(of: easy)
+        if !paused { release(socket) }
         driving += 1
         let code = curl_easy_pause(easy.handle, paused ? ccurl_pause_all : ccurl_pause_cont)
         driving -= 1
@@ -184,12 +181,21 @@ final class CurlMulti: @unchecked Sendable {
     /// Takes `easy` out of curl's multi. A socket held out of the epoll set for it (paused)
     /// goes back as curl last asked, if curl keeps it for another transfer.
     private func detach(_ easy: CurlEasy) {
-        var socket: curl_socket_t = -1
-        if ccurl_easy_getinfo_socket(easy.handle, CURLINFO_ACTIVESOCKET, &socket) != CURLE_OK { socket = -1 }
+        let socket = activeSocket(of: easy)
         curl_multi_remove_handle(multi, easy.handle)
-        if socket >= 0, held.remove(socket) != nil, let wanted = interest[socket] {
-            _ = chaul_epoll_watch(epoll, socket, wanted.read ? 1 : 0, wanted.write ? 1 : 0)
-        }
+        release(socket)
+    }
+
+    /// The socket `easy` transfers on now, or -1.
+    private func activeSocket(of easy: CurlEasy) -> curl_socket_t {
+        var socket: curl_socket_t = -1
+        return ccurl_easy_getinfo_socket(easy.handle, CURLINFO_ACTIVESOCKET, &socket) == CURLE_OK ? socket : -1
+    }
+
+    /// A socket held out of the epoll set goes back in, watched as curl last asked.
+    private func release(_ socket: curl_socket_t) {
+        guard socket >= 0, held.remove(socket) != nil, let wanted = interest[socket] else { return }
+        _ = chaul_epoll_watch(epoll, socket, wanted.read ? 1 : 0, wanted.write ? 1 : 0)
     }
 
     // MARK: Driving

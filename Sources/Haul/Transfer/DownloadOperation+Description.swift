@@ -189,10 +189,7 @@ extension DownloadOperation {
                 description.providedDigest = true
                 hasher?.reset(algorithm: .sha512)
             }
-            if hasher == nil, let dataFile = self.file {
-                hasher = StreamingHasher(descriptor: dataFile.reopenForReading(), path: dataFile.path,
-                                         algorithm: expected == nil ? .sha512 : .sha256)
-            }
+            startHashing()
         }
         var ledger: PieceLedger?
         if let pieces = file.pieces, let size = file.size, let dataFile = self.file {

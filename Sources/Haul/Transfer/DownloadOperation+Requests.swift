@@ -207,9 +207,7 @@ extension DownloadOperation {
     func adoptServerDigest(_ head: ResponseHead) {
         guard expected == nil, expectedSHA512 == nil, let server = SHA256Digest.fromServer(head.fields) else { return }
         expected = server
-        if hasher == nil, let file {
-            hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path)
-        }
+        startHashing()
         logger.info("verifying with the server's digest", metadata: ["header": "\(server.1.rawValue)"])
     }
 }

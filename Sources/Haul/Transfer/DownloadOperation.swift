@@ -206,6 +206,14 @@ final class DownloadOperation: @unchecked Sendable {
     func noteChecksum() {
         machine.checksumKnown = hasher != nil && (expected != nil || expectedSHA512 != nil)
     }
+
+    /// Hashes the file from byte 0, with the function the expected digest needs, unless it is
+    /// hashed already: at the start, or once a server's or a metalink's digest is adopted.
+    func startHashing() {
+        guard hasher == nil, let file else { return }
+        hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path,
+                                 algorithm: expected == nil && expectedSHA512 != nil ? .sha512 : .sha256)
+    }
     let bootID = currentBootID()
     static let syncQueue = DispatchQueue(label: "haul.sync")
     /// Where finished downloads are synced and renamed into place (concurrent: each works on
@@ -300,10 +308,7 @@ final class DownloadOperation: @unchecked Sendable {
                 finish(.failure(DownloadFailure(error: error, resumeData: nil)))
                 return
             }
-            if settings.computesSHA256 || expected != nil || expectedSHA512 != nil, let file {
-                hasher = StreamingHasher(descriptor: file.reopenForReading(), path: file.path,
-                                         algorithm: expected == nil && expectedSHA512 != nil ? .sha512 : .sha256)
-            }
+            if settings.computesSHA256 || expected != nil || expectedSHA512 != nil { startHashing() }
             if let pieces = settings.pieces, let file {
                 pieceVerifier = PieceVerifier(descriptor: file.reopenForReading(), pieces: pieces)
             }

@@ -44,16 +44,10 @@ struct SeamChecks {
     /// first differing byte.
     mutating func resolve(plan: SegmentPlan, file: DataFile) throws(HaulError) -> Int64? {
         pending.removeAll { $0.epoch != plan.epoch }
-        guard !pending.isEmpty else { return nil }
-        // One look at the plan for every kept item (it merges every segment's range).
-        let done = plan.doneRanges
-        func writtenEnd(from offset: Int64) -> Int64 {
-            done.first { $0.contains(offset) }?.upperBound ?? offset
-        }
         var index = 0
         while index < pending.count {
             let item = pending[index]
-            guard writtenEnd(from: item.offset) >= item.offset + Int64(item.bytes.count) else {
+            guard plan.writtenEnd(from: item.offset) >= item.offset + Int64(item.bytes.count) else {
                 index += 1
                 continue
             }
