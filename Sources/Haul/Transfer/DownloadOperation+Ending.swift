@@ -177,6 +177,8 @@ extension DownloadOperation {
         writeback = nil
         for (_, easy) in easies { multi.remove(easy) }
         easies.removeAll()
+        for (_, stage) in stages { stage.release() }
+        stages.removeAll()
         for (_, item) in retryTimers { item.cancel() }
         retryTimers.removeAll()
         deferredStarts.removeAll()

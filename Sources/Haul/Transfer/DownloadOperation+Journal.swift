@@ -77,6 +77,9 @@ extension DownloadOperation {
     /// Ten times a second: feed the hasher the done prefix; journal when a segment advanced a
     /// step; every few seconds make the bytes so far survive a power cut.
     func progressTick() {
+        // Bytes held back count from now on: the tick judges what arrived.
+        handOnHeld()
+        guard !machine.isFinished else { return }
         if let mismatch = resolveSeams(), machine.pieces == nil {
             run(machine.contentMismatch(at: mismatch))
         }

@@ -78,11 +78,21 @@ extension DownloadOperation {
                 run(machine.tick(now: ContinuousClock.now - startedAt, busy: multi.busy))
             }
         }
-        let source = request.mirror
-        easy.onBody = { [unowned self] buffer in write(buffer, segment: segment, source: source) }
+        let stage = WriteStage(owner: ObjectIdentifier(easy), segment: segment, source: request.mirror)
+        stages[segment] = stage
+        easy.onBody = { [unowned self] buffer in write(buffer, stage: stage) }
         easy.onDone = { [unowned self, unowned easy] code, message in
             guard easies[segment] === easy else { return }
+            var code = code
+            if !handOn(stage), code == CURLE_OK {
+                // What curl reports when a write callback refuses bytes.
+                code = CURLE_WRITE_ERROR
+            }
+            stage.release()
+            // Handing on the held bytes may have ended this request (a seam mismatch).
+            guard easies[segment] === easy else { return }
             easies[segment] = nil
+            stages[segment] = nil
             collectedMetrics.append(easy.transactionMetrics(started: fetchStart, request: Self.metricsRequest(options, range: request.rangeSpec),
                                                             head: answer, viaProxy: options.proxy != nil))
             if code != CURLE_OK, failureReasons[segment] == nil {
@@ -115,12 +125,14 @@ extension DownloadOperation {
         multi.queue.asyncAfter(deadline: .now() + delay.dispatchInterval, execute: item)
     }
 
-    /// The hot path: `pwrite` straight from curl's buffer at the segment's cursor. Bytes that
-    /// another response delivered too (seams, twins, a whole-file retry) are compared instead.
-    /// Returning less than offered stops the transfer; `ccurl_writefunc_pause` pauses it.
+    /// The hot path. Bytes the plan would write go into `stage` until they reach a 64 KiB
+    /// boundary of the file and are then written at once (see `WriteStage`); bytes that are to
+    /// be compared, or refused, go straight on. Returning less than offered stops the transfer;
+    /// `ccurl_writefunc_pause` pauses it.
     @inline(__always)
-    func write(_ buffer: UnsafeRawBufferPointer, segment: Int, source: Int) -> Int {
-        guard let file else { return 0 }
+    func write(_ buffer: UnsafeRawBufferPointer, stage: WriteStage) -> Int {
+        let segment = stage.segment
+        guard file != nil, !stage.refused else { return 0 }
         if rate > 0 {
             // Whole callbacks only (curl cannot take part of one): wait until the bucket holds
             // all of it (or is full, for a callback larger than the bucket: the debt is paid by
@@ -134,6 +146,51 @@ extension DownloadOperation {
             }
             tokens -= Double(buffer.count)
         }
+        var rest = buffer
+        while !rest.isEmpty {
+            if stage.isEmpty {
+                guard case .write(let offset, _) = machine.step(for: segment, available: rest.count) else { break }
+                stage.begin(at: offset)
+            }
+            let held = stage.hold(rest)
+            // Nothing held with room left: there is no memory for the stage.
+            guard held > 0 || stage.isFull else { break }
+            rest = UnsafeRawBufferPointer(rebasing: rest[held...])
+            if stage.isFull, !handOn(stage) { return 0 }
+        }
+        guard !rest.isEmpty else { return buffer.count }
+        // Bytes to compare or refuse, or no buffer to hold them in: straight on.
+        guard handOn(stage) else { return 0 }
+        return deliver(rest, segment: segment, source: stage.source) == rest.count ? buffer.count : 0
+    }
+
+    /// Hands the bytes `stage` holds to the plan. Returns false when the response was refused
+    /// (it then takes nothing more).
+    func handOn(_ stage: WriteStage) -> Bool {
+        guard !stage.refused else { return false }
+        guard !stage.isEmpty else { return true }
+        let held = stage.bytes
+        let taken = deliver(held, segment: stage.segment, source: stage.source)
+        stage.clear()
+        if taken < held.count { stage.refused = true }
+        return !stage.refused
+    }
+
+    /// Hands on the bytes every running transfer holds: before a tick judges the transfers, and
+    /// before they are paused or cancelled.
+    func handOnHeld() {
+        for (segment, easy) in easies {
+            guard let stage = stages[segment], stage.owner == ObjectIdentifier(easy), !stage.isEmpty else { continue }
+            _ = handOn(stage)
+        }
+    }
+
+    /// Writes (or compares) `buffer`, the next bytes of `segment`'s response, where the plan
+    /// says. Bytes that another response delivered too (seams, twins, a whole-file retry) are
+    /// compared instead. Returns how many bytes were taken; fewer than offered means the
+    /// response is refused from there.
+    func deliver(_ buffer: UnsafeRawBufferPointer, segment: Int, source: Int) -> Int {
+        guard let file else { return 0 }
         var taken = 0
         while taken < buffer.count {
             switch machine.step(for: segment, available: buffer.count - taken) {

@@ -123,6 +123,8 @@ final class DownloadOperation: @unchecked Sendable {
     var machine: DownloadStateMachine
     var file: DataFile?
     var easies: [Int: CurlEasy] = [:]
+    /// The body bytes each running transfer holds back (see `WriteStage`), by segment.
+    var stages: [Int: WriteStage] = [:]
     var writeErrors: [Int: HaulError] = [:]
     var retryTimers: [Int: DispatchWorkItem] = [:]
     var effectiveURL: String?
@@ -324,6 +326,8 @@ final class DownloadOperation: @unchecked Sendable {
     func cancel(producingResumeData: Bool = false) {
         multi.queue.async { [self] in
             produceResumeDataOnCancel = producingResumeData
+            // What arrived counts in the resume data.
+            if producingResumeData, !machine.isFinished { handOnHeld() }
             run(machine.cancel())
         }
     }
@@ -334,6 +338,7 @@ final class DownloadOperation: @unchecked Sendable {
         multi.queue.async { [self] in
             guard !isSuspended, !machine.isFinished else { return }
             isSuspended = true
+            handOnHeld()
             for easy in easies.values { multi.setPaused(easy, true) }
             writeJournal(durable: false)
         }
@@ -373,6 +378,7 @@ final class DownloadOperation: @unchecked Sendable {
                 startOrDefer(request)
             case .cancel(let segment):
                 if let easy = easies.removeValue(forKey: segment) { multi.remove(easy) }
+                stages.removeValue(forKey: segment)?.release()
                 deferredStarts.removeAll { $0.segment == segment }
             case .retry(let segment, let attempt, let retryAfter):
                 scheduleRetry(segment: segment, attempt: attempt, retryAfter: retryAfter)
