@@ -166,6 +166,13 @@ final class CurlMulti: @unchecked Sendable {
     }
 
 
+    /// Ends `easy` as curl ends a transfer whose write callback refused its bytes
+    /// (`CURLE_WRITE_ERROR`), for a refusal found outside a callback.
+    func refuse(_ easy: CurlEasy) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        end(easy, CURLE_WRITE_ERROR)
+    }
+
     /// Takes `easy` out of the multi and reports it finished with `code`, as curl does for a
     /// transfer that ends.
     private func end(_ easy: CurlEasy, _ code: CURLcode) {

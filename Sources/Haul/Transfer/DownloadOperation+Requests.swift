@@ -152,8 +152,10 @@ extension DownloadOperation {
                 guard case .write(let offset, _) = machine.step(for: segment, available: rest.count) else { break }
                 stage.begin(at: offset)
             }
-            let held = stage.hold(rest)
-            // Nothing held with room left: there is no memory for the stage.
+            // Only bytes inside the segment's range are held; the rest (seam bytes to compare,
+            // or bytes to refuse) goes on now, so a refusal stops curl in this very callback.
+            let held = stage.hold(rest, limit: machine.plan.segments[segment].end - stage.end)
+            // Nothing held with room left: the range ends here, or there is no memory for the stage.
             guard held > 0 || stage.isFull else { break }
             rest = UnsafeRawBufferPointer(rebasing: rest[held...])
             if stage.isFull, !handOn(stage) { return 0 }
@@ -177,11 +179,12 @@ extension DownloadOperation {
     }
 
     /// Hands on the bytes every running transfer holds: before a tick judges the transfers, and
-    /// before they are paused or cancelled.
+    /// before they are paused or cancelled. A response refused here (its range was cut short
+    /// meanwhile) is stopped here: no later callback may come to stop it.
     func handOnHeld() {
         for (segment, easy) in easies {
             guard let stage = stages[segment], stage.owner == ObjectIdentifier(easy), !stage.isEmpty else { continue }
-            _ = handOn(stage)
+            if !handOn(stage), easies[segment] === easy { multi.refuse(easy) }
         }
     }
 

@@ -19,7 +19,10 @@ import Glibc
 /// (written or compared), so the journal, the hash, seam checks and the stall rule never see
 /// bytes that are not on disk. They are handed on when the run reaches a boundary, when the
 /// response ends, on every progress tick, before a suspension and before a cancellation, so a
-/// slow response is never held back longer than a tick.
+/// slow response is never held back longer than a tick. Only bytes the plan would write are
+/// held: the first byte past the segment's end goes on at once with the run before it, so a
+/// response that goes on past its range is refused in the callback that brings those bytes,
+/// as it was before bytes were held.
 final class WriteStage {
     /// The largest run held, and the boundary runs are cut at.
     static let capacity = 32 << 10
@@ -62,12 +65,16 @@ final class WriteStage {
         count = 0
     }
 
-    /// Holds as much of `buffer` as fits before the next boundary; returns how much it took.
-    /// The run is complete (`isFull`) when that boundary is reached.
-    func hold(_ buffer: UnsafeRawBufferPointer) -> Int {
+    /// Where in the file the byte after the held ones is expected to go.
+    var end: Int64 { offset + Int64(count) }
+
+    /// Holds as much of `buffer` as fits before the next boundary, and no more than `limit`
+    /// bytes; returns how much it took. The run is complete (`isFull`) when that boundary is
+    /// reached.
+    func hold(_ buffer: UnsafeRawBufferPointer, limit: Int64 = .max) -> Int {
         guard let base = storage ?? Self.allocate() else { return 0 }
         storage = base
-        let taken = min(room, buffer.count)
+        let taken = Int(min(Int64(min(room, buffer.count)), max(0, limit)))
         if taken > 0, let source = buffer.baseAddress {
             (base + count).copyMemory(from: source, byteCount: taken)
             count += taken
@@ -100,7 +107,6 @@ final class WriteStage {
     }
 
     private var room: Int {
-        let end = offset &+ Int64(count)
         let mask = Int64(Self.capacity - 1)
         return Self.capacity - Int(end & mask) - (end & mask == 0 && count > 0 ? Self.capacity : 0)
     }

@@ -28,7 +28,7 @@ struct ResponseBuilder {
     func build() -> RawResponse {
         var response = plan()
         response.close = response.close || action.close == true || !request.keepAlive
-            || response.garbage > 0 || response.resetAfter != nil
+            || (response.garbage > 0 && action.staysOpen != true) || response.resetAfter != nil
         if response.close, !response.head.contains("\r\nConnection: close\r\n") {
             // "\r\n" is one Character in Swift: drop the blank line by its UTF-8 bytes.
             response.head = String(decoding: response.head.utf8.dropLast(2), as: UTF8.self)

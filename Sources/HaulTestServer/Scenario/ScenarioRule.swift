@@ -94,6 +94,9 @@ public struct ResponseAction: Decodable, Sendable, Equatable {
     public var chunkedWithContentLength: Int?
     /// After the complete response, this many junk bytes, then close.
     public var garbageAfterBody: Int?
+    /// With `garbageAfterBody`: after the junk, stay silent with the connection open instead of
+    /// closing it (a response without `Content-Length` then never ends on its own).
+    public var staysOpen: Bool?
     /// Close the connection after this many body bytes.
     public var resetAfter: Int?
     /// Go silent after this many body bytes, keeping the connection open.
@@ -134,6 +137,7 @@ public struct ResponseAction: Decodable, Sendable, Equatable {
         out.chunked = other.chunked ?? chunked
         out.chunkedWithContentLength = other.chunkedWithContentLength ?? chunkedWithContentLength
         out.garbageAfterBody = other.garbageAfterBody ?? garbageAfterBody
+        out.staysOpen = other.staysOpen ?? staysOpen
         out.resetAfter = other.resetAfter ?? resetAfter
         out.stallAfter = other.stallAfter ?? stallAfter
         out.stallSeconds = other.stallSeconds ?? stallSeconds
