@@ -27,10 +27,12 @@ final class Writeback: @unchecked Sendable {
         self.step = step
     }
 
-    /// Starts writeback of what each segment wrote since the last call, in steps; returns the
-    /// ranges started (offset, length).
+    /// Starts writeback of what each segment wrote since the last call, in steps, and of the
+    /// rest of a segment once it is complete (a download taken in chunks of about 1 MiB has no
+    /// segment that ever writes a whole step); returns the ranges started (offset, length).
     @discardableResult
-    func advance(_ segments: some Sequence<(id: Int, start: Int64, cursor: Int64)>, epoch: Int) -> [(Int64, Int64)] {
+    func advance(_ segments: some Sequence<(id: Int, start: Int64, cursor: Int64, end: Int64)>,
+                 epoch: Int) -> [(Int64, Int64)] {
         guard fd >= 0 else { return [] }
         if epoch != self.epoch {
             started.removeAll()
@@ -39,7 +41,9 @@ final class Writeback: @unchecked Sendable {
         var ranges: [(Int64, Int64)] = []
         for segment in segments {
             let from = max(started[segment.id] ?? segment.start, segment.start)
-            guard segment.cursor - from >= step else { continue }
+            guard segment.cursor - from >= step || (segment.cursor >= segment.end && segment.cursor > from) else {
+                continue
+            }
             ranges.append((from, segment.cursor - from))
             started[segment.id] = segment.cursor
         }

@@ -66,7 +66,7 @@ extension DownloadOperation {
         }
         if let writeback {
             let epoch = machine.plan.epoch
-            writeback.advance(machine.plan.segments.lazy.filter { $0.epoch == epoch }.map { ($0.id, $0.start, $0.cursor) },
+            writeback.advance(machine.plan.segments.lazy.filter { $0.epoch == epoch }.map { ($0.id, $0.start, $0.cursor, $0.end) },
                               epoch: epoch)
         }
     }
