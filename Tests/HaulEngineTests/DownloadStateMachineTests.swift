@@ -300,7 +300,7 @@ struct DownloadStateMachineTests {
         #expect(machine.start() == [.finish(length: 100)])
     }
 
-    @Test("A finished connection steals half of the largest range, then twins the tail")
+    @Test("A finished connection steals half of the largest range, in the endgame down to twice the endgame tail, then twins the tail")
     func stealThenEndgame() {
         var machine = Machine(options: .init(connections: 2, minimumSplit: 10, endgameMinimumTail: 5))
         _ = machine.start()
@@ -314,11 +314,16 @@ struct DownloadStateMachineTests {
         _ = machine.received(head(206, range: "bytes 75-99/100"), for: 2)
         _ = machine.advance(2, by: 25)
         _ = machine.advance(1, by: 10)
-        // Nothing left worth splitting (15 < 2 × 10): twin the rest of segment 1.
-        #expect(machine.transferEnded(2, .completed) == [range(3, 60, 74)])
-        _ = machine.received(head(206, range: "bytes 60-74/100"), for: 3)
-        _ = machine.advance(3, by: 15)
-        #expect(machine.transferEnded(3, .completed) == [.cancel(segment: 1), .finish(length: 100)])
+        // Nothing is left to hand out and 15 < 2 × 10, but 15 ≥ 2 × 5 (the endgame tail): the
+        // free connection takes the upper half of segment 1.
+        #expect(machine.transferEnded(2, .completed) == [range(3, 67, 74)])
+        _ = machine.received(head(206, range: "bytes 67-74/100"), for: 3)
+        _ = machine.advance(3, by: 8)
+        // Segment 1 has 7 bytes left (60..<67): too few to split, enough to twin.
+        #expect(machine.transferEnded(3, .completed) == [range(4, 60, 66)])
+        _ = machine.received(head(206, range: "bytes 60-66/100"), for: 4)
+        _ = machine.advance(4, by: 7)
+        #expect(machine.transferEnded(4, .completed) == [.cancel(segment: 1), .finish(length: 100)])
         #expect(machine.plan.doneRanges == [0..<100])
     }
 

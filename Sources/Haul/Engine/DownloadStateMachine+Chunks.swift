@@ -52,6 +52,19 @@ extension DownloadStateMachine {
         return min(options.chunkDuration, max(options.shortestChunkDuration, wait / options.chunkWaitShare))
     }
 
+    /// Once nothing is left to hand out, a free connection still takes half of a range this
+    /// long or longer, below the usual twice the minimum split: where each connection is
+    /// limited, two connections on halves end sooner than a twin racing the same bytes at the
+    /// same speed (a last chunk of 2 MiB at 8 MiB/s held a download 0.1 s past every other
+    /// connection). A half must last at least four of a request's waits at one connection's
+    /// measured speed, so that on a far server the new request is not still waiting when the
+    /// range would have ended anyway; and at least `endgameMinimumTail`, like a twin.
+    var endgameSplit: Int64 {
+        let perConnection = governor.lastSample.map { $0.bytesPerSecond / Double(max(1, $0.count)) } ?? 0
+        let waits = responseWait.map { Int64(perConnection * $0.secondsValue * 4) } ?? 0
+        return 2 * max(options.endgameMinimumTail, waits)
+    }
+
     /// The size of the next chunk: about `chunkDuration` at one connection's measured speed
     /// (before any measurement, a quarter of an even share), leaving work for every connection
     /// the target allows, within `minimumSplit...maximumChunk`.

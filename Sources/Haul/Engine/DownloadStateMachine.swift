@@ -395,13 +395,14 @@ struct DownloadStateMachine: Sendable {
         if plan.isComplete {
             return actions + finishNow()
         }
-        // The connection is free: take a pending gap, else half of the largest range, else twin
-        // the slowest tail.
+        // The connection is free: take a pending gap, else half of the largest range (in the
+        // endgame down to `endgameSplit`), else twin the slowest tail.
         // Last, a segment waiting out a backoff goes now on this connection rather than leave it
         // idle (its scheduled retry then finds it running and does nothing).
         if isChunked, requests.count >= governor.target { return actions }
         if rangesSupported, !singleStream,
            let id = (isChunked ? plan.takePending(chunk: nextChunk()) : plan.takePending()) ?? plan.steal()
+            ?? plan.steal(atLeast: endgameSplit)
             ?? plan.addTwin(minimumTail: options.endgameMinimumTail)
             ?? plan.takeWaiting(honouring: Self.longestRetryAfterHonouredWhileIdle) {
             actions.append(start(segment: id, kind: .range))

@@ -422,13 +422,14 @@ struct SegmentPlan: Equatable, Sendable {
 
     // MARK: Stealing and endgame
 
-    /// Takes the upper half of the largest remaining range if it is at least twice the minimum
-    /// split. Returns the new segment's id.
-    mutating func steal() -> Int? {
+    /// Takes the upper half of the largest remaining range if it is at least `smallest` (by
+    /// default twice the minimum split). Returns the new segment's id.
+    mutating func steal(atLeast smallest: Int64? = nil) -> Int? {
         guard length != nil else { return nil }
+        let smallest = max(2, smallest ?? 2 * minimumSplit)
         var best: Int?
         for segment in segments where segment.state == .active && segment.twin == nil && !segment.isTwin {
-            if segment.remaining >= 2 * minimumSplit,
+            if segment.remaining >= smallest,
                best.map({ segment.remaining > segments[$0].remaining }) ?? true {
                 best = segment.id
             }
