@@ -61,6 +61,29 @@ struct SegmentPlanTests {
         #expect(plan.doneRanges == [0..<38])
     }
 
+    @Test("A range taken from a segment (a steal, an endgame steal, a twin, a replacement, a parked rest) keeps the sources that segment must not ask")
+    func takenRangesAvoidTheSameSources() {
+        var plan = SegmentPlan(minimumSplit: 10)
+        #expect(plan.split(length: 100, connections: 2) == [1])
+        _ = plan.advance(0, by: 50)
+        _ = plan.finish(0)
+        // Source 1 delivered a bad piece of segment 1.
+        plan.avoid(1, sources: 1 << 1)
+        let thief = plan.steal()
+        #expect(thief == 2 && plan.segments[2].avoidSources == 1 << 1)
+        let smaller = plan.steal(atLeast: 4)
+        #expect(smaller == 3 && plan.segments[3].avoidSources == 1 << 1)
+        let twin = plan.addTwin(minimumTail: 1)
+        #expect(twin.map { plan.segments[$0].avoidSources } == 1 << 1)
+        let replacement = plan.replace(1)
+        #expect(plan.segments[replacement].avoidSources == 1 << 1)
+        _ = plan.advance(replacement, by: 2)
+        plan.park(replacement)
+        #expect(plan.segments.last.map { $0.state == .pending && $0.avoidSources == 1 << 1 } == true)
+        // A segment with nothing to avoid passes nothing on.
+        #expect(plan.segments[0].avoidSources == 0)
+    }
+
     @Test("The original finishing first cancels its twin")
     func originalWins() {
         var plan = SegmentPlan(minimumSplit: 10)

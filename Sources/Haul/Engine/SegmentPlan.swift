@@ -149,7 +149,7 @@ struct SegmentPlan: Equatable, Sendable {
         if segments[index].end - cut >= minimumSplit {
             let end = segments[index].end
             segments[index].end = cut
-            _ = append(start: cut, end: end, state: .pending)
+            _ = append(start: cut, end: end, state: .pending, from: index)
         }
         return index
     }
@@ -171,7 +171,7 @@ struct SegmentPlan: Equatable, Sendable {
         let cut = aligned(segments[victim].cursor + keep)
         guard end - cut >= minimumSplit else { return false }
         segments[victim].end = cut
-        _ = append(start: cut, end: end, state: .pending)
+        _ = append(start: cut, end: end, state: .pending, from: victim)
         return true
     }
 
@@ -188,7 +188,7 @@ struct SegmentPlan: Equatable, Sendable {
         let end = segments[id].end
         segments[id].end = segments[id].cursor
         segments[id].state = .done
-        if end > segments[id].cursor { _ = append(start: segments[id].cursor, end: end, state: .pending) }
+        if end > segments[id].cursor { _ = append(start: segments[id].cursor, end: end, state: .pending, from: id) }
     }
 
     /// Bytes in pending ranges (planned, not yet taken by a connection).
@@ -244,7 +244,7 @@ struct SegmentPlan: Equatable, Sendable {
         let ranges = Self.initialRanges(length: segment.remaining, connections: connections, minimumSplit: minimumSplit)
         guard ranges.count > 1 else { return [] }
         segments[id].end = segment.cursor + ranges[0].upperBound
-        return ranges.dropFirst().map { append(start: segment.cursor + $0.lowerBound, end: segment.cursor + $0.upperBound) }
+        return ranges.dropFirst().map { append(start: segment.cursor + $0.lowerBound, end: segment.cursor + $0.upperBound, from: id) }
     }
 
     /// Records the length without splitting (a server without range support): one stream.
@@ -438,7 +438,7 @@ struct SegmentPlan: Equatable, Sendable {
         let oldEnd = segments[victim].end
         let middle = segments[victim].cursor + segments[victim].remaining / 2
         segments[victim].end = middle
-        return append(start: middle, end: oldEnd)
+        return append(start: middle, end: oldEnd, from: victim)
     }
 
     /// Endgame: when nothing is left to split, a twin fetches the remaining tail of the segment
@@ -461,7 +461,7 @@ struct SegmentPlan: Equatable, Sendable {
     mutating func addTwin(of original: Int) -> Int? {
         let segment = segments[original]
         guard segment.state == .active, segment.twin == nil, !segment.isTwin, segment.remaining > 0 else { return nil }
-        let id = append(start: segments[original].cursor, end: segments[original].end)
+        let id = append(start: segments[original].cursor, end: segments[original].end, from: original)
         segments[id].isTwin = true
         segments[id].twin = original
         segments[original].twin = id
@@ -474,7 +474,7 @@ struct SegmentPlan: Equatable, Sendable {
         let end = segments[id].end
         segments[id].end = segments[id].cursor
         segments[id].state = .done
-        return append(start: segments[id].cursor, end: end)
+        return append(start: segments[id].cursor, end: end, from: id)
     }
 
     /// Stops every segment that is still running or pending (cancel or failure of the download).
@@ -554,10 +554,13 @@ struct SegmentPlan: Equatable, Sendable {
     /// Bytes on disk (twins' overlap counted once).
     var bytesDone: Int64 { doneRanges.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) } }
 
-    private mutating func append(start: Int64, end: Int64, state: Segment.State = .active) -> Int {
+    /// A new segment for `start..<end`. Taken from segment `from`'s range, it keeps the sources
+    /// that one must not ask: a piece they got wrong is not theirs to fetch again in any part.
+    private mutating func append(start: Int64, end: Int64, state: Segment.State = .active, from source: Int? = nil) -> Int {
         let id = segments.count
         var segment = Segment(id: id, start: start, cursor: start, end: end, state: state)
         segment.epoch = epoch
+        if let source { segment.avoidSources = segments[source].avoidSources }
         segments.append(segment)
         return id
     }
