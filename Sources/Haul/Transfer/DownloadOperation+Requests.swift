@@ -125,7 +125,7 @@ extension DownloadOperation {
         multi.queue.asyncAfter(deadline: .now() + delay.dispatchInterval, execute: item)
     }
 
-    /// The hot path. Bytes the plan would write go into `stage` until they reach a 64 KiB
+    /// The hot path. Bytes the plan would write go into `stage` until they reach a 32 KiB
     /// boundary of the file and are then written at once (see `WriteStage`); bytes that are to
     /// be compared, or refused, go straight on. Returning less than offered stops the transfer;
     /// `ccurl_writefunc_pause` pauses it.
