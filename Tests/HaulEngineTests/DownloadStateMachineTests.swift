@@ -327,6 +327,18 @@ struct DownloadStateMachineTests {
         #expect(machine.plan.doneRanges == [0..<100])
     }
 
+    @Test("The endgame split is twice the endgame tail near the server, and grows with the wait for a far one")
+    func endgameSplitFollowsWait() {
+        // Nothing measured yet: twice the tail.
+        #expect(Machine.endgameSplit(perConnection: nil, wait: nil, tail: 128 << 10) == 256 << 10)
+        // Loopback: 0.2 ms at 8 MiB/s is far below the tail.
+        #expect(Machine.endgameSplit(perConnection: 8 * 1_048_576, wait: .microseconds(200), tail: 128 << 10) == 256 << 10)
+        // A far server: 100 ms at 8 MiB/s. Each half must last four waits (3.2 MiB), so no range
+        // under 6.4 MiB is split: the new request would still be waiting when it ended.
+        #expect(Machine.endgameSplit(perConnection: 8 * 1_048_576, wait: .milliseconds(100), tail: 128 << 10)
+                == 2 * Int64(8 * 1_048_576 * 0.1 * 4))
+    }
+
     @Test("When nothing is left to hand out, a response that stops short of its end gets a twin after a short pause, not two grace periods")
     func endgamePause() {
         var machine = Machine(options: .init(connections: 2, minimumSplit: 10, endgameMinimumTail: 20))

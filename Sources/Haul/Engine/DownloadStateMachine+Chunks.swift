@@ -60,17 +60,26 @@ extension DownloadStateMachine {
     /// measured speed, so that on a far server the new request is not still waiting when the
     /// range would have ended anyway; and at least `endgameMinimumTail`, like a twin.
     var endgameSplit: Int64 {
-        let perConnection = governor.lastSample.map { $0.bytesPerSecond / Double(max(1, $0.count)) } ?? 0
-        let waits = responseWait.map { Int64(perConnection * $0.secondsValue * 4) } ?? 0
-        return 2 * max(options.endgameMinimumTail, waits)
+        Self.endgameSplit(perConnection: perConnectionSpeed, wait: responseWait, tail: options.endgameMinimumTail)
+    }
+
+    /// `endgameSplit` from one connection's speed (bytes per second), the shortest wait for a
+    /// response's first byte and the endgame tail; unmeasured speeds or waits count as nothing.
+    static func endgameSplit(perConnection: Double?, wait: Duration?, tail: Int64) -> Int64 {
+        let waits = Int64((perConnection ?? 0) * (wait?.secondsValue ?? 0) * 4)
+        return 2 * max(tail, waits)
+    }
+
+    /// One connection's share of the last measured throughput (nil before any measurement).
+    var perConnectionSpeed: Double? {
+        governor.lastSample.map { $0.bytesPerSecond / Double(max(1, $0.count)) }
     }
 
     /// The size of the next chunk: about `chunkDuration` at one connection's measured speed
     /// (before any measurement, a quarter of an even share), leaving work for every connection
     /// the target allows, within `minimumSplit...maximumChunk`.
     func nextChunk() -> Int64 {
-        let perConnection = governor.lastSample.map { $0.bytesPerSecond / Double(max(1, $0.count)) }
-        var size = perConnection.map { Int64($0 * chunkDuration.secondsValue) }
+        var size = perConnectionSpeed.map { Int64($0 * chunkDuration.secondsValue) }
             ?? (plan.length ?? 0) / Int64(max(1, options.connections) * 4)
         size = min(size, plan.pendingBytes / Int64(max(1, governor.target)))
         return min(max(size, options.minimumSplit), options.maximumChunk)
