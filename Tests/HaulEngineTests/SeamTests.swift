@@ -35,14 +35,21 @@ struct SeamTests {
         #expect(machine.step(for: 1, available: 100) == .verify(offset: 20, count: 5))
         machine.advance(1, by: 5)
         #expect(machine.step(for: 1, available: 100) == .write(offset: 25, count: 25))
+        #expect(!machine.plan.hasAllItTakes(1))
         machine.advance(1, by: 25)
+        // The range is whole, but the seam past it is still to compare.
+        #expect(!machine.plan.hasAllItTakes(1))
         #expect(machine.step(for: 1, available: 100) == .verify(offset: 50, count: 5))
         machine.advance(1, by: 5)
         #expect(machine.step(for: 1, available: 100) == .stop)
+        #expect(machine.plan.hasAllItTakes(1))
         #expect(machine.plan.segments[1].cursor == 50)
         // The probe stream runs on past its end (25) only as far as the overlap.
         machine.advance(0, by: 25)
         #expect(machine.step(for: 0, available: 100) == .verify(offset: 25, count: 5))
+        #expect(!machine.plan.hasAllItTakes(0))
+        machine.advance(0, by: 5)
+        #expect(machine.plan.hasAllItTakes(0))
     }
 
     @Test("An endgame twin compares what its original already wrote, and the reverse")

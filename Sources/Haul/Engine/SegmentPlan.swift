@@ -287,6 +287,16 @@ struct SegmentPlan: Equatable, Sendable {
         return .verify(offset: position, count: Self.clamp(reach - position, available))
     }
 
+    /// Whether segment `id`'s response has given everything the plan takes from it: its range
+    /// is on disk, and the bytes past it that `step` would compare (the seam) are compared too,
+    /// or were never asked for.
+    func hasAllItTakes(_ id: Int) -> Bool {
+        let segment = segments[id]
+        guard segment.cursor >= segment.end else { return false }
+        let overlapEnd = segment.end > Int64.max - seamOverlap ? Int64.max : segment.end + seamOverlap
+        return segment.position >= min(segment.requestEnd, overlapEnd)
+    }
+
     @inline(__always)
     private static func clamp(_ room: Int64, _ available: Int) -> Int {
         room < Int64(available) ? Int(room) : available

@@ -173,6 +173,13 @@ final class CurlMulti: @unchecked Sendable {
         end(easy, CURLE_WRITE_ERROR)
     }
 
+    /// Ends `easy` as a finished transfer (`CURLE_OK`) whose response has not ended by
+    /// itself: every byte asked of it is in. Its connection is closed, never reused.
+    func endWhole(_ easy: CurlEasy) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        end(easy, CURLE_OK)
+    }
+
     /// Takes `easy` out of the multi and reports it finished with `code`, as curl does for a
     /// transfer that ends.
     private func end(_ easy: CurlEasy, _ code: CURLcode) {

@@ -188,6 +188,34 @@ extension DownloadOperation {
         }
     }
 
+    /// Ends each running response whose range has been whole since the last tick, once it has
+    /// nothing more to give: every byte the plan takes from it is in, or it stayed quiet for a
+    /// tick (the seam bytes past its range are a check worth waiting for only while they come).
+    ///
+    /// A response without a length of its own (no `Content-Length`, not chunked) ends only when
+    /// the server closes the connection. A server that sends the last byte of the range and
+    /// keeps the connection open would hold the transfer until the stall timeout, and a twin or
+    /// a retry of it would meet the same silence. The tick of grace lets a response whose own
+    /// end is still in flight (a chunked body's last chunk) end by itself and keep its
+    /// connection.
+    func endWholeResponses() {
+        var whole: [Int: (transfer: ObjectIdentifier, position: Int64)] = [:]
+        for (segment, easy) in easies {
+            let range = machine.plan.segments[segment]
+            guard range.state == .active, range.cursor >= range.end else { continue }
+            let id = ObjectIdentifier(easy)
+            guard let before = wholeAtLastTick[segment], before.transfer == id,
+                  before.position == range.position || machine.plan.hasAllItTakes(segment) else {
+                whole[segment] = (id, range.position)
+                continue
+            }
+            logger.debug("a response whose range is whole has not ended; ending it",
+                         metadata: ["segment": "\(segment)", "range": "\(range.start)-\(range.end - 1)"])
+            multi.endWhole(easy)
+        }
+        wholeAtLastTick = whole
+    }
+
     /// Writes (or compares) `buffer`, the next bytes of `segment`'s response, where the plan
     /// says. Bytes that another response delivered too (seams, twins, a whole-file retry) are
     /// compared instead. Returns how many bytes were taken; fewer than offered means the

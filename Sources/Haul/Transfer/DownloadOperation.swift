@@ -125,6 +125,9 @@ final class DownloadOperation: @unchecked Sendable {
     var easies: [Int: CurlEasy] = [:]
     /// The body bytes each running transfer holds back (see `WriteStage`), by segment.
     var stages: [Int: WriteStage] = [:]
+    /// The running transfers whose range was whole at the last tick, and how far their
+    /// responses had come, by segment (see `endWholeResponses`).
+    var wholeAtLastTick: [Int: (transfer: ObjectIdentifier, position: Int64)] = [:]
     var writeErrors: [Int: HaulError] = [:]
     var retryTimers: [Int: DispatchWorkItem] = [:]
     var effectiveURL: String?
