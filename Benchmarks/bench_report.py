@@ -124,11 +124,18 @@ def target_rows(results, scenarios):
     ]
     peaks = [(max(r["rss"] for r in runs), name, key) for (key, name), runs in results.items()
              if runs and name.startswith("haul") and SCENARIOS[key]["size"] == 1024 * MiB]
+    defaults = [entry for entry in peaks if entry[1] == REFERENCE]
+    if defaults:
+        peak, _, key = max(defaults)
+        rows.append(("Peak RSS ≤ 32 MiB for 1 GiB, defaults", f"{peak:.1f} MiB (highest: {key})", peak <= 32))
+    else:
+        rows.append(("Peak RSS ≤ 32 MiB for 1 GiB, defaults", "not measured", None))
     if peaks:
         peak, name, key = max(peaks)
-        rows.append(("Peak RSS ≤ 32 MiB for 1 GiB", f"{peak:.1f} MiB (highest: `{name}`, {key})", peak <= 32))
+        rows.append(("Peak RSS ≤ 32 MiB for 1 GiB, any setting measured", f"{peak:.1f} MiB (highest: `{name}`, {key})",
+                     peak <= 32))
     else:
-        rows.append(("Peak RSS ≤ 32 MiB for 1 GiB", "not measured", None))
+        rows.append(("Peak RSS ≤ 32 MiB for 1 GiB, any setting measured", "not measured", None))
     return rows
 
 

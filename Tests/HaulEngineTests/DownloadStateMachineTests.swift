@@ -225,7 +225,7 @@ struct DownloadStateMachineTests {
 
     @Test("The file changed on the server: start over from byte 0, in a new epoch", arguments: [
         (head(206, range: "bytes 50-99/100", etag: "\"b\""), "ETag \"a\" became \"b\""),
-        (head(206, range: "bytes 50-99/101", etag: "\"a\""), "its length 100 became 101"),
+        (head(206, range: "bytes 50-99/101", etag: "\"b\""), "its length 100 became 101"),
         (head(200, length: 100, etag: "\"b\""), "ETag \"a\" became \"b\""),
         (head(416, range: "bytes */40"), "bytes 50-99 are no longer there (416): the file got shorter"),
     ] as [(ResponseHead, String)])
@@ -242,7 +242,7 @@ struct DownloadStateMachineTests {
         #expect(machine.transferEnded(0, .completed) == [])
         #expect(machine.plan.doneRanges == [])
         // The new version (one segment: 15 bytes < 2 × the minimum split): old bytes never count.
-        _ = machine.received(head(206, range: "bytes 0-14/15", etag: "\"b\""), for: 2)
+        _ = machine.received(head(206, range: "bytes 0-14/15", etag: "\"c\""), for: 2)
         #expect(machine.step(for: 2, available: 100) == .write(offset: 0, count: 15))
         _ = machine.advance(2, by: 15)
         #expect(machine.transferEnded(2, .completed) == [.finish(length: 15)])

@@ -139,4 +139,40 @@ struct SeamTests {
         // Segment 0 is still comparing its overlap; nothing is missing.
         #expect(machine.tick(now: .seconds(1)).last == .finish(length: 100))
     }
+
+    @Test("One strong ETag given two lengths fails the download, across the fallback to one stream; weak ETags and other ETags are not held to it")
+    func oneVersionOneLength() {
+        var machine = DownloadStateMachine(options: .init(connections: 2, minimumSplit: 10))
+        _ = machine.start()
+        // The probe's Content-Length disagrees with its own Content-Range, every time.
+        var actions: [DownloadStateMachine.Action] = []
+        var segment = 0
+        for _ in 0..<3 {
+            actions = machine.received(head(206, range: "bytes 0-99/100", length: 90, etag: "\"e\""), for: segment)
+            #expect(!actions.contains { if case .fail = $0 { true } else { false } })
+            if let next = requests(actions).first { segment = next.segment }
+            _ = machine.transferEnded(0, .failed(.transport(code: 23, message: "refused"), .yes))
+            _ = machine.retryDue(0)
+        }
+        // After the fallback to one stream, the whole file comes with the short length.
+        #expect(actions.contains { if case .restarted = $0 { true } else { false } })
+        #expect(requests(actions).first?.rangeSpec == nil)
+        let whole = machine.received(head(200, length: 90, etag: "\"e\""), for: segment)
+        #expect(whole.contains { if case .fail(.remoteFileChanged) = $0 { true } else { false } })
+
+        // A length change under the same strong ETag is no new version: it fails at once.
+        var changed = DownloadStateMachine(options: .init(connections: 2, minimumSplit: 10))
+        _ = changed.start()
+        _ = changed.received(head(206, range: "bytes 0-99/100", etag: "\"a\""), for: 0)
+        let failed = changed.received(head(206, range: "bytes 50-99/101", etag: "\"a\""), for: 1)
+        #expect(failed.last == .fail(.remoteFileChanged(
+            reason: "its answers give one version (ETag \"a\") two lengths, 100 and 101 bytes, so neither can be trusted")))
+
+        var weak = DownloadStateMachine(options: .init(connections: 2, minimumSplit: 10))
+        #expect(weak.lengthContradiction(head(206, range: "bytes 0-99/100", etag: "W/\"e\"")) == nil)
+        #expect(weak.lengthContradiction(head(200, length: 90, etag: "W/\"e\"")) == nil)
+        #expect(weak.lengthContradiction(head(200, length: 90, etag: "\"f\"")) == nil)
+        #expect(weak.lengthContradiction(head(206, range: "bytes 0-9/90", etag: "\"f\"")) == nil)
+        #expect(weak.lengthContradiction(head(206, range: "bytes 0-9/100", etag: "\"f\"")) != nil)
+    }
 }

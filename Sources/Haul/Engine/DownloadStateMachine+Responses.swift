@@ -9,6 +9,10 @@ extension DownloadStateMachine {
             reject(segment, .httpStatus(head.status), retryable: true, retryAfter: head.retryAfterSeconds)
             return []
         }
+        if request.mirror == 0, let contradiction = lengthContradiction(head) {
+            // No restart can make such a server consistent: neither length can be trusted.
+            return fail(.remoteFileChanged(reason: contradiction))
+        }
         if request.kind == .range, request.mirror != 0 || !mirrors.mirrors[request.mirror].validated {
             // Every answer of a mirror is held to the download's length and validators.
             if let actions = validateMirror(head, for: request) { return actions }
@@ -41,6 +45,28 @@ extension DownloadStateMachine {
         case (let expected?, let now?):
             if expected != now { return "Last-Modified \(expected) became \(now)" }
         }
+        return nil
+    }
+
+    /// Records the complete length a strong ETag came with (a `206`'s `Content-Range` total, a
+    /// `200`'s `Content-Length`), and says why not when an earlier answer gave the same ETag
+    /// another length. A strong ETag names one sequence of bytes; a server that gives it two
+    /// lengths (say a `Content-Length` that disagrees with its own `Content-Range`, and then the
+    /// same short `Content-Length` on the whole file) would otherwise have its shorter story
+    /// saved as the file after the fallback to one stream.
+    mutating func lengthContradiction(_ head: ResponseHead) -> String? {
+        guard let etag = head.etag, !etag.hasPrefix("W/") else { return nil }
+        let claimed: Int64?
+        switch head.status {
+        case 206: claimed = head.isMultipart ? nil : head.contentRange?.completeLength
+        case 200: claimed = head.contentLength
+        default: claimed = nil
+        }
+        guard let claimed else { return nil }
+        if let earlier = lengthsByETag[etag], earlier != claimed {
+            return "its answers give one version (ETag \(etag)) two lengths, \(earlier) and \(claimed) bytes, so neither can be trusted"
+        }
+        lengthsByETag[etag] = claimed
         return nil
     }
 

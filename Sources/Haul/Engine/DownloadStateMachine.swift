@@ -118,6 +118,9 @@ struct DownloadStateMachine: Sendable {
     var rangeFaults = 0
     /// The length the one stream after a same-version fallback must deliver.
     var fallbackLength: Int64?
+    /// The complete length each strong ETag of the URL's answers came with, kept across
+    /// restarts: one version of a file has one length (see `lengthContradiction`).
+    var lengthsByETag: [String: Int64] = [:]
     var requests: [Int: Request] = [:]
     /// When each running request started and where its segment's cursor was then (for speed).
     var started: [Int: (at: Duration, cursor: Int64)] = [:]

@@ -170,10 +170,11 @@ struct ResponseBuilder {
         finish(&head)
     }
 
-    /// Extra fields, dropped fields and the status line override.
+    /// Dropped fields, extra fields (after the drop, so dropping and adding a name replaces
+    /// it) and the status line override.
     private func finish(_ head: inout HeadBuilder) {
-        for (name, value) in (action.headers ?? [:]).sorted(by: { $0.key < $1.key }) { head.add(name, value) }
         for name in action.omitHeaders ?? [] { head.remove(name) }
+        for (name, value) in (action.headers ?? [:]).sorted(by: { $0.key < $1.key }) { head.add(name, value) }
         if let line = action.statusLine { head.statusLine = line }
     }
 

@@ -111,7 +111,8 @@ public struct ResponseAction: Decodable, Sendable, Equatable {
     public var lastModified: String?
     /// Drop these header fields (case-insensitive), e.g. `["ETag"]`.
     public var omitHeaders: [String]?
-    /// Add these header fields.
+    /// Add these header fields, after `omitHeaders`: dropping and adding a name replaces it
+    /// (e.g. a `Content-Length` that lies about the body sent).
     public var headers: [String: String]?
     /// Close the connection after the response.
     public var close: Bool?
