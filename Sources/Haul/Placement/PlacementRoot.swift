@@ -206,9 +206,6 @@ package final class PlacementRoot: @unchecked Sendable {
         remove(name)
     }
 
-    /// Moves the file at `from` to `to` in `target` (this directory by default). Without
-    /// `replacing`, an existing `to` is never touched (`renameat2(RENAME_NOREPLACE)`); with it,
-    /// only a regular file is replaced, never a directory, a link or a device.
     /// The process's file mode creation mask, read without changing it (`umask(2)` sets it,
     /// which would race with other threads creating files): the `Umask:` line of
     /// `/proc/self/status`, else the common 022.
@@ -221,6 +218,9 @@ package final class PlacementRoot: @unchecked Sendable {
         return mask & 0o777
     }()
 
+    /// Moves the file at `from` to `to` in `target` (this directory by default). Without
+    /// `replacing`, an existing `to` is never touched (`renameat2(RENAME_NOREPLACE)`); with it,
+    /// only a regular file is replaced, never a directory, a link or a device.
     package func publish(_ from: String, to: String, in target: PlacementRoot? = nil, replacing: Bool) throws(HaulError) {
         try checked(from)
         let target = target ?? self

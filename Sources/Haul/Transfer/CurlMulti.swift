@@ -174,7 +174,8 @@ final class CurlMulti: @unchecked Sendable {
     }
 
     /// Ends `easy` as a finished transfer (`CURLE_OK`) whose response has not ended by
-    /// itself: every byte asked of it is in. Its connection is closed, never reused.
+    /// itself: the range it was for is on disk, and nothing more is wanted from it or coming.
+    /// Its connection is closed, never reused.
     func endWhole(_ easy: CurlEasy) {
         dispatchPrecondition(condition: .onQueue(queue))
         end(easy, CURLE_OK)
