@@ -175,4 +175,55 @@ struct SeamTests {
         #expect(weak.lengthContradiction(head(206, range: "bytes 0-9/90", etag: "\"f\"")) == nil)
         #expect(weak.lengthContradiction(head(206, range: "bytes 0-9/100", etag: "\"f\"")) != nil)
     }
+
+    /// Segment 0 (the probe, `bytes=0-`) owns 0..<50 and takes 50..<55 to compare the seam.
+    private func twoSegments(rateLimited: Bool = false) -> DownloadStateMachine {
+        var options = DownloadStateMachine.Options(connections: 2, minimumSplit: 10, seamOverlap: 5)
+        options.rateLimited = rateLimited
+        var machine = DownloadStateMachine(options: options)
+        _ = machine.start()
+        _ = machine.received(head(206, range: "bytes 0-99/100", etag: "\"e\""), for: 0)
+        return machine
+    }
+
+    private func ended(_ actions: [DownloadStateMachine.Action], _ segment: Int) -> Bool {
+        actions.contains(.cancel(segment: segment))
+    }
+
+    @Test("A response whose range and seam are in ends one tick after it stops, whether or not the server ends it, rate limit or not")
+    func wholeResponseEnds() {
+        for rateLimited in [false, true] {
+            var machine = twoSegments(rateLimited: rateLimited)
+            machine.advance(0, by: 55)
+            #expect(machine.plan.hasAllItTakes(0))
+            // The tick that sees it arrive leaves it the time to end by itself.
+            #expect(!ended(machine.tick(now: .seconds(1)), 0))
+            let actions = machine.tick(now: .milliseconds(1100))
+            #expect(ended(actions, 0))
+            // Its connection is free again: it takes half of what segment 1 has left.
+            #expect(requests(actions).map(\.rangeSpec) == ["70-99"])
+            #expect(machine.plan.segments[0].state == .done)
+        }
+    }
+
+    @Test("A response whose range is in but whose seam is not ends after 300 ms without a byte, never while bytes come, and not under a rate limit")
+    func quietSeamEnds() {
+        var machine = twoSegments()
+        machine.advance(0, by: 52)
+        #expect(!machine.plan.hasAllItTakes(0))
+        for tick in 10...12 { #expect(!ended(machine.tick(now: .milliseconds(100 * tick)), 0)) }
+        #expect(ended(machine.tick(now: .milliseconds(1310)), 0))
+
+        var flowing = twoSegments()
+        flowing.advance(0, by: 50)
+        for tick in 10...14 {
+            #expect(!ended(flowing.tick(now: .milliseconds(100 * tick)), 0))
+            flowing.advance(0, by: 1)
+        }
+        #expect(!ended(flowing.tick(now: .milliseconds(1500)), 0))
+
+        var limited = twoSegments(rateLimited: true)
+        limited.advance(0, by: 52)
+        for tick in 10...30 { #expect(!ended(limited.tick(now: .milliseconds(100 * tick)), 0)) }
+    }
 }

@@ -3,6 +3,15 @@ import Testing
 
 @Suite("SegmentPlan")
 struct SegmentPlanTests {
+    /// 100 bytes in two segments: the first is done, the second (50..<100) runs.
+    private func secondHalfRunning() -> SegmentPlan {
+        var plan = SegmentPlan(minimumSplit: 10)
+        #expect(plan.split(length: 100, connections: 2) == [1])
+        _ = plan.advance(0, by: 50)
+        _ = plan.finish(0)
+        return plan
+    }
+
     @Test("Initial split: min(connections, length / minimum split) equal ranges", arguments: [
         (Int64(0), 16, Int64(1 << 20), [0..<0]),
         (1, 16, 1 << 20, [0..<1]),
@@ -28,10 +37,7 @@ struct SegmentPlanTests {
 
     @Test("Stealing takes the upper half of the largest remaining range")
     func steal() {
-        var plan = SegmentPlan(minimumSplit: 10)
-        #expect(plan.split(length: 100, connections: 2) == [1])
-        _ = plan.advance(0, by: 50)
-        _ = plan.finish(0)
+        var plan = secondHalfRunning()
         _ = plan.advance(1, by: 10)
         // Segment 1 has 40 left (60..<100): the thief takes 80..<100.
         let thief = plan.steal()
@@ -63,10 +69,7 @@ struct SegmentPlanTests {
 
     @Test("A range taken from a segment (a steal, an endgame steal, a twin, a replacement, a parked rest) keeps the sources that segment must not ask")
     func takenRangesAvoidTheSameSources() {
-        var plan = SegmentPlan(minimumSplit: 10)
-        #expect(plan.split(length: 100, connections: 2) == [1])
-        _ = plan.advance(0, by: 50)
-        _ = plan.finish(0)
+        var plan = secondHalfRunning()
         // Source 1 delivered a bad piece of segment 1.
         plan.avoid(1, sources: 1 << 1)
         let thief = plan.steal()

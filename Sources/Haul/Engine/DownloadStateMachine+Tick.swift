@@ -12,7 +12,10 @@ extension DownloadStateMachine {
             return finishNow()
         }
         guard rangesSupported, !singleStream else { return [] }
-        var actions = options.rateLimited ? [] : twinStalled(now: now)
+        noteMovement(now: now)
+        var actions = endWholeResponses(now: now)
+        if isFinished { return actions }
+        if !options.rateLimited { actions += twinStalled(now: now) }
         if isChunked, let target = governor.observe(now: now, bytes: plan.bytesDone, left: plan.length.map { $0 - plan.bytesDone }, busy: busy) {
             actions.append(.connections(target: target))
             actions += requests.count > target ? shed() : fill()
@@ -40,9 +43,44 @@ extension DownloadStateMachine {
         return actions
     }
 
-    /// A segment whose cursor has not moved for two grace periods, while a connection is free,
-    /// gets an endgame twin whatever its size: a silent response must not hold the end of a
-    /// download for the whole stall timeout. When nothing is left to hand out, `endgamePause`
+    /// Records when each running response last moved.
+    private mutating func noteMovement(now: Duration) {
+        for segment in requests.keys where plan.segments[segment].state == .active {
+            let position = plan.segments[segment].position
+            if lastMoved[segment]?.position != position { lastMoved[segment] = (now, position) }
+        }
+    }
+
+    /// Ends each running response whose range is on disk once it has nothing more to give:
+    /// every byte the plan takes from it is in (its seam bytes too) and it did not move since
+    /// the last tick, or it sent nothing for `endgamePause` (the seam bytes past its range are
+    /// a check worth waiting for only while they come; the neighbour checks the same seam from
+    /// its side). Under a rate limit a quiet response may only be waiting for its turn, so
+    /// only the first rule applies.
+    ///
+    /// A response without a length of its own (no `Content-Length`, not chunked) ends only when
+    /// the server closes the connection. A server that sends the last byte of the range and
+    /// keeps the connection open would hold the connection until the stall timeout, and a
+    /// twin or a retry of it would meet the same silence. The tick of grace lets a response
+    /// whose own end is still in flight (a chunked body's last chunk) end by itself and keep
+    /// its connection.
+    private mutating func endWholeResponses(now: Duration) -> [Action] {
+        var actions: [Action] = []
+        for segment in requests.keys.sorted() where plan.segments[segment].state == .active {
+            let seg = plan.segments[segment]
+            guard seg.cursor >= seg.end, let seen = lastMoved[segment], now > seen.at else { continue }
+            let quiet = !options.rateLimited && now - seen.at >= options.endgamePause
+            guard plan.hasAllItTakes(segment) || quiet else { continue }
+            endRequest(segment)
+            actions.append(.cancel(segment: segment))
+            actions += segmentDone(segment)
+        }
+        return actions
+    }
+
+    /// A segment whose response has not moved for two grace periods, while a connection is
+    /// free, gets an endgame twin whatever its size: a silent response must not hold the end of
+    /// a download for the whole stall timeout. When nothing is left to hand out, `endgamePause`
     /// is enough: the free connections have nothing else to do, and a server that holds back
     /// the last bytes of a response (nginx's rate limit holds them to its next whole second)
     /// would otherwise keep the whole download waiting.
@@ -50,11 +88,7 @@ extension DownloadStateMachine {
         let patience = plan.pendingBytes == 0 ? min(options.slowGrace * 2, options.endgamePause) : options.slowGrace * 2
         var actions: [Action] = []
         for segment in requests.keys.sorted() where plan.segments[segment].state == .active {
-            let cursor = plan.segments[segment].cursor
-            guard let seen = lastMoved[segment], seen.cursor == cursor else {
-                lastMoved[segment] = (now, cursor)
-                continue
-            }
+            guard let seen = lastMoved[segment] else { continue }
             let seg = plan.segments[segment]
             guard now - seen.at >= patience, requests.count < options.connections,
                   seg.twin == nil, !seg.isTwin, seg.remaining > 0, let twin = plan.addTwin(of: segment) else { continue }

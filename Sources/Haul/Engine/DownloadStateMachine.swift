@@ -124,8 +124,9 @@ struct DownloadStateMachine: Sendable {
     var requests: [Int: Request] = [:]
     /// When each running request started and where its segment's cursor was then (for speed).
     var started: [Int: (at: Duration, cursor: Int64)] = [:]
-    /// When each running segment's cursor last moved, as seen by `tick`.
-    var lastMoved: [Int: (at: Duration, cursor: Int64)] = [:]
+    /// When each running segment's response last moved (wrote or compared a byte), as seen by
+    /// `tick`.
+    var lastMoved: [Int: (at: Duration, position: Int64)] = [:]
     var mirrors: MirrorSet
     /// The whole file's digest is known (the caller's, a metalink's, or the server's instance
     /// digest) and the file is being hashed, so a file spliced from two versions fails its

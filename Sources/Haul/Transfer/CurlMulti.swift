@@ -173,14 +173,6 @@ final class CurlMulti: @unchecked Sendable {
         end(easy, CURLE_WRITE_ERROR)
     }
 
-    /// Ends `easy` as a finished transfer (`CURLE_OK`) whose response has not ended by
-    /// itself: the range it was for is on disk, and nothing more is wanted from it or coming.
-    /// Its connection is closed, never reused.
-    func endWhole(_ easy: CurlEasy) {
-        dispatchPrecondition(condition: .onQueue(queue))
-        end(easy, CURLE_OK)
-    }
-
     /// Takes `easy` out of the multi and reports it finished with `code`, as curl does for a
     /// transfer that ends.
     private func end(_ easy: CurlEasy, _ code: CURLcode) {

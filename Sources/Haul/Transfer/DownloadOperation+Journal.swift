@@ -80,8 +80,6 @@ extension DownloadOperation {
         // Bytes held back count from now on: the tick judges what arrived.
         handOnHeld()
         guard !machine.isFinished else { return }
-        if !isSuspended { endWholeResponses() }
-        guard !machine.isFinished else { return }
         if let mismatch = resolveSeams(), machine.pieces == nil {
             run(machine.contentMismatch(at: mismatch))
         }

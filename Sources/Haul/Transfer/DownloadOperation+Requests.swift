@@ -188,42 +188,6 @@ extension DownloadOperation {
         }
     }
 
-    /// Ends each running response whose range is whole once it has nothing more to give: every
-    /// byte the plan takes from it is in (then after one tick of grace), or it has sent nothing
-    /// for `endgamePause` (300 ms) while free to (the seam bytes past its range are a check
-    /// worth waiting for only while they come; its neighbour checks the same seam from the
-    /// other side).
-    ///
-    /// A response without a length of its own (no `Content-Length`, not chunked) ends only when
-    /// the server closes the connection. A server that sends the last byte of the range and
-    /// keeps the connection open would hold the transfer until the stall timeout, and a twin or
-    /// a retry of it would meet the same silence. The grace lets a response whose own end is
-    /// still in flight (a chunked body's last chunk, a slow server's last write) end by itself
-    /// and keep its connection.
-    func endWholeResponses() {
-        let now = ContinuousClock.now
-        var whole: [Int: WholeResponse] = [:]
-        for (segment, easy) in easies {
-            let range = machine.plan.segments[segment]
-            guard range.state == .active, range.cursor >= range.end else { continue }
-            let id = ObjectIdentifier(easy)
-            var entry = WholeResponse(transfer: id, position: range.position, quietSince: now)
-            if let before = wholeAtLastTick[segment], before.transfer == id {
-                // One waiting for the rate limit's tokens is not quiet by choice.
-                let waiting = pausedForRate.contains { $0.segment == segment }
-                if before.position == range.position, !waiting { entry.quietSince = before.quietSince }
-                if machine.plan.hasAllItTakes(segment) || now - entry.quietSince >= machine.options.endgamePause {
-                    logger.debug("a response whose range is whole has not ended; ending it",
-                                 metadata: ["segment": "\(segment)", "range": "\(range.start)-\(range.end - 1)"])
-                    multi.endWhole(easy)
-                    continue
-                }
-            }
-            whole[segment] = entry
-        }
-        wholeAtLastTick = whole
-    }
-
     /// Writes (or compares) `buffer`, the next bytes of `segment`'s response, where the plan
     /// says. Bytes that another response delivered too (seams, twins, a whole-file retry) are
     /// compared instead. Returns how many bytes were taken; fewer than offered means the

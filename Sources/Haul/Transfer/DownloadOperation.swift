@@ -125,16 +125,6 @@ final class DownloadOperation: @unchecked Sendable {
     var easies: [Int: CurlEasy] = [:]
     /// The body bytes each running transfer holds back (see `WriteStage`), by segment.
     var stages: [Int: WriteStage] = [:]
-    /// The running transfers whose range was whole at the last tick, by segment (see
-    /// `endWholeResponses`).
-    var wholeAtLastTick: [Int: WholeResponse] = [:]
-    struct WholeResponse {
-        var transfer: ObjectIdentifier
-        /// How far its response had come.
-        var position: Int64
-        /// Since when it has sent nothing (while free to).
-        var quietSince: ContinuousClock.Instant
-    }
     var writeErrors: [Int: HaulError] = [:]
     var retryTimers: [Int: DispatchWorkItem] = [:]
     var effectiveURL: String?
@@ -359,8 +349,6 @@ final class DownloadOperation: @unchecked Sendable {
         multi.queue.async { [self] in
             guard isSuspended else { return }
             isSuspended = false
-            // A paused response was not quiet by choice: it gets its tick of grace again.
-            wholeAtLastTick.removeAll()
             machine.resumedAfterSuspension()
             for easy in Array(easies.values) { multi.setPaused(easy, false) }
             let waiting = deferredStarts
