@@ -206,7 +206,7 @@ struct SeamTests {
         }
     }
 
-    @Test("A response whose range is in but whose seam is not ends after 300 ms without a byte, never while bytes come, and not under a rate limit")
+    @Test("A response whose range is in but whose seam is not ends after 300 ms without a byte, never while bytes come or while it waits for the rate limit")
     func quietSeamEnds() {
         var machine = twoSegments()
         machine.advance(0, by: 52)
@@ -224,6 +224,9 @@ struct SeamTests {
 
         var limited = twoSegments(rateLimited: true)
         limited.advance(0, by: 52)
-        for tick in 10...30 { #expect(!ended(limited.tick(now: .milliseconds(100 * tick)), 0)) }
+        for tick in 10...30 { #expect(!ended(limited.tick(now: .milliseconds(100 * tick), waiting: [0]), 0)) }
+        // Its turn came and it still sends nothing: the server is quiet.
+        for tick in 31...32 { #expect(!ended(limited.tick(now: .milliseconds(100 * tick)), 0)) }
+        #expect(ended(limited.tick(now: .milliseconds(3300)), 0))
     }
 }

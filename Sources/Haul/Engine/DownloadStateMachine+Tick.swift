@@ -4,15 +4,17 @@ extension DownloadStateMachine {
     /// started, fold the speeds into the sources', and replace connections far slower than the
     /// median of their peers with new ones on the same remaining range. A download whose bytes
     /// are all written finishes even if a response comparing a seam has not ended. `busy` is the
-    /// transfer loop's time spent working so far (see `ConnectionGovernor.observe`).
-    mutating func tick(now: Duration, busy: Duration? = nil) -> [Action] {
+    /// transfer loop's time spent working so far (see `ConnectionGovernor.observe`); `waiting`,
+    /// the segments whose transfers are paused for the rate limit's tokens (quiet by the
+    /// client's choice, not the server's).
+    mutating func tick(now: Duration, busy: Duration? = nil, waiting: Set<Int> = []) -> [Action] {
         self.now = now
         guard phase == .transferring else { return [] }
         if plan.isWrittenThrough {
             return finishNow()
         }
         guard rangesSupported, !singleStream else { return [] }
-        noteMovement(now: now)
+        noteMovement(now: now, waiting: waiting)
         var actions = endWholeResponses(now: now)
         if isFinished { return actions }
         if !options.rateLimited { actions += twinStalled(now: now) }
@@ -43,11 +45,12 @@ extension DownloadStateMachine {
         return actions
     }
 
-    /// Records when each running response last moved.
-    private mutating func noteMovement(now: Duration) {
+    /// Records when each running response last moved; one waiting for the rate limit counts as
+    /// moving.
+    private mutating func noteMovement(now: Duration, waiting: Set<Int>) {
         for segment in requests.keys where plan.segments[segment].state == .active {
             let position = plan.segments[segment].position
-            if lastMoved[segment]?.position != position { lastMoved[segment] = (now, position) }
+            if lastMoved[segment]?.position != position || waiting.contains(segment) { lastMoved[segment] = (now, position) }
         }
     }
 
@@ -55,8 +58,7 @@ extension DownloadStateMachine {
     /// every byte the plan takes from it is in (its seam bytes too) and it did not move since
     /// the last tick, or it sent nothing for `endgamePause` (the seam bytes past its range are
     /// a check worth waiting for only while they come; the neighbour checks the same seam from
-    /// its side). Under a rate limit a quiet response may only be waiting for its turn, so
-    /// only the first rule applies.
+    /// its side). A response waiting for the rate limit's tokens is not quiet.
     ///
     /// A response without a length of its own (no `Content-Length`, not chunked) ends only when
     /// the server closes the connection. A server that sends the last byte of the range and
@@ -69,8 +71,7 @@ extension DownloadStateMachine {
         for segment in requests.keys.sorted() where plan.segments[segment].state == .active {
             let seg = plan.segments[segment]
             guard seg.cursor >= seg.end, let seen = lastMoved[segment], now > seen.at else { continue }
-            let quiet = !options.rateLimited && now - seen.at >= options.endgamePause
-            guard plan.hasAllItTakes(segment) || quiet else { continue }
+            guard plan.hasAllItTakes(segment) || now - seen.at >= options.endgamePause else { continue }
             endRequest(segment)
             actions.append(.cancel(segment: segment))
             actions += segmentDone(segment)

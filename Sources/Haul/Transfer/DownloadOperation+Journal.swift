@@ -85,7 +85,10 @@ extension DownloadOperation {
         }
         verifyReadyPieces()
         // Suspended segments do not move by design: they are not judged.
-        if !isSuspended { run(machine.tick(now: ContinuousClock.now - startedAt, busy: multi.busy)) }
+        if !isSuspended {
+            let waiting = pausedForRate.isEmpty ? [] : Set(pausedForRate.map(\.segment))
+            run(machine.tick(now: ContinuousClock.now - startedAt, busy: multi.busy, waiting: waiting))
+        }
         guard !machine.isFinished else { return }
         keepUp()
         guard settings.writesJournal, machine.isResumable, !journalFailed else { return }
