@@ -12,7 +12,7 @@ BENCH_PACKAGES = nginx-light aria2 axel openssl time
 # aria2's own Python client, driven against haul daemon in the tests.
 PYTHON_PACKAGES = aria2p==0.12.3
 
-.PHONY: demo test build release install uninstall manual deps bench-deps bench compare clean
+.PHONY: demo test build release install uninstall manual deps bench-deps bench compare symbol-order clean
 
 # Installs the system libraries Haul links (curl, OpenSSL) when they are missing.
 deps:
@@ -66,6 +66,12 @@ bench: deps
 COMPARE_ARGS ?=
 compare: bench-deps release
 	bash Benchmarks/compare.sh $(COMPARE_ARGS)
+
+# Lists again the functions typical downloads run (Linker/haul.order), which the release link
+# places together so the command keeps fewer pages of code in memory (Benchmarks/symbol_order.py).
+symbol-order: bench-deps release
+	@bash scripts/ensure-packages.sh valgrind binutils
+	python3 Benchmarks/symbol_order.py --haul "$$($(SWIFT) build -c release --show-bin-path)/haul" --out Linker/haul.order
 
 clean:
 	rm -rf .build
