@@ -93,12 +93,15 @@ extension DownloadStateMachine {
             if let length = range.completeLength, length > Self.largestLength {
                 return rangeFault(segment, expected: "a length under 2^62 bytes", received: describe(head))
             }
-            adopt(head, segment: segment)
             guard let length = range.completeLength else {
-                // Ranges work but the length is unknown: stream to the end on one connection.
-                plan.setSingleStream(length: nil, probe: segment)
-                return unverifiedNote()
+                // `bytes 0-N/*`: the server does not know the file's length. Its body would be
+                // taken for whatever the connection delivers (without Content-Length), or for
+                // the whole file when the server sent only its first N + 1 bytes. A request
+                // without Range gets the file with HTTP's own framing instead.
+                return restart(reason: "the server does not know the file's length (Content-Range: \(describe(head))): "
+                               + "fetching it without Range", singleStream: true)
             }
+            adopt(head, segment: segment)
             rangesSupported = true
             if awaitingDescription {
                 // The metalink the response names may bring mirrors and piece hashes: the probe
