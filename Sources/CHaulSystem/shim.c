@@ -67,7 +67,9 @@ int chaul_epoll_watch(int epfd, int fd, int read, int write) {
     event.data.fd = fd;
     if (!read && !write) {
         int result = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
-        return (result != 0 && errno == ENOENT) ? 0 : result;
+        // Not watched is no error, and neither is a descriptor already closed: closing takes it
+        // out of the set (curl reports some sockets removed only after it closed them).
+        return (result != 0 && (errno == ENOENT || errno == EBADF)) ? 0 : result;
     }
     if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event) == 0) return 0;
     if (errno != ENOENT) return -1;

@@ -25,7 +25,8 @@ void chaul_limit_malloc_arenas(int count);
 int chaul_epoll_create(void);
 
 /// Sets what `epfd` watches `fd` for (level-triggered): reading, writing, both, or, with
-/// neither, nothing (the descriptor is removed; not being watched is no error).
+/// neither, nothing (the descriptor is removed; not being watched, or being closed already, is
+/// no error).
 int chaul_epoll_watch(int epfd, int fd, int read, int write);
 
 /// Up to `capacity` (at most 64) descriptors of `epfd` that are ready now, without waiting:
