@@ -14,9 +14,9 @@ extension Runner {
     }
 
     /// `-c` with a file at the output and no journal of haul's. A file that is already whole is
-    /// checked (against the expected digest, else the server's, else its last 64 KiB against the
-    /// server's bytes) and kept without a download. A shorter one (curl's or wget's partial
-    /// file) is continued only if its last 64 KiB are the server's bytes at the same offsets:
+    /// checked (against the expected digest, else the server's, else its first and last 64 KiB
+    /// against the server's bytes) and kept without a download. A shorter one (curl's or wget's
+    /// partial file) is continued only if its first and last 64 KiB are the server's bytes:
     /// then it becomes the partial file and the rest is fetched. Anything else fails, as `-c`
     /// never starts over. `nil` when this does not apply.
     func continueWithoutJournal(_ job: Job, digest: String?) async -> Continuation? {
@@ -27,13 +27,18 @@ extension Runner {
         let name = job.output.path
         let probe = await session.probe(job.primary)
         guard let length = probe.length, let status = probe.status, (200..<300).contains(status) else {
-            let reason = probe.status.map { "the server answered HTTP \($0)" } ?? probe.error ?? "no answer"
+            let reason = probe.status.map {
+                (200..<300).contains($0) ? "the server does not say how long the file is" : "the server answered HTTP \($0)"
+            } ?? probe.error ?? "no answer"
             reporter.failed(job, message: "cannot check \(name) against the server: \(reason)", status: .networkError)
             return .done(.networkError)
         }
         guard size <= length else {
-            reporter.failed(job, message: "cannot continue: \(name) is larger (\(Format.bytes(size))) than the server's file "
-                            + "(\(Format.bytes(length))); -c never starts over — run without -c and with --force", status: .diskError)
+            // Exact counts where the rounded sizes would read the same.
+            let (mine, theirs) = Format.bytes(size) == Format.bytes(length) ? ("\(size) bytes", "\(length) bytes")
+                : (Format.bytes(size), Format.bytes(length))
+            reporter.failed(job, message: "cannot continue: \(name) is larger (\(mine)) than the server's file "
+                            + "(\(theirs)); -c never starts over — run without -c and with --force", status: .diskError)
             return .done(.diskError)
         }
         if size < length {
@@ -58,23 +63,45 @@ extension Runner {
             }
             checked = "its SHA-256 matches"
         } else {
-            let count = min(Int64(64 << 10), size)
-            let remote = await session.fetchBytes(job.primary, from: size - count, count: count)
-            let local = readTail(name, from: size - count, count: Int(count))
-            guard let remote, remote == local else {
-                reporter.failed(job, message: "\(name) is complete in size but its last \(Format.bytes(count)) differ from "
+            if let differing = await differingSample(job, size: size) {
+                reporter.failed(job, message: "\(name) is complete in size but \(differing) differ from "
                                 + "the server's; -c never starts over — run without -c and with --force", status: .diskError)
                 return .done(.diskError)
             }
-            checked = "its last \(Format.bytes(count)) match the server's"
+            checked = "\(Self.sampleDescription(size: size)) match the server's"
         }
         reporter.note("\(job.output.lastPathComponent) is already complete (\(checked)); nothing to fetch")
         job.outcome = .init(succeeded: true, message: "already complete", bytes: size, seconds: 0, bytesThisRun: 0)
         return .done(.success)
     }
 
-    /// A partial file of `size` of `length` bytes without a journal: compare its last 64 KiB
-    /// with the server's, then make it the download's partial file.
+    /// How many bytes `-c` compares at each end of a file haul has no journal for.
+    static let sampleSize: Int64 = 64 << 10
+
+    /// What `differingSample` compares, for messages.
+    static func sampleDescription(size: Int64) -> String {
+        size <= sampleSize ? "its \(Format.bytes(size))" : "its first and last \(Format.bytes(sampleSize))"
+    }
+
+    /// Compares the first and the last 64 KiB of the file at the output (all of it when it is
+    /// no longer) with the server's bytes at the same offsets: a new version of a file most often
+    /// differs at its start (a header, a date, a version) even where its end is the old one's.
+    /// Returns the part that differs (or could not be read), or `nil`.
+    private func differingSample(_ job: Job, size: Int64) async -> String? {
+        let count = min(Self.sampleSize, size)
+        let samples: [(offset: Int64, part: String)] = size <= count ? [(0, "its \(Format.bytes(count))")]
+            : [(0, "its first \(Format.bytes(count))"), (size - count, "its last \(Format.bytes(count))")]
+        for sample in samples {
+            let remote = await session.fetchBytes(job.primary, from: sample.offset, count: count)
+            guard let remote, remote == readBytes(job.output.path, from: sample.offset, count: Int(count)) else {
+                return sample.part
+            }
+        }
+        return nil
+    }
+
+    /// A partial file of `size` of `length` bytes without a journal: compare its first and last
+    /// 64 KiB with the server's, then make it the download's partial file.
     private func adopt(_ job: Job, size: Int64, length: Int64, probe: DownloadProbe, digest: String?) async -> Continuation {
         let name = job.output.path
         guard probe.supportsRanges else {
@@ -82,10 +109,8 @@ extension Runner {
                             status: .diskError)
             return .done(.diskError)
         }
-        let count = min(Int64(64 << 10), size)
-        let remote = await session.fetchBytes(job.primary, from: size - count, count: count)
-        guard let remote, remote == readTail(name, from: size - count, count: Int(count)) else {
-            reporter.failed(job, message: "cannot continue \(name): its last \(Format.bytes(count)) are not the server's bytes "
+        if let differing = await differingSample(job, size: size) {
+            reporter.failed(job, message: "cannot continue \(name): \(differing) are not the server's bytes "
                             + "(another file, or another version); -c never starts over — run without -c and with --force",
                             status: .diskError)
             return .done(.diskError)
@@ -96,7 +121,8 @@ extension Runner {
                                                             etag: probe.etag, lastModified: probe.lastModified,
                                                             expectedSHA256: expected)
             reporter.note("\(job.output.lastPathComponent): continuing another program's partial file at "
-                          + "\(Format.bytes(size)) of \(Format.bytes(length)) (its last \(Format.bytes(count)) match the server's)")
+                          + "\(Format.bytes(size)) of \(Format.bytes(length)) (\(Self.sampleDescription(size: size)) match the "
+                          + "server's; the bytes between are taken as they are: give --sha256 to check them)")
             return .resume(data)
         } catch {
             reporter.failed(job, message: "cannot continue \(name): \(error.description)", status: .diskError)
@@ -105,7 +131,7 @@ extension Runner {
     }
 
     /// `count` bytes of the file at `path` from `offset`, read without following a link.
-    private func readTail(_ path: String, from offset: Int64, count: Int) -> [UInt8]? {
+    private func readBytes(_ path: String, from offset: Int64, count: Int) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

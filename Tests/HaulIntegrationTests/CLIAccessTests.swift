@@ -118,10 +118,11 @@ extension Integration {
             let before = server.requests.count
             let again = try runHaul(["get", url, "-o", output, "-c"])
             #expect(again.status == 0, "stderr: \(again.stderr)")
-            #expect(again.stderr.contains("already complete (its last 64.0 KiB match the server's)"), "stderr: \(again.stderr)")
-            // A one-byte probe and the tail: no download.
+            #expect(again.stderr.contains("already complete (its first and last 64.0 KiB match the server's)"),
+                    "stderr: \(again.stderr)")
+            // A one-byte probe, the head and the tail: no download.
             #expect(!server.requests[before...].contains { $0.range == "bytes=0-" }, "\(server.requests[before...])")
-            #expect(server.requests.count - before == 2)
+            #expect(server.requests.count - before == 3)
             let verified = try runHaul(["get", url, "-o", output, "-c", "--sha256", content.sha256])
             #expect(verified.status == 0 && verified.stderr.contains("its SHA-256 matches"), "stderr: \(verified.stderr)")
             #expect(try SHA256.hex(ofFileAt: output) == content.sha256)
@@ -157,6 +158,24 @@ extension Integration {
             let refused = try runHaul(["get", url, "-o", output, "-c"])
             #expect(refused.status == 4 && refused.stderr.contains("never starts over"), "stderr: \(refused.stderr)")
             #expect(try Data(contentsOf: URL(fileURLWithPath: output)) == other)
+
+            // Another version's partial file: the same end, another start (a new version most
+            // often differs in its header). Refused, left as it was, rather than spliced.
+            var older = Data(content.bytes(0..<200_000))
+            older[10] ^= 0xFF
+            try older.write(to: URL(fileURLWithPath: output))
+            let spliced = try runHaul(["get", url, "-o", output, "-c"])
+            #expect(spliced.status == 4 && spliced.stderr.contains("its first 64.0 KiB are not the server's bytes"),
+                    "stderr: \(spliced.stderr)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: output)) == older)
+            // The same for a file that is whole in size.
+            var wholeOlder = Data(content.bytes(0..<300_000))
+            wholeOlder[10] ^= 0xFF
+            try wholeOlder.write(to: URL(fileURLWithPath: output))
+            let whole = try runHaul(["get", url, "-o", output, "-c"])
+            #expect(whole.status == 4 && whole.stderr.contains("its first 64.0 KiB differ from the server's"),
+                    "stderr: \(whole.stderr)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: output)) == wholeOlder)
         }
     }
 }

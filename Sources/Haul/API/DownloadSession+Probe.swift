@@ -46,7 +46,10 @@ extension DownloadSession {
         let head = outcome.head
         let digest = head.flatMap { SHA256Digest.fromServer($0.fields) }
         let disposition = head?.fields.first { $0.name.lowercased() == "content-disposition" }?.value
-        return DownloadProbe(status: head?.status, length: head?.contentRange?.completeLength ?? head?.contentLength,
+        // A 206's Content-Length is the part's; only its Content-Range names the file's length
+        // (none for `bytes 0-0/*`).
+        let length = head.flatMap { $0.status == 206 ? $0.contentRange?.completeLength : $0.contentLength }
+        return DownloadProbe(status: head?.status, length: length,
                              supportsRanges: head?.status == 206, etag: head?.etag, lastModified: head?.lastModified,
                              serverName: disposition.flatMap(OutputName.from(contentDisposition:)),
                              sha256: digest?.0.hex, digestSource: digest?.1.rawValue, error: outcome.error)
