@@ -30,6 +30,9 @@ extension DownloadQueue {
     func reserve(_ name: String, avoidingFiles: Bool = true) throws(RPCError) -> String {
         let folder = name.split(separator: "/").dropLast().joined(separator: "/")
         let leaf = String(name.split(separator: "/").last ?? Substring(name))
+        guard !DownloadSession.isSideName(leaf) else {
+            throw .invalidParams("'\(name)' has the form of a partial file's or journal's name; give the file another name")
+        }
         let directory = try directory(of: name)
         let base = folder.isEmpty ? root : root.appendingPathComponent(folder)
         let taken = Set(state.queue.map { root.appendingPathComponent($0.name).path })

@@ -35,14 +35,18 @@ final class DownloadQueue: @unchecked Sendable {
 
     private final class Running {
         let task: DownloadTask
+        /// The entry's name: what a removed download leaves is discarded by it, even once the
+        /// entry is gone from the results (`removeDownloadResult` right after `forceRemove`).
+        let name: String
         var sample: (at: ContinuousClock.Instant, bytes: Int64)
         var speed: Int64 = 0
         /// The receive limit given to it now (0: none).
         var limit: Int64 = 0
         /// Why it is being stopped by us (pause or remove), so its cancellation is not an error.
         var stopping: QueueEntry.Status?
-        init(task: DownloadTask) {
+        init(task: DownloadTask, name: String) {
             self.task = task
+            self.name = name
             sample = (.now, 0)
         }
     }
@@ -58,6 +62,19 @@ final class DownloadQueue: @unchecked Sendable {
         self.maxConcurrent = max(1, maxConcurrent)
         self.logger = logger
         var state = try store.load()
+        // An entry the daemon would never have made (a damaged or edited state file) is not
+        // started: it ends as an error, named in the log, before anything is written for it.
+        state.queue.removeAll { entry in
+            guard let damage = entry.damage else { return false }
+            logger.error("a saved download is damaged and is not started", metadata: ["gid": "\(entry.gid)",
+                                                                                     "reason": "\(damage)"])
+            var failed = entry
+            failed.status = .error
+            failed.errorCode = "1"
+            failed.errorMessage = "its saved entry is damaged: \(damage)"
+            state.stopped.append(failed)
+            return true
+        }
         // Downloads that were running when the daemon stopped go first, from their journals.
         for index in state.queue.indices where state.queue[index].status == .active {
             state.queue[index].status = .waiting
@@ -309,9 +326,12 @@ final class DownloadQueue: @unchecked Sendable {
             request.setValue(parts[1].trimmingCharacters(in: .whitespaces), forHTTPHeaderField: String(parts[0]))
         }
         let task: DownloadTask
-        if let journal = DownloadSession.journal(for: destination) {
+        if let journal = DownloadSession.journal(for: destination), Self.journal(journal, isFor: entry) {
             task = session.downloadTask(withResumeData: journal, to: destination)
         } else {
+            // What is there was left by another download (another URL) that ended under this
+            // name: resuming it would give this entry that URL's bytes.
+            discardPartial(of: entry)
             task = session.downloadTask(with: request, to: destination)
         }
         task.mirrors = entry.uris.dropFirst().compactMap(URL.init(string:))
@@ -330,7 +350,7 @@ final class DownloadQueue: @unchecked Sendable {
         }
         task.minimumSplitOverride = entry.minSplit
         task.replacesExistingFileOverride = entry.allowOverwrite
-        let run = Running(task: task)
+        let run = Running(task: task, name: entry.name)
         run.limit = task.maximumBytesPerSecond ?? 0
         running[entry.gid] = run
         let gid = entry.gid
@@ -352,7 +372,7 @@ final class DownloadQueue: @unchecked Sendable {
     private func ended(_ gid: String, failure: (any Error)?) {
         guard let run = running.removeValue(forKey: gid) else { return }
         defer { schedule() }
-        if run.stopping == .removed, let entry = state.stopped.last(where: { $0.gid == gid }) { discardPartial(of: entry) }
+        if run.stopping == .removed { DownloadSession.removePartialDownload(named: run.name, in: rootDirectory) }
         guard run.stopping == nil else { return }
         guard let index = state.queue.firstIndex(where: { $0.gid == gid }) else { return }
         var updated = state
@@ -420,6 +440,13 @@ final class DownloadQueue: @unchecked Sendable {
     func trimHistory(_ updated: inout DaemonState) {
         let excess = updated.stopped.count - DaemonState.maximumStopped
         if excess > 0 { updated.stopped.removeFirst(excess) }
+    }
+
+    /// Whether `journal` is a download of `entry`'s first URI (a journal that cannot be read
+    /// is left for the resume to refuse).
+    static func journal(_ journal: Data, isFor entry: QueueEntry) -> Bool {
+        guard let saved = try? ResumeData(journal) else { return true }
+        return saved.url.absoluteString == entry.uris.first.flatMap(URL.init(string:))?.absoluteString
     }
 
     private func discardPartial(of entry: QueueEntry) {

@@ -1,3 +1,6 @@
+import Foundation
+import Haul
+
 /// One download the daemon keeps, as it is stored: enough to start it again after a restart.
 struct QueueEntry: Codable, Sendable, Equatable {
     /// aria2's states, with aria2's names.
@@ -102,4 +105,27 @@ struct DaemonState: Codable, Sendable {
 
     /// How many stopped results are kept (aria2's `max-download-result` default).
     static let maximumStopped = 1000
+}
+
+extension QueueEntry {
+    /// Why this saved entry is one the daemon would never have made (a damaged or edited state
+    /// file), or `nil`: a name that is not a plain file name (a metalink's may have directories,
+    /// never `..`, an absolute path or a side file's form), or no http(s) URI to fetch.
+    var damage: String? {
+        let components = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard hasMetalink || components.count == 1 else { return "its name '\(name)' is not a plain file name" }
+        for component in components where !PlacementRoot.isValidName(component) || component == "." {
+            return "its name '\(name)' does not stay inside the download directory"
+        }
+        if let leaf = components.last, DownloadSession.isSideName(leaf) {
+            return "its name '\(name)' has the form of a partial file's or journal's name"
+        }
+        guard !uris.isEmpty, uris.allSatisfy({ uri in
+            guard let url = URL(string: uri), let scheme = url.scheme?.lowercased() else { return false }
+            return (scheme == "http" || scheme == "https") && url.host != nil
+        }) else {
+            return "it has no http or https URI to fetch"
+        }
+        return nil
+    }
 }

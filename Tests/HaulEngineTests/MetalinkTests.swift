@@ -89,6 +89,8 @@ struct MetalinkTests {
         (file(name: "a&#10;b"), "control character"),
         (file(name: "a&#127;b"), "control character"),
         (file(name: "a\\..\\b"), "backslash"),
+        (file(name: ".v.bin.haul-part"), "partial file's or journal's name"),
+        (file(name: "d/.v.bin.haul-journal"), "partial file's or journal's name"),
         (file(hashes: "<hash type=\"sha-256\">zz</hash>"), "not hexadecimal"),
         (file(hashes: "<hash type=\"sha-256\">abcd</hash>"), "expected 64"),
         (file(hashes: "<hash type=\"md5\">d41d8cd98f00b204e9800998ecf8427e</hash>"), "no sha-256 or sha-512"),

@@ -51,6 +51,10 @@ extension DownloadSession {
         return Journal(root: directory, name: SideNames.journal(for: last)).read()
     }
 
+    /// Whether `name` has the form of the partial file's or the journal's name of some download
+    /// (`.NAME.haul-part`, `.NAME.haul-journal`): no download may be given it.
+    package static func isSideName(_ name: String) -> Bool { SideNames.isSideName(name) }
+
     /// Removes what an unfinished download to `name` inside `root` left (its journal, and its
     /// partial file if that is a regular file), entering directories without following links.
     package static func removePartialDownload(named name: String, in root: PlacementRoot) {

@@ -21,6 +21,10 @@ enum MetalinkName {
             guard component != ".." else { throw unsafe("it has a '..' component, which would leave the directory") }
             guard PlacementRoot.isValidName(String(component)) else { throw unsafe("a component is too long") }
         }
+        if let leaf = components.last, SideNames.isSideName(String(leaf)) {
+            // `.NAME.haul-part` is where the file NAME is written while it downloads.
+            throw unsafe("it has the form of a partial file's or journal's name, which another file's download uses")
+        }
     }
 
     /// The components of a name that passed `check`.

@@ -1,0 +1,132 @@
+import Foundation
+@testable import Haul
+@testable import HaulDaemon
+import HaulTestServer
+import Testing
+
+extension Integration {
+    @Suite("Daemon: what ended downloads leave, and saved entries it would never make")
+    struct DaemonLeftoverTests {
+        @Test("forceRemove then removeDownloadResult at once leaves nothing, and a new download under the name gets its own bytes")
+        func removedThenCleaned() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let big = GeneratedContent(size: 4 << 20, seed: 1301)
+            let small = GeneratedContent(size: 200_000, seed: 1302)
+            server.serve(ServedFile(content: big, etag: "\"big\"", bytesPerSecond: 1 << 20), at: "/big.bin")
+            server.serve(ServedFile(content: small, etag: "\"small\""), at: "/small.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (daemon, rpc) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            let first = try #require(try await rpc.call("aria2.addUri", [[server.url("/big.bin").absoluteString],
+                                                                         ["out": "x.bin", "split": "1"]]) as? String)
+            try await waitForJournal(scratch.file("root/.x.bin.haul-journal"))
+            _ = try await rpc.call("aria2.forceRemove", [first])
+            _ = try await rpc.call("aria2.removeDownloadResult", [first])
+            // The removed download's cancellation ends after its result is gone: it still cleans up.
+            try await waitUntil { (try? FileManager.default.contentsOfDirectory(atPath: scratch.file("root").path))?.isEmpty == true }
+            let second = try #require(try await rpc.call("aria2.addUri", [[server.url("/small.bin").absoluteString],
+                                                                          ["out": "x.bin"]]) as? String)
+            let status = try await rpc.waitStopped(second)
+            #expect(status["status"] as? String == "complete")
+            #expect(status["totalLength"] as? String == "\(small.size)")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("root/x.bin").path) == small.sha256)
+        }
+
+        @Test("A journal left under a name is resumed only for the URL it was made for")
+        func journalOnlyForItsURL() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let big = GeneratedContent(size: 4 << 20, seed: 1303)
+            server.serve(ServedFile(content: big, etag: "\"big\"", bytesPerSecond: 1 << 20), at: "/big.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (daemon, rpc) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            let first = try #require(try await rpc.call("aria2.addUri", [[server.url("/big.bin").absoluteString],
+                                                                         ["out": "y.bin", "split": "1"]]) as? String)
+            try await waitForJournal(scratch.file("root/.y.bin.haul-journal"))
+            _ = try await rpc.call("aria2.pause", [first])
+            try await waitUntil { (try? await rpc.status(first)["status"] as? String) == "paused" }
+            // What a download that failed or was paused leaves: a new entry of another URL that
+            // is launched under the name (an older queue, a name freed meanwhile) starts afresh.
+            let journal = try #require(DownloadSession.journal(for: scratch.file("root/y.bin")))
+            let own = QueueEntry(gid: "1", uris: [server.url("/big.bin").absoluteString], name: "y.bin", status: .waiting)
+            let other = QueueEntry(gid: "2", uris: [server.url("/small.bin").absoluteString], name: "y.bin", status: .waiting)
+            #expect(DownloadQueue.journal(journal, isFor: own))
+            #expect(!DownloadQueue.journal(journal, isFor: other))
+            _ = try await rpc.call("aria2.unpause", [first])
+            let status = try await rpc.waitStopped(first)
+            #expect(status["status"] as? String == "complete")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("root/y.bin").path) == big.sha256)
+        }
+
+        @Test("A metalink file named like another file's partial file or journal is refused")
+        func sideNamesRefused() async throws {
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (daemon, rpc) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            for name in [".v.bin.haul-part", "sub/.v.bin.haul-journal"] {
+                let xml = """
+                <?xml version="1.0" encoding="UTF-8"?>
+                <metalink xmlns="urn:ietf:params:xml:ns:metalink"><file name="\(name)"><size>3</size>
+                <hash type="sha-256">\(String(repeating: "a", count: 64))</hash>
+                <url>http://127.0.0.1:9/x</url></file></metalink>
+                """
+                await #expect(throws: RPCFailure.self, "\(name)") {
+                    _ = try await rpc.call("aria2.addMetalink", [Data(xml.utf8).base64EncodedString(), ["pause": "true"]])
+                }
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.file("root").path).isEmpty)
+        }
+
+        @Test("Saved entries the daemon would never make are not started: no write outside the root, no crash", arguments: [
+            (#"{"gid":"00000000000000a1","uris":["URL"],"name":"../escape.bin","status":"waiting"}"#, "not a plain file name"),
+            (#"{"gid":"00000000000000a2","uris":["URL"],"name":"sub/inner.bin","status":"waiting"}"#, "not a plain file name"),
+            (#"{"gid":"00000000000000a3","uris":["URL"],"name":"/tmp/abs.bin","status":"waiting"}"#, "not a plain file name"),
+            (#"{"gid":"00000000000000a4","uris":["URL"],"name":"d/../../up.bin","status":"waiting","hasMetalink":true}"#,
+             "does not stay inside"),
+            (#"{"gid":"00000000000000a5","uris":[],"name":"empty.bin","status":"waiting"}"#, "no http or https URI"),
+            (#"{"gid":"00000000000000a6","uris":["http://[::1"],"name":"bad.bin","status":"active"}"#, "no http or https URI"),
+            (#"{"gid":"00000000000000a7","uris":["URL"],"name":".v.bin.haul-part","status":"waiting"}"#, "partial file's"),
+        ])
+        func damagedEntries(entry: String, reason: String) async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            server.serve(ServedFile(content: GeneratedContent(size: 10_000, seed: 1305)), at: "/f.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            try FileManager.default.createDirectory(at: scratch.file("state"), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: scratch.file("work/root"), withIntermediateDirectories: true)
+            let json = #"{"version":1,"queue":["# + entry.replacingOccurrences(of: "URL", with: server.url("/f.bin").absoluteString)
+                + #"],"stopped":[]}"#
+            try Data(json.utf8).write(to: scratch.file("state/queue.json"))
+            let (daemon, rpc) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            let gid = try #require(entry.split(separator: "\"").dropFirst(3).first.map(String.init))
+            let status = try await rpc.waitStopped(gid, seconds: 5)
+            #expect(status["status"] as? String == "error")
+            #expect((status["errorMessage"] as? String ?? "").contains(reason), "\(status)")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.url.path).sorted() == ["root", "state", "work"])
+            #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.file("root").path).isEmpty)
+            #expect(server.requests.isEmpty)
+        }
+    }
+}
+
+/// Waits until the journal at `url` exists (the download has bytes on disk), at most 10 s.
+private func waitForJournal(_ url: URL) async throws {
+    try await waitUntil { FileManager.default.fileExists(atPath: url.path) }
+}
+
+private func waitUntil(seconds: Double = 10, _ condition: () async -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if await condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw RPCFailure(code: 0, message: "timed out waiting")
+}
