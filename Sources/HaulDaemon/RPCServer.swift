@@ -126,6 +126,8 @@ final class RPCHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var head: HTTPRequestHead?
     private var body = Data()
     private var refused: (HTTPResponseStatus, String)?
+    /// A request waiting for the socket to take more before it is answered.
+    private var held: (HTTPRequestHead, Data)?
 
     init(service: RPCService, policy: RPCServer.Policy, guarded: ConnectionGuard) {
         self.service = service
@@ -176,22 +178,40 @@ final class RPCHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 respond(context: context, request: request, status: .noContent, body: Data(), type: nil)
                 return
             }
-            let loop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let payload = body
-            let service = self.service
-            let delay = policy.unauthorizedDelay
-            service.downloads.queue.async {
-                let (answer, unauthorized) = service.handle(payload)
-                loop.eventLoop.execute {
+            // A client that does not read its answers gets its next one only once the socket
+            // takes more: the daemon never piles up answers for it.
+            guard context.channel.isWritable else {
+                held = (request, body)
+                return
+            }
+            serve(request, body, context: context)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let (request, payload) = held {
+            held = nil
+            serve(request, payload, context: context)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Runs the request's calls on the queue and answers.
+    private func serve(_ request: HTTPRequestHead, _ payload: Data, context: ChannelHandlerContext) {
+        let loop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let service = self.service
+        let delay = policy.unauthorizedDelay
+        service.downloads.queue.async {
+            let (answer, unauthorized) = service.handle(payload)
+            loop.eventLoop.execute {
+                let (handler, context) = loop.value
+                guard unauthorized else {
+                    handler.respond(context: context, request: request, status: .ok, body: answer, type: "application/json")
+                    return
+                }
+                context.eventLoop.scheduleTask(in: delay) {
                     let (handler, context) = loop.value
-                    guard unauthorized else {
-                        handler.respond(context: context, request: request, status: .ok, body: answer, type: "application/json")
-                        return
-                    }
-                    context.eventLoop.scheduleTask(in: delay) {
-                        let (handler, context) = loop.value
-                        handler.respond(context: context, request: request, status: .ok, body: answer, type: "application/json")
-                    }
+                    handler.respond(context: context, request: request, status: .ok, body: answer, type: "application/json")
                 }
             }
         }

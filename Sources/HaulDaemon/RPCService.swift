@@ -48,6 +48,11 @@ final class RPCService: @unchecked Sendable {
                 var data = Data("[".utf8)
                 for (index, item) in batch.enumerated() {
                     if index > 0 { data.append(contentsOf: Array(",".utf8)) }
+                    guard data.count <= Self.maximumAnswerBytes else {
+                        let id = (item as? [String: Any])?["id"] ?? NSNull()
+                        data.append(Self.serialize(Self.error(.invalidRequest(Self.answerTooLarge), id: id)))
+                        continue
+                    }
                     data.append(answer(item, unauthorized: &unauthorized))
                 }
                 data.append(contentsOf: Array("]".utf8))
@@ -85,6 +90,11 @@ final class RPCService: @unchecked Sendable {
             return Self.serialize(Self.error(error, id: id))
         }
     }
+
+    /// How large one answer (a batch's or a multicall's) grows before its further calls are
+    /// refused: a few small requests must not make the daemon build gigabytes.
+    static let maximumAnswerBytes = 16 << 20
+    static let answerTooLarge = "the answer passed 16 MiB: ask for fewer results per request"
 
     private static func serialize(_ object: Any) -> Data {
         (try? JSONSerialization.data(withJSONObject: object, options: [.fragmentsAllowed])) ?? Data()
@@ -240,26 +250,43 @@ final class RPCService: @unchecked Sendable {
             // After one wrong token, later calls are refused untried: a multicall tries one guess,
             // not a thousand (and the answer is slowed down).
             var refusing = false
-            return calls.map { item -> Any in
+            // Encoded results are spliced in as they are, never decoded again into objects (a
+            // status list as objects takes many times its size), and the answer is bounded.
+            var answer = Data("[".utf8)
+            for (index, item) in calls.enumerated() {
+                if index > 0 { answer.append(UInt8(ascii: ",")) }
+                guard answer.count <= Self.maximumAnswerBytes else {
+                    answer.append(Self.serialize(["code": 1, "message": Self.answerTooLarge]))
+                    continue
+                }
                 guard let item = item as? [String: Any], let name = item["methodName"] as? String, name != "system.multicall" else {
-                    return ["code": 1, "message": "each call needs a methodName (not system.multicall)"]
+                    answer.append(Self.serialize(["code": 1, "message": "each call needs a methodName (not system.multicall)"]))
+                    continue
                 }
                 if refusing, name.hasPrefix("aria2.") || name.hasPrefix("haul.") {
-                    return ["code": RPCError.unauthorized.code, "message": RPCError.unauthorized.message]
+                    answer.append(Self.serialize(["code": RPCError.unauthorized.code, "message": RPCError.unauthorized.message]))
+                    continue
                 }
                 do throws(RPCError) {
                     let result = try call(name, params: item["params"] as? [Any] ?? [])
-                    guard let encoded = result as? EncodedJSON else { return [result] }
-                    return [(try? JSONSerialization.jsonObject(with: encoded.data)) ?? []]
+                    if let encoded = result as? EncodedJSON {
+                        answer.append(UInt8(ascii: "["))
+                        answer.append(encoded.data)
+                        answer.append(UInt8(ascii: "]"))
+                    } else {
+                        answer.append(Self.serialize([result]))
+                    }
                 } catch {
                     // A wrong token inside slows the whole answer down, as one outside would.
                     if error == .unauthorized {
                         unauthorizedInside = true
                         refusing = true
                     }
-                    return ["code": error.code, "message": error.message]
+                    answer.append(Self.serialize(["code": error.code, "message": error.message]))
                 }
             }
+            answer.append(UInt8(ascii: "]"))
+            return EncodedJSON(data: answer)
         default:
             throw .methodNotFound(method)
         }

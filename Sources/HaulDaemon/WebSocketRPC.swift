@@ -29,9 +29,20 @@ final class NotificationHub: Sendable {
 
 /// JSON-RPC over one WebSocket: each text message is a request (or batch), answered on the
 /// same socket; notifications arrive through the hub.
-final class WebSocketRPCHandler: ChannelInboundHandler {
+///
+/// Requests are answered one at a time, each only once the socket takes more (its send buffer
+/// under NIO's high-water mark), and the socket is read only while few requests wait: a client
+/// that sends without reading its answers holds a bounded amount of the daemon's memory.
+final class WebSocketRPCHandler: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
+
+    /// Requests that may wait for their turn before the socket is no longer read.
+    static let maximumWaiting = 16
+    private var waiting: [Data] = []
+    private var answering = false
+    private var readHeld = false
 
     private let service: RPCService
     private let hub: NotificationHub
@@ -66,21 +77,9 @@ final class WebSocketRPCHandler: ChannelInboundHandler {
                 return
             }
             guard frame.fin else { return }
-            let payload = message
+            waiting.append(message)
             message = Data()
-            let channel = context.channel
-            let service = self.service
-            let delay = unauthorizedDelay
-            service.downloads.queue.async {
-                let (answer, unauthorized) = service.handle(payload)
-                let frame = WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: answer))
-                guard unauthorized else {
-                    channel.writeAndFlush(frame, promise: nil)
-                    return
-                }
-                // Wrong tokens are answered slowly here too.
-                channel.eventLoop.scheduleTask(in: delay) { channel.writeAndFlush(frame, promise: nil) }
-            }
+            answerNext(context)
         case .ping:
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)),
                                   promise: nil)
@@ -88,6 +87,48 @@ final class WebSocketRPCHandler: ChannelInboundHandler {
             close(context, code: .normalClosure)
         default:
             break
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard waiting.count < Self.maximumWaiting else {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        answerNext(context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Answers the oldest waiting request, if none is being answered and the socket takes more.
+    private func answerNext(_ context: ChannelHandlerContext) {
+        guard !answering, context.channel.isActive, context.channel.isWritable, !waiting.isEmpty else { return }
+        let payload = waiting.removeFirst()
+        if readHeld, waiting.count < Self.maximumWaiting {
+            readHeld = false
+            context.read()
+        }
+        answering = true
+        let channel = context.channel
+        let service = self.service
+        let delay = unauthorizedDelay
+        let loop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        service.downloads.queue.async {
+            let (answer, unauthorized) = service.handle(payload)
+            loop.eventLoop.execute {
+                let frame = WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: answer))
+                // Wrong tokens are answered slowly here too.
+                let wait = unauthorized ? delay : .zero
+                channel.eventLoop.scheduleTask(in: wait) {
+                    let (handler, context) = loop.value
+                    channel.writeAndFlush(frame, promise: nil)
+                    handler.answering = false
+                    handler.answerNext(context)
+                }
+            }
         }
     }
 
