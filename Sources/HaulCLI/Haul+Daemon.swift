@@ -62,7 +62,7 @@ extension HaulCommand {
             settings.host = parts.dropLast().joined(separator: ":").trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             settings.port = Int(parts.last!)!
             settings.secret = secret
-            settings.stateDirectory = stateDir
+            settings.stateDirectory = absoluteStateDir
             settings.maxConcurrentDownloads = maxConcurrentDownloads
             settings.allowedOrigins = Set(allowOrigin)
             settings.downloads = transfer.configuration()
@@ -78,10 +78,15 @@ extension HaulCommand {
 }
 
 extension HaulCommand.Daemon {
+    /// `--state-dir` as an absolute path: a relative one is taken from the current directory.
+    var absoluteStateDir: String? {
+        stateDir.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
+    }
+
     /// Starts the same command without `--detach` in a new session (no terminal), its output
     /// appended to `daemon.log` in the state directory; `aria2.shutdown` (or SIGTERM) stops it.
     func runDetached() throws {
-        guard let state = StateDirectory.open(stateDir) else {
+        guard let state = StateDirectory.open(absoluteStateDir) else {
             FileHandle.standardError.write(Data("haul: no state directory: set XDG_STATE_HOME or HOME, or give --state-dir\n".utf8))
             throw ExitStatus.usage.code
         }

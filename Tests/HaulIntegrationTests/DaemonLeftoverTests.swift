@@ -117,6 +117,48 @@ extension Integration {
     }
 }
 
+extension Integration.DaemonLeftoverTests {
+    @Test("haul daemon takes a relative --state-dir and --dir from the current directory")
+    func relativeStateDirectory() async throws {
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        try FileManager.default.createDirectory(at: scratch.file("root"), withIntermediateDirectories: true)
+        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                _ = bind(probe, raw, length)
+                _ = getsockname(probe, raw, &length)
+            }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        close(probe)
+        let process = Process()
+        process.executableURL = try haulExecutable()
+        process.currentDirectoryURL = scratch.url
+        process.arguments = ["daemon", "--dir", "root", "--state-dir", "state", "--listen", "127.0.0.1:\(port)",
+                             "--secret", "relative-secret-1"]
+        let errors = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors
+        try process.run()
+        defer {
+            if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+            process.waitUntilExit()
+        }
+        let rpc = RPCClient(port: port, secret: "relative-secret-1")
+        try await waitUntil { (try? await rpc.call("aria2.getVersion")) != nil || !process.isRunning }
+        if !process.isRunning {
+            Issue.record("haul daemon exited: \(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))")
+        }
+        // The secret and address are kept in the state directory the command named.
+        #expect(FileManager.default.fileExists(atPath: scratch.file("state").path))
+    }
+}
+
 /// Waits until the journal at `url` exists (the download has bytes on disk), at most 10 s.
 private func waitForJournal(_ url: URL) async throws {
     try await waitUntil { FileManager.default.fileExists(atPath: url.path) }
