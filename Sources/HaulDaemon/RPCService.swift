@@ -170,12 +170,12 @@ final class RPCService: @unchecked Sendable {
             return [["index": "1", "servers": entry.uris.prefix(1).map { ["uri": $0, "currentUri": $0, "downloadSpeed": speed] }]]
         case "aria2.tellActive":
             let keys = try arguments.strings(0, optional: true)
-            return Status.list(downloads.active, in: downloads, keys: keys)
+            return try Status.list(downloads.active, in: downloads, keys: keys)
         case "aria2.tellWaiting", "aria2.tellStopped":
             let list = method == "aria2.tellWaiting" ? downloads.waiting : downloads.stopped
             let window = Status.window(count: list.count, offset: try arguments.requiredInt(0), num: try arguments.requiredInt(1))
             let keys = try arguments.strings(2, optional: true)
-            return Status.list(window.map { list[$0] }, in: downloads, keys: keys)
+            return try Status.list(window.map { list[$0] }, in: downloads, keys: keys)
         case "aria2.changePosition":
             return try downloads.changePosition(try arguments.string(0), pos: try arguments.requiredInt(1),
                                                 how: try arguments.string(2))

@@ -8,10 +8,19 @@ enum Status {
         return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
     }
 
-    /// Many status objects encoded at once (tellActive, tellWaiting, tellStopped).
-    static func list(_ entries: [QueueEntry], in downloads: DownloadQueue, keys: [String]?) -> EncodedJSON {
-        let values = entries.map { typed($0, in: downloads, keys: keys) }
-        return EncodedJSON(data: (try? JSONEncoder().encode(values)) ?? Data("[]".utf8))
+    /// Many status objects encoded at once (tellActive, tellWaiting, tellStopped), as one JSON
+    /// array; one that would pass `RPCService.maximumAnswerBytes` is refused (a thousand
+    /// downloads with 64 long URIs each would answer half a gigabyte).
+    static func list(_ entries: [QueueEntry], in downloads: DownloadQueue, keys: [String]?) throws(RPCError) -> EncodedJSON {
+        let encoder = JSONEncoder()
+        var data = Data("[".utf8)
+        for (index, entry) in entries.enumerated() {
+            if index > 0 { data.append(UInt8(ascii: ",")) }
+            data.append((try? encoder.encode(typed(entry, in: downloads, keys: keys))) ?? Data("{}".utf8))
+            guard data.count <= RPCService.maximumAnswerBytes else { throw .invalidParams(RPCService.answerTooLarge) }
+        }
+        data.append(UInt8(ascii: "]"))
+        return EncodedJSON(data: data)
     }
 
     static func typed(_ entry: QueueEntry, in downloads: DownloadQueue, keys: [String]?) -> StatusJSON {

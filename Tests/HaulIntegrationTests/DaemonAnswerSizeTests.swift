@@ -7,11 +7,12 @@ extension Integration {
     struct DaemonAnswerSizeTests {
         /// A saved state with 1000 stopped downloads whose URIs are long: `tellStopped(0, 1000)`
         /// answers several MB.
-        private func bigHistory(_ scratch: Scratch) throws {
+        private func bigHistory(_ scratch: Scratch, count: Int = 1000, urisEach: Int = 1) throws {
             try FileManager.default.createDirectory(at: scratch.file("state"), withIntermediateDirectories: true)
             let long = "http://127.0.0.1:9/" + String(repeating: "a", count: 8000)
-            let entries = (0..<1000).map { index in
-                #"{"gid":"\#(String(format: "%016x", index + 1))","uris":["\#(long)"],"name":"f\#(index).bin","status":"complete"}"#
+            let uris = Array(repeating: #""\#(long)""#, count: urisEach).joined(separator: ",")
+            let entries = (0..<count).map { index in
+                #"{"gid":"\#(String(format: "%016x", index + 1))","uris":[\#(uris)],"name":"f\#(index).bin","status":"complete"}"#
             }
             let json = #"{"version":1,"queue":[],"stopped":["# + entries.joined(separator: ",") + "]}"
             try Data(json.utf8).write(to: scratch.file("state/queue.json"))
@@ -42,6 +43,23 @@ extension Integration {
             let errors = answers.filter { (($0["error"] as? [String: Any])?["message"] as? String ?? "").contains("16 MiB") }
             #expect(errors.count >= 2 && errors.count <= 4)
             #expect(Set(answers.compactMap { $0["id"] as? Int }) == Set(0..<6))
+        }
+
+        @Test("One status list that would pass 16 MiB is refused with the advice to ask for fewer")
+        func oneLargeList() async throws {
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            try bigHistory(scratch, count: 700, urisEach: 4)
+            let (daemon, rpc) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            await #expect(throws: RPCFailure.self) { _ = try await rpc.call("aria2.tellStopped", [0, 1000]) }
+            do {
+                _ = try await rpc.call("aria2.tellStopped", [0, 1000])
+            } catch let failure as RPCFailure {
+                #expect(failure.message.contains("16 MiB"), "\(failure)")
+            }
+            let some = try #require(try await rpc.call("aria2.tellStopped", [0, 50]) as? [[String: Any]])
+            #expect(some.count == 50)
         }
     }
 }
