@@ -177,7 +177,7 @@ private func rawPost(port: Int, body: String, headerLines: [String] = [], host: 
 }
 
 /// A TCP port nothing listens on now.
-private func unusedPort() throws -> Int {
+func unusedPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { Glibc.close(fd) }
     var address = sockaddr_in()

@@ -123,19 +123,7 @@ extension Integration.DaemonLeftoverTests {
         let scratch = Scratch()
         defer { scratch.cleanup() }
         try FileManager.default.createDirectory(at: scratch.file("root"), withIntermediateDirectories: true)
-        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                _ = bind(probe, raw, length)
-                _ = getsockname(probe, raw, &length)
-            }
-        }
-        let port = Int(UInt16(bigEndian: address.sin_port))
-        close(probe)
+        let port = try unusedPort()
         let process = Process()
         process.executableURL = try haulExecutable()
         process.currentDirectoryURL = scratch.url
