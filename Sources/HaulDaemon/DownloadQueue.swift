@@ -373,6 +373,13 @@ final class DownloadQueue: @unchecked Sendable {
         guard let run = running.removeValue(forKey: gid) else { return }
         defer { schedule() }
         if run.stopping == .removed { DownloadSession.removePartialDownload(named: run.name, in: rootDirectory) }
+        if run.stopping == .paused, let index = state.queue.firstIndex(where: { $0.gid == gid }) {
+            // A paused download shows how far it got, as aria2's do, across restarts too.
+            var updated = state
+            updated.queue[index].totalLength = max(0, run.task.countOfBytesExpectedToReceive)
+            updated.queue[index].completedLength = run.task.countOfBytesReceived
+            commitOrKeep(updated)
+        }
         guard run.stopping == nil else { return }
         guard let index = state.queue.firstIndex(where: { $0.gid == gid }) else { return }
         var updated = state

@@ -49,6 +49,10 @@ extension Integration {
             try await waitForJournal(scratch.file("root/.y.bin.haul-journal"))
             _ = try await rpc.call("aria2.pause", [first])
             try await waitUntil { (try? await rpc.status(first)["status"] as? String) == "paused" }
+            // Paused, it shows how far it got (aria2's clients draw their progress from it).
+            try await waitUntil { (try? await rpc.status(first)["totalLength"] as? String) == "\(big.size)" }
+            let paused = try await rpc.status(first)
+            #expect(Int64(paused["completedLength"] as? String ?? "") ?? 0 > 0, "\(paused)")
             // What a download that failed or was paused leaves: a new entry of another URL that
             // is launched under the name (an older queue, a name freed meanwhile) starts afresh.
             let journal = try #require(DownloadSession.journal(for: scratch.file("root/y.bin")))
