@@ -1,6 +1,6 @@
 import Foundation
 @testable import Haul
-@testable import HaulDaemon
+import HaulDaemon
 import HaulTestServer
 import Testing
 
@@ -9,12 +9,8 @@ extension Integration {
     struct DaemonLeftoverTests {
         @Test("forceRemove then removeDownloadResult at once leaves nothing, and a new download under the name gets its own bytes")
         func removedThenCleaned() async throws {
-            let server = try await TestServer.start()
+            let (server, big, small) = try await bigAndSmall(seed: 1301)
             defer { Task { await server.shutdown() } }
-            let big = GeneratedContent(size: 4 << 20, seed: 1301)
-            let small = GeneratedContent(size: 200_000, seed: 1302)
-            server.serve(ServedFile(content: big, etag: "\"big\"", bytesPerSecond: 1 << 20), at: "/big.bin")
-            server.serve(ServedFile(content: small, etag: "\"small\""), at: "/small.bin")
             let scratch = Scratch()
             defer { scratch.cleanup() }
             let (daemon, rpc) = try await startDaemon(scratch)
@@ -34,16 +30,13 @@ extension Integration {
             #expect(try SHA256.hex(ofFileAt: scratch.file("root/x.bin").path) == small.sha256)
         }
 
-        @Test("A journal left under a name is resumed only for the URL it was made for")
+        @Test("A journal left under a name is resumed only for the URL it was made for; another URL gets its own bytes")
         func journalOnlyForItsURL() async throws {
-            let server = try await TestServer.start()
+            let (server, big, small) = try await bigAndSmall(seed: 1303)
             defer { Task { await server.shutdown() } }
-            let big = GeneratedContent(size: 4 << 20, seed: 1303)
-            server.serve(ServedFile(content: big, etag: "\"big\"", bytesPerSecond: 1 << 20), at: "/big.bin")
             let scratch = Scratch()
             defer { scratch.cleanup() }
             let (daemon, rpc) = try await startDaemon(scratch)
-            defer { Task { await daemon.stop() } }
             let first = try #require(try await rpc.call("aria2.addUri", [[server.url("/big.bin").absoluteString],
                                                                          ["out": "y.bin", "split": "1"]]) as? String)
             try await waitForJournal(scratch.file("root/.y.bin.haul-journal"))
@@ -53,17 +46,24 @@ extension Integration {
             try await waitUntil { (try? await rpc.status(first)["totalLength"] as? String) == "\(big.size)" }
             let paused = try await rpc.status(first)
             #expect(Int64(paused["completedLength"] as? String ?? "") ?? 0 > 0, "\(paused)")
-            // What a download that failed or was paused leaves: a new entry of another URL that
-            // is launched under the name (an older queue, a name freed meanwhile) starts afresh.
-            let journal = try #require(DownloadSession.journal(for: scratch.file("root/y.bin")))
-            let own = QueueEntry(gid: "1", uris: [server.url("/big.bin").absoluteString], name: "y.bin", status: .waiting)
-            let other = QueueEntry(gid: "2", uris: [server.url("/small.bin").absoluteString], name: "y.bin", status: .waiting)
-            #expect(DownloadQueue.journal(journal, isFor: own))
-            #expect(!DownloadQueue.journal(journal, isFor: other))
-            _ = try await rpc.call("aria2.unpause", [first])
-            let status = try await rpc.waitStopped(first)
+            #expect(FileManager.default.fileExists(atPath: scratch.file("root/.y.bin.haul-journal").path))
+            await daemon.stop()
+            // The saved entry now names another URL under the same name (an older queue, or a
+            // name whose download ended and was taken again): the journal there is not its own.
+            let stateFile = scratch.file("state/queue.json")
+            var state = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: stateFile)) as? [String: Any])
+            var queue = try #require(state["queue"] as? [[String: Any]])
+            queue[0]["uris"] = [server.url("/small.bin").absoluteString]
+            state["queue"] = queue
+            try JSONSerialization.data(withJSONObject: state).write(to: stateFile)
+            let (again, rpcAgain) = try await startDaemon(scratch)
+            defer { Task { await again.stop() } }
+            _ = try await rpcAgain.call("aria2.unpause", [first])
+            let status = try await rpcAgain.waitStopped(first)
             #expect(status["status"] as? String == "complete")
-            #expect(try SHA256.hex(ofFileAt: scratch.file("root/y.bin").path) == big.sha256)
+            #expect(status["totalLength"] as? String == "\(small.size)")
+            #expect(try SHA256.hex(ofFileAt: scratch.file("root/y.bin").path) == small.sha256)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.file("root").path) == ["y.bin"])
         }
 
         @Test("A metalink file named like another file's partial file or journal is refused")
@@ -149,6 +149,17 @@ extension Integration.DaemonLeftoverTests {
         // The secret and address are kept in the state directory the command named.
         #expect(FileManager.default.fileExists(atPath: scratch.file("state").path))
     }
+}
+
+/// A server with `/big.bin` (4 MiB at 1 MiB/s, so it is still running when the test acts) and
+/// `/small.bin` (200 kB), each with its own ETag.
+private func bigAndSmall(seed: UInt64) async throws -> (TestServer, GeneratedContent, GeneratedContent) {
+    let server = try await TestServer.start()
+    let big = GeneratedContent(size: 4 << 20, seed: seed)
+    let small = GeneratedContent(size: 200_000, seed: seed + 1)
+    server.serve(ServedFile(content: big, etag: "\"big\"", bytesPerSecond: 1 << 20), at: "/big.bin")
+    server.serve(ServedFile(content: small, etag: "\"small\""), at: "/small.bin")
+    return (server, big, small)
 }
 
 /// Waits until the journal at `url` exists (the download has bytes on disk), at most 10 s.
