@@ -33,11 +33,30 @@ extension HaulCommand.Get {
     /// A URL typed without a scheme is taken as `http://`, as curl does; a local metalink file
     /// (`.meta4` or `.metalink` that exists, or a path starting with `/` or `.`) stays a path.
     static func withScheme(_ text: String) -> String {
-        if text.isEmpty || text.contains("://") { return text }
+        if text.isEmpty || text.contains("://") { return encodingInvalidCharacters(text) }
         if isMetalinkFile(text), text.hasPrefix("/") || text.hasPrefix(".") || FileManager.default.fileExists(atPath: text) {
             return text
         }
-        return "http://" + text
+        return encodingInvalidCharacters("http://" + text)
+    }
+
+    /// The URL with each character a URL cannot hold (a space, `"`, `|`, `{`, non-ASCII, a `%`
+    /// not followed by two hex digits) percent-encoded and everything else as typed, as curl
+    /// sends it: Foundation, given such a string, encodes it all again, so a `%2F` already in
+    /// the query would reach the server as `%252F`, another resource.
+    static func encodingInvalidCharacters(_ text: String) -> String {
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=".utf8)
+        let bytes = Array(text.utf8)
+        func isHex(_ byte: UInt8) -> Bool { (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte) }
+        var out = ""
+        for (index, byte) in bytes.enumerated() {
+            if allowed.contains(byte) || (byte == 0x25 && index + 2 < bytes.count && isHex(bytes[index + 1]) && isHex(bytes[index + 2])) {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                out += String(format: "%%%02X", byte)
+            }
+        }
+        return out
     }
 }
 

@@ -2,6 +2,9 @@ import ArgumentParser
 import Foundation
 import Haul
 import HaulDaemon
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension HaulCommand {
     /// `haul daemon`: a durable download queue served over aria2's JSON-RPC.
@@ -47,6 +50,14 @@ extension HaulCommand {
             }
             guard maxConcurrentDownloads >= 1 else { throw ValidationError("--max-concurrent-downloads must be at least 1") }
             if let secret, secret.count < 8 { throw ValidationError("--secret must be at least 8 characters") }
+            if let stateDir {
+                guard !stateDir.isEmpty else { throw ValidationError("--state-dir is empty; give a directory") }
+                var info = stat()
+                if lstat(stateDir, &info) == 0, info.st_mode & S_IFMT != S_IFDIR {
+                    throw ValidationError("--state-dir '\(stateDir)' is not a directory (a file, a link or a device); "
+                                          + "give a directory, or a path where one can be made")
+                }
+            }
         }
 
         func run() async throws {

@@ -69,7 +69,7 @@ extension HaulCommand {
         var checksumFile: String?
 
         @Flag(name: [.customShort("c"), .customLong("continue")],
-              help: "Resume from the journal, and fail rather than start over if it cannot be used.")
+              help: "Resume from the journal (or continue another program's partial file), and fail rather than start over if it cannot be used or the file changed on the server.")
         var continueDownload = false
 
         @Flag(help: "Ignore a journal from an earlier run and start over.")
@@ -134,6 +134,17 @@ extension HaulCommand {
             }
             if !mirror.isEmpty, all.count > 1, !sameFile {
                 throw ValidationError("--mirror is for one download; use --same-file to treat several URLs as mirrors")
+            }
+            if let output, output != "-" {
+                let leaf = output.split(separator: "/").last.map(String.init) ?? ""
+                guard !output.hasSuffix("/"), leaf != ".", leaf != ".." else {
+                    throw ValidationError("-o '\(output)' names a directory; -o names the file to write — "
+                                          + "to download into a directory, use -d '\(output)'")
+                }
+                guard !DownloadSession.isSideName(leaf) else {
+                    throw ValidationError("-o '\(output)': names like .NAME.haul-part and .NAME.haul-journal are haul's "
+                                          + "own side files (another download's partial file could be overwritten); choose another name")
+                }
             }
             if output != nil {
                 guard all.count == 1 || sameFile else { throw ValidationError("-o names one file; use -d DIR for several URLs") }
@@ -249,6 +260,8 @@ extension HaulCommand {
             configuration.sendsCredentialsToMirrors = mirrorHeaders
             configuration.usesMirrorsFromLinkHeaders = !noLinkMirrors
             configuration.mirrorsServeSameBytes = sameFile
+            // -c continues the bytes on disk or fails; it never starts over with another version.
+            if continueDownload { configuration.restartsWhenRemoteFileChanges = false }
             return configuration
         }
 

@@ -73,10 +73,30 @@ extension HaulCommand.Get {
     }
 
     /// The bytes of a metalink: a local file (at most the largest metalink read), or one
-    /// downloaded from an http(s) URL into memory by way of a temporary file.
+    /// downloaded from an http(s) URL into memory by way of a temporary file (stopped once it is
+    /// larger than that).
     static func read(metalink input: String, session: DownloadSession) async throws -> Data {
         if let url = URL(string: input), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" {
-            let (location, _) = try await session.download(from: url)
+            // Stopped as soon as it is longer than any metalink read: a server's endless or
+            // huge answer never fills the disk.
+            let task = session.downloadTask(with: url)
+            let events = task.events
+            task.resume()
+            var finished: URL?
+            for try await event in events {
+                switch event {
+                case .progress(let written, let expected) where written > Metalink.maximumDocumentSize
+                    || expected > Metalink.maximumDocumentSize:
+                    task.cancel()
+                    throw ValidationError("the metalink at \(url.withoutCredentials.absoluteString) is larger than "
+                                          + "\(Metalink.maximumDocumentSize >> 20) MiB, more than any metalink; it was not read")
+                case .finished(let location):
+                    finished = location
+                default:
+                    break
+                }
+            }
+            guard let location = finished else { throw ValidationError("cannot read the metalink \(input)") }
             // The temporary file is ours: removed through its directory's placement root.
             defer { try? PlacementRoot(directory: location.deletingLastPathComponent().path).remove(location.lastPathComponent) }
             return try read(path: location.path)

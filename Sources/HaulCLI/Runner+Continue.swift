@@ -14,8 +14,9 @@ extension Runner {
     }
 
     /// `-c` with a file at the output and no journal of haul's. A file that is already whole is
-    /// checked (against the expected digest, else the server's, else its first and last 64 KiB
-    /// against the server's bytes) and kept without a download. A shorter one (curl's or wget's
+    /// checked against the expected digest, else the server's, and kept without a download;
+    /// without either it is refused (after its first and last 64 KiB are compared, for the
+    /// message), since its middle could be a preallocating downloader's gap. A shorter one (curl's or wget's
     /// partial file) is continued only if its first and last 64 KiB are the server's bytes:
     /// then it becomes the partial file and the rest is fetched. Anything else fails, as `-c`
     /// never starts over. `nil` when this does not apply.
@@ -44,7 +45,6 @@ extension Runner {
         if size < length {
             return await adopt(job, size: size, length: length, probe: probe, digest: digest)
         }
-        let checked: String
         if let expected = digest ?? probe.sha256.map({ "sha-256=" + $0 }) {
             // Every form a digest is given in (hex, sha-256=HEX, sha256-BASE64) is checked; one
             // that cannot be read is an error, never a pass.
@@ -61,16 +61,27 @@ extension Runner {
                                 + "-c never starts over — run without -c and with --force", status: .checksumMismatch)
                 return .done(.checksumMismatch)
             }
-            checked = "its SHA-256 matches"
         } else {
             if let differing = await differingSample(job, size: size) {
                 reporter.failed(job, message: "\(name) is complete in size but \(differing) differ from "
                                 + "the server's; -c never starts over — run without -c and with --force", status: .diskError)
                 return .done(.diskError)
             }
-            checked = "\(Self.sampleDescription(size: size)) match the server's"
+            // The ends alone prove nothing of the middle: aria2 and axel leave files of the
+            // whole size with gaps when they stop. Only a digest can call it complete, unless
+            // the two samples covered every byte.
+            guard size > 2 * Self.sampleSize else {
+                reporter.note("\(job.output.lastPathComponent) is already complete (all its bytes match the server's); nothing to fetch")
+                job.outcome = .init(succeeded: true, message: "already complete", bytes: size, seconds: 0, bytesThisRun: 0)
+                return .done(.success)
+            }
+            reporter.failed(job, message: "cannot tell whether \(name) is complete: it has the server's size and "
+                            + "\(Self.sampleDescription(size: size)) match, but the server gives no digest to check the rest "
+                            + "(a downloader that preallocates leaves files of the whole size with gaps); give --sha256 to "
+                            + "check it, or run without -c and with --force to download it again", status: .diskError)
+            return .done(.diskError)
         }
-        reporter.note("\(job.output.lastPathComponent) is already complete (\(checked)); nothing to fetch")
+        reporter.note("\(job.output.lastPathComponent) is already complete (its SHA-256 matches); nothing to fetch")
         job.outcome = .init(succeeded: true, message: "already complete", bytes: size, seconds: 0, bytesThisRun: 0)
         return .done(.success)
     }

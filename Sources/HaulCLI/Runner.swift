@@ -8,6 +8,11 @@ import Logging
 import Glibc
 #endif
 
+/// An earlier run of this download had put the file in place before it was stopped.
+private enum Finished: Error {
+    case already
+}
+
 /// Runs the jobs of a `haul get`: at most N at once, each resumed from its journal when it can
 /// be, reported as they go; Ctrl-C and SIGTERM cancel them all (their journals stay).
 struct Runner: Sendable {
@@ -47,7 +52,8 @@ struct Runner: Sendable {
                 }
             }
         }
-        if interruption.happened {
+        // Ctrl-C after every download had ended (one in its last step, say) changes nothing.
+        if interruption.happened, statuses.count < jobs.count || statuses.contains(.interrupted) {
             let unsaved = jobs.filter { $0.task != nil && $0.task?.state != .completed && DownloadSession.journal(for: $0.output) == nil }
             if unsaved.isEmpty {
                 reporter.note("interrupted; the journal is saved — run the same command again to resume")
@@ -70,16 +76,20 @@ struct Runner: Sendable {
             return .usage
         }
         let resumeData: Data?
+        var adopted: Int64?
         switch await continueWithoutJournal(job, digest: digest) {
         case .done(let status)?:
             return status
         case .resume(let data)?:
             resumeData = data
+            adopted = (try? ResumeData(data))?.bytesDone
         case nil:
             do {
                 resumeData = try journal(for: job)
             } catch let status as ExitStatus {
                 return status
+            } catch Finished.already {
+                return finishedEarlier(job, digest: digest)
             } catch {
                 return .networkError
             }
@@ -122,14 +132,15 @@ struct Runner: Sendable {
                 return .interrupted
             }
             let status = ExitStatus(for: error)
-            reporter.failed(job, message: error.localizedDescription, status: status)
+            reporter.failed(job, message: failureMessage(job, error: error, adopted: adopted), status: status)
             return status
         }
         renameFromContentDisposition(job)
         if command.habits.timestamping,
            let modified = (job.task?.response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Last-Modified"),
            let seconds = Timestamping.seconds(ofHTTPDate: modified) {
-            Timestamping.setModificationTime(of: job.output.path, to: seconds)
+            // Through the directory the file was written in, never a path looked up again.
+            job.task?.setFinishedFileModificationTime(seconds)
         }
         reporter.finished(job)
         if let hook = command.habits.onComplete { await OnComplete.run(hook, for: job, reporter: reporter) }
@@ -148,6 +159,58 @@ struct Runner: Sendable {
         for try await event in events {
             if case .resumed(let offset, _) = event { job.resumedFrom = offset }
         }
+    }
+
+    /// A download that an earlier run finished (but was stopped before removing its journal):
+    /// checked against the digest given now, if any, and reported as done.
+    private func finishedEarlier(_ job: Job, digest: String?) -> ExitStatus {
+        if let digest {
+            guard let wanted = SHA256Digest(expected: digest)?.hex else {
+                reporter.failed(job, message: "'\(digest)' is not a SHA-256 digest", status: .usage)
+                return .usage
+            }
+            let actual = (try? SHA256.hex(ofFileAt: job.output.path)) ?? "unreadable"
+            guard actual == wanted else {
+                reporter.failed(job, message: "\(job.output.path) is complete but its SHA-256 is \(actual), not \(wanted)",
+                                status: .checksumMismatch)
+                return .checksumMismatch
+            }
+        }
+        var info = stat()
+        let size = lstat(job.output.path, &info) == 0 ? Int64(info.st_size) : nil
+        job.outcome = .init(succeeded: true, message: "already complete", bytes: size, seconds: 0, bytesThisRun: 0)
+        return .success
+    }
+
+    /// What a failed download's error says, and with `-c` what became of the bytes on disk.
+    private func failureMessage(_ job: Job, error: any Error, adopted: Int64?) -> String {
+        guard let error = error as? HaulError else { return error.localizedDescription }
+        var message = error.localizedDescription
+        switch error {
+        case .destinationExists, .notARegularFile:
+            if DownloadSession.journal(for: job.output) != nil {
+                message += "; the download is kept beside it: run the same command again once the name is free"
+                    + (command.force ? "" : " (or with --force to replace a regular file)")
+            }
+        default: break
+        }
+        guard command.continueDownload else { return message }
+        if case .remoteFileChanged(let reason) = error {
+            message = "cannot continue: the file changed on the server (\(reason)); -c never starts over — "
+                + "run without -c to download the new version"
+            if adopted == nil, DownloadSession.journal(for: job.output) != nil {
+                message += " (the partial file and its journal are kept until then)"
+            }
+        }
+        var info = stat()
+        if let adopted, lstat(job.output.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, Int64(info.st_size) == adopted {
+            message += "; \(job.output.path) is left as it was found (\(Format.bytes(adopted)))"
+        } else if adopted != nil, DownloadSession.journal(for: job.output) != nil {
+            // Its bytes went on in the partial file: say where, and how to go on.
+            message += "; the bytes of \(job.output.lastPathComponent) are kept, with what was fetched, in "
+                + "\(DownloadSession.partialFileURL(for: job.output).path): run the same command to continue"
+        }
+        return message
     }
 
     /// Why the output cannot be written, when something is already there: anything but a
@@ -173,11 +236,18 @@ struct Runner: Sendable {
             return nil
         }
         if command.noResume {
-            try? DownloadSession.removeJournal(for: job.output)
+            // Not removed here: the fresh download removes it once it holds the partial file's
+            // lock, so a download still running keeps its journal.
             return nil
         }
         do {
             var resume = try ResumeData(data)
+            if DownloadSession.finishedBeforeStopping(job.output, resume: resume) {
+                // Stopped in its last step, after every check: the file is whole and in place.
+                reporter.note("\(job.output.lastPathComponent) was already complete (the last run was stopped while "
+                              + "putting it in place); its journal is removed")
+                throw Finished.already
+            }
             // Any source of the file will do: with --mirror-select the primary may differ per run.
             // A journal never holds a password: compare without, and give it back in memory.
             let sources = [job.url, job.primary] + job.mirrors
@@ -227,8 +297,11 @@ struct Runner: Sendable {
             return
         }
         do throws(HaulError) {
-            job.output = try DownloadSession.renameDownloadedFile(at: job.output, to: name,
-                                                                  replacing: command.forceServerNames)
+            guard let task = job.task else { return }
+            // Within the directory held since the download began: one swapped for a link
+            // meanwhile is never followed.
+            let renamed = try task.renameFinishedFile(to: name, replacing: command.forceServerNames)
+            job.output = job.output.deletingLastPathComponent().appendingPathComponent(renamed.lastPathComponent)
         } catch {
             let reason: String
             switch error {

@@ -32,10 +32,4 @@ enum Timestamping {
         guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
         return info.st_mtim.tv_sec
     }
-
-    /// Gives the file at `path` the modification time `seconds` (not following a link).
-    static func setModificationTime(of path: String, to seconds: Int) {
-        var times = [timespec(tv_sec: seconds, tv_nsec: 0), timespec(tv_sec: seconds, tv_nsec: 0)]
-        _ = utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
-    }
 }

@@ -73,4 +73,6 @@ public struct RecordedRequest: Sendable, Equatable {
     public var connection: Int
     /// Every header, names lowercased (the last value wins for repeated names).
     public var headers: [String: String]
+    /// The request target as sent: the path with its query.
+    public var target: String = ""
 }

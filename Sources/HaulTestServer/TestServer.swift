@@ -138,7 +138,8 @@ final class ServerCore: Sendable {
             var headers: [String: String] = [:]
             for (name, value) in head.headers { headers[name.lowercased()] = value }
             state.requests.append(RecordedRequest(method: head.method.rawValue, path: path, range: range,
-                                                  ifRange: ifRange, connection: connection, headers: headers))
+                                                  ifRange: ifRange, connection: connection, headers: headers,
+                                                  target: head.uri))
             let index = state.requests.count - 1
             state.sent.append((0, 0))
             if let document = state.documents[path] { return .document(document.text, contentType: document.contentType) }

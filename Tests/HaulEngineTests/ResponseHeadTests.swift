@@ -65,3 +65,23 @@ struct BackoffTests {
         #expect(Backoff.delay(attempt: 1, base: .milliseconds(250), cap: .seconds(8), jitter: 0, retryAfter: 3600) == .seconds(32))
     }
 }
+
+@Suite("Content-Length framing")
+struct ContentLengthFramingTests {
+    @Test("One length, however often it is repeated; disagreeing or malformed lengths frame nothing", arguments: [
+        (["10"], Int64(10), false), (["10", "10"], 10, false), (["10, 10"], 10, false),
+        (["10", "15"], nil, true), (["10, 15"], nil, true), (["ten"], nil, true), (["-1"], nil, true), ([""], nil, true),
+    ] as [([String], Int64?, Bool)])
+    func lengths(values: [String], length: Int64?, problem: Bool) {
+        let head = ResponseHead(status: 200, fields: values.map { ("Content-Length", $0) })
+        #expect(head.contentLength == length)
+        #expect((head.framingProblem != nil) == problem)
+    }
+
+    @Test("Transfer-Encoding frames the body: Content-Length is ignored, even when it disagrees")
+    func chunked() {
+        let head = ResponseHead(status: 200, fields: [("Content-Length", "10"), ("Content-Length", "15"),
+                                                      ("Transfer-Encoding", "chunked")])
+        #expect(head.contentLength == nil && head.framingProblem == nil)
+    }
+}

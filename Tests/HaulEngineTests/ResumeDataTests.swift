@@ -203,3 +203,17 @@ extension ResumeDataTests {
         #expect(decoded.serverDigestHeader == .digest && decoded.serverSHA256 == String(repeating: "0", count: 64))
     }
 }
+
+extension ResumeDataTests {
+    @Test("Another program's prefix round-trips; one outside the file is refused")
+    func adoptedPrefix() throws {
+        var original = sample()
+        original.adoptedPrefix = 4_000
+        #expect(try ResumeData(original.encoded()) == original)
+        #expect(!String(decoding: sample().encoded(), as: UTF8.self).contains("adoptedPrefix"))
+        for value in ["0", "-5", "101"] {
+            #expect(reason(blob(json: payload(["adoptedPrefix": value]))) == "its adopted prefix \(value) is outside the file")
+        }
+        #expect(try ResumeData(blob(json: payload(["adoptedPrefix": "100"]))).adoptedPrefix == 100)
+    }
+}

@@ -116,6 +116,13 @@ extension Integration {
         @Test("Usage errors name the problem and exit 64", arguments: [
             (["get", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b", "-o", "x"], "-o names one file"),
             (["get", "http://127.0.0.1:1/a", "-o", "x", "-d", "y"], "give -o or -d, not both"),
+            (["get", "http://127.0.0.1:1/a", "-o", "a/"], "-o 'a/' names a directory"),
+            (["get", "http://127.0.0.1:1/a", "-o", "new/dir/"], "use -d 'new/dir/'"),
+            (["get", "http://127.0.0.1:1/a", "-o", "d/.."], "names a directory"),
+            (["get", "http://127.0.0.1:1/a", "-o", ".f.bin.haul-part"], "haul's own side files"),
+            (["get", "http://127.0.0.1:1/a", "-o", "d/.f.bin.haul-journal"], "haul's own side files"),
+            (["daemon", "--state-dir", ""], "--state-dir is empty"),
+            (["daemon", "--state-dir", "/dev/null"], "--state-dir '/dev/null' is not a directory"),
             (["get", "http://127.0.0.1:1/a", "-j", "0"], "--max-concurrent-downloads must be at least 1"),
             (["get", "http://127.0.0.1:1/a", "-H", "novalue"], "-H takes 'Name: value'"),
             (["get", "http://127.0.0.1:1/a", "-q", "--json"], "give -q or --json"),

@@ -9,7 +9,7 @@ extension Integration {
     struct DaemonLeftoverTests {
         @Test("forceRemove then removeDownloadResult at once leaves nothing, and a new download under the name gets its own bytes")
         func removedThenCleaned() async throws {
-            let (server, big, small) = try await bigAndSmall(seed: 1301)
+            let (server, _, small) = try await bigAndSmall(seed: 1301)
             defer { Task { await server.shutdown() } }
             let scratch = Scratch()
             defer { scratch.cleanup() }

@@ -7,7 +7,9 @@ extension DownloadSession {
     /// through the placement root, never replacing anything), is extended to `length`, and
     /// resume data recording `0..<prefix` as done is returned for
     /// `downloadTask(withResumeData:to:)`. The caller vouches for the prefix; the validators
-    /// given are sent as `If-Range` so a file that changed on the server is not spliced.
+    /// given are sent as `If-Range` so a file that changed on the server is not spliced. A
+    /// download that then ends for good without a result (a digest that does not match, the
+    /// file changed on the server) puts the file back at `destination`, cut to `prefix` bytes.
     package static func adoptPartialFile(at destination: URL, url: URL, length: Int64, prefix: Int64, etag: String?,
                                          lastModified: String?, expectedSHA256: String?) throws(HaulError) -> Data {
         let name = destination.lastPathComponent
@@ -32,10 +34,12 @@ extension DownloadSession {
             try? root.publish(partName, to: name, replacing: false)
             throw error
         }
-        let resume = ResumeData(url: url, finalURL: nil, headers: [], etag: etag, lastModified: lastModified,
+        var resume = ResumeData(url: url, finalURL: nil, headers: [], etag: etag, lastModified: lastModified,
                                 length: length, tempFile: identity, sample: sample, doneRanges: [0..<prefix],
                                 syncedRanges: [], bootID: currentBootID(), destination: destination.path,
                                 expectedSHA256: expectedSHA256)
+        // Should the download end without a result, the file goes back as it was found.
+        resume.adoptedPrefix = prefix
         return resume.encoded()
     }
 }

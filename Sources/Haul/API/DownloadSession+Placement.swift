@@ -34,6 +34,24 @@ extension DownloadSession {
         if let status = try root.status(of: partial), status.st_mode & S_IFMT == S_IFREG { root.remove(partial) }
     }
 
+    /// Whether the download that wrote `resume` (the journal beside `destination`) had already
+    /// put its file in place when it was stopped: `destination` is then the very inode its
+    /// partial file was, which only the last step, after every check, makes it. What that step
+    /// left (the journal, the partial file's second name) is removed; the file is kept.
+    package static func finishedBeforeStopping(_ destination: URL, resume: ResumeData) -> Bool {
+        let name = destination.lastPathComponent
+        guard PlacementRoot.isValidName(name), let root = try? PlacementRoot(directory: destination.deletingLastPathComponent().path),
+              let placed = try? root.status(of: name), placed.st_mode & S_IFMT == S_IFREG,
+              UInt64(placed.st_dev) == resume.tempFile.device, UInt64(placed.st_ino) == resume.tempFile.inode,
+              Int64(placed.st_size) == resume.length else { return false }
+        let partial = SideNames.partial(for: name)
+        if let left = try? root.status(of: partial), left.st_dev == placed.st_dev, left.st_ino == placed.st_ino {
+            root.remove(partial)
+        }
+        Journal(root: root, name: SideNames.journal(for: name)).remove()
+        return true
+    }
+
     /// The journal a download to `destination` left, if one is there (a regular file of this
     /// user's, read without following links).
     public static func journal(for destination: URL) -> Data? {

@@ -146,6 +146,11 @@ public final class DownloadSession: Sendable {
         destination.deletingLastPathComponent().appendingPathComponent(SideNames.journal(for: destination.lastPathComponent))
     }
 
+    /// The partial file a download to `destination` writes beside it until it is complete.
+    package static func partialFileURL(for destination: URL) -> URL {
+        destination.deletingLastPathComponent().appendingPathComponent(SideNames.partial(for: destination.lastPathComponent))
+    }
+
     // MARK: Invalidation
 
     /// Takes no new tasks; tasks made before, running or not, still run (also when resumed

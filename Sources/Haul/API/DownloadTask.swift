@@ -66,6 +66,8 @@ public final class DownloadTask: @unchecked Sendable, Hashable {
     var _checksumSource: ChecksumSource?
     var _seams: (checked: Int, mismatched: Int) = (0, 0)
     var _badSources: [String] = []
+    /// The finished file, for a download that had a destination.
+    var _finished: FinishedFile?
     var _metalink: MetalinkRequest?
     var _connections = 0
     var _mirrors: [URL] = []

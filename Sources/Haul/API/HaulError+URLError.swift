@@ -87,6 +87,7 @@ extension HaulError {
         case CURLE_TOO_MANY_REDIRECTS: return .httpTooManyRedirects
         case CURLE_UNSUPPORTED_PROTOCOL: return .unsupportedURL
         case CURLE_URL_MALFORMAT: return .badURL
+        case CURLE_WEIRD_SERVER_REPLY: return .badServerResponse
         case CURLE_ABORTED_BY_CALLBACK: return .cancelled
         default: return .unknown
         }

@@ -130,6 +130,8 @@ extension HaulError {
             return "the server refused the connection or is not reachable; check the host and port"
         case 28:
             return "the server stopped sending or was too slow; try again, or raise the time limits"
+        case 8:
+            return "the server's answers are malformed; try again later or use another source"
         case 47:
             return "too many redirects; the URL may redirect in a loop"
         default:

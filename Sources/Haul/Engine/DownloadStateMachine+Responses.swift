@@ -5,6 +5,11 @@ extension DownloadStateMachine {
     /// this accepts it (`plan.unblock`).
     mutating func received(_ head: ResponseHead, for segment: Int) -> [Action] {
         guard !isFinished, let request = requests[segment] else { return [] }
+        if let problem = head.framingProblem {
+            // Its body cannot be told from what follows it: never written, asked again.
+            reject(segment, .transport(code: 8, message: problem), retryable: true)
+            return []
+        }
         if [408, 425, 429, 500, 502, 503, 504].contains(head.status) {
             reject(segment, .httpStatus(head.status), retryable: true, retryAfter: head.retryAfterSeconds)
             return []

@@ -189,7 +189,13 @@ struct DownloadStateMachine: Sendable {
     /// still waits (for piece checks, or a metalink the server named) is resumable too; only a
     /// download that is finishing is not.
     var isResumable: Bool {
-        rangesSupported && !singleStream && plan.length != nil && validator != nil && phase != .finished
+        canBeResumed && phase != .finished
+    }
+
+    /// Whether resume data could continue this download (ranges, a length and a validator),
+    /// finished or not: a finished one whose name was taken waits in its partial file.
+    var canBeResumed: Bool {
+        rangesSupported && !singleStream && plan.length != nil && validator != nil
     }
 
     var isFinished: Bool {

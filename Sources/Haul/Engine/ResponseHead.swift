@@ -14,6 +14,9 @@ struct ResponseHead: Equatable, Sendable {
     var fields: [(name: String, value: String)]
     /// `Content-Type: multipart/byteranges`: several parts, which a segment cannot place.
     var isMultipart = false
+    /// Why the body's length cannot be known from this head (Content-Length fields that
+    /// disagree or are not numbers, RFC 9112 §6.3), or `nil`. Such an answer is never used.
+    var framingProblem: String?
 
     init(status: Int, contentLength: Int64? = nil, contentRange: ContentRange? = nil,
          etag: String? = nil, lastModified: String? = nil, retryAfterSeconds: Int? = nil,
@@ -30,9 +33,10 @@ struct ResponseHead: Equatable, Sendable {
     /// Builds a head from a status code and raw header fields.
     init(status: Int, fields: [(name: String, value: String)]) {
         self.init(status: status, contentLength: nil, fields: fields)
+        var lengths: [Substring] = []
         for (name, value) in fields {
             switch name.lowercased() {
-            case "content-length": contentLength = Int64(decimal: value.trimmingSpaces)
+            case "content-length": lengths += value.split(separator: ",", omittingEmptySubsequences: false).map(\.trimmingSpaces)
             case "content-range": contentRange = ContentRange(value)
             case "etag": etag = String(value.trimmingSpaces)
             case "last-modified": lastModified = String(value.trimmingSpaces)
@@ -42,7 +46,15 @@ struct ResponseHead: Equatable, Sendable {
             }
         }
         // RFC 9112 §6.3: with Transfer-Encoding, Content-Length is ignored (chunked framing wins).
-        if fields.contains(where: { $0.name.lowercased() == "transfer-encoding" }) { contentLength = nil }
+        guard !fields.contains(where: { $0.name.lowercased() == "transfer-encoding" }) else { return }
+        // One length, however often repeated (RFC 9110 §8.6); anything else frames nothing.
+        let values = Set(lengths.map { Int64(decimal: $0) })
+        if values.count > 1 || values.contains(nil) {
+            let shown = lengths.map { "'\($0.prefix(40))'" }.joined(separator: ", ")
+            framingProblem = "the server's answer has Content-Length \(shown), so where its body ends is unknown"
+        } else {
+            contentLength = values.first ?? nil
+        }
     }
 
     /// The fields as one dictionary, for `HTTPURLResponse`: a name sent more than once (in any

@@ -9,11 +9,12 @@ enum SideNames {
     static func journal(for name: String) -> String { side(of: name, suffix: ".haul-journal") }
 
     /// Whether `name` has the form of a partial file's or a journal's name (or of a journal's
-    /// side name while it is replaced): a download must not be given such a name, or it and
-    /// another download's partial file would be one file.
+    /// side name while it is replaced, or of a file being linked into place): a download must
+    /// not be given such a name, or it and another download's partial file would be one file.
     static func isSideName(_ name: String) -> Bool {
         guard name.hasPrefix(".") else { return false }
         return name.hasSuffix(".haul-part") || name.hasSuffix(".haul-journal") || name.contains(".haul-journal.")
+            || name.hasSuffix(".haul-new")
     }
 
     /// Room kept for `.new`, the journal's side name while it is replaced.

@@ -31,6 +31,8 @@ extension ResumeData {
         var pieceLength: Int64?
         /// Half-open ranges of verified piece indices.
         var verifiedPieces: [[Int]]?
+        // How many bytes at the start were another program's file (optional: most blobs have none).
+        var adoptedPrefix: Int64?
     }
 
     /// Encodes the blob:
@@ -47,7 +49,7 @@ extension ResumeData {
             bootID: bootID, destination: destination, expectedSHA256: expectedSHA256,
             serverSHA256: serverSHA256, serverDigestHeader: serverDigestHeader?.rawValue,
             mirrors: mirrors.isEmpty ? nil : mirrors.map(\.absoluteString), pieceLength: pieceLength,
-            verifiedPieces: verifiedPieces.isEmpty ? nil : Self.runs(of: verifiedPieces))
+            verifiedPieces: verifiedPieces.isEmpty ? nil : Self.runs(of: verifiedPieces), adoptedPrefix: adoptedPrefix)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding a struct of strings and integers cannot fail.
@@ -151,6 +153,10 @@ extension ResumeData {
         } else if payload.verifiedPieces != nil {
             throw invalid("it lists verified pieces without a piece length")
         }
+        if let prefix = payload.adoptedPrefix {
+            guard prefix > 0, prefix <= payload.length else { throw invalid("its adopted prefix \(prefix) is outside the file") }
+        }
+        self.adoptedPrefix = payload.adoptedPrefix
         self.mirrors = mirrors
         self.pieceLength = payload.pieceLength
         self.verifiedPieces = verified

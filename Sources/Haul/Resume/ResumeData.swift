@@ -64,6 +64,10 @@ public struct ResumeData: Sendable, Equatable {
     /// the file changes on the server (a restart).
     package var serverSHA256: String?
     package var serverDigestHeader: ChecksumSource?
+    /// For a download that continues another program's partial file (`haul -c`): how many
+    /// bytes at its start were that file's. A download that ends for good without a result
+    /// gives the file back under its own name, cut to these bytes, as it was found.
+    package var adoptedPrefix: Int64?
 
     /// For a metalink download: the other sources of the file (its mirrors, in order).
     public var mirrors: [URL] = []

@@ -59,6 +59,7 @@ extension DownloadOperation {
                 seams.reset()
                 segmentURL = nil
                 sample = nil
+                adoptedPrefix = nil
                 hasher?.reset()
                 if expected?.source != .caller, expected?.source != .metalink { expected = nil }
                 forgetDescription()

@@ -60,12 +60,16 @@ extension DownloadOperation {
         let syncs = settings.syncOnFinish
         Self.finishQueue.async { [self] in
             var failure: HaulError?
+            var finished: FinishedFile?
             do throws(HaulError) {
                 if syncs { try file.syncData() }
                 if let destination = files.destinationName {
                     // Published by descriptor: the result is the inode written and hashed here.
+                    let written = try file.identity()
                     try files.root.publish(file, named: files.partName, to: destination, in: files.destinationRoot,
                                            replacing: files.replacesDestination)
+                    finished = FinishedFile(root: files.destinationRoot, name: destination, device: written.device,
+                                            inode: written.inode)
                     if syncs { files.destinationRoot.sync() }
                 }
                 file.close()
@@ -73,18 +77,39 @@ extension DownloadOperation {
                 failure = error
             }
             let outcome = failure
+            let placed = finished
             multi.queue.async { [self] in
                 if let failure = outcome {
-                    discard(DownloadFailure(error: failure))
+                    if !keepFinished(after: failure) { discard(DownloadFailure(error: failure)) }
                 } else {
-                    published(length: length, digest: digest)
+                    published(length: length, digest: digest, finished: placed)
                 }
             }
         }
     }
 
+    /// Something took the destination's name while the download ran (a file, a link): the
+    /// bytes are whole and checked, so they stay beside it with a journal that says so, and the
+    /// same download finishes at once when the name is free (or may be replaced). `false` when
+    /// they cannot be kept that way.
+    func keepFinished(after failure: HaulError) -> Bool {
+        switch failure {
+        case .destinationExists, .notARegularFile: break
+        default: return false
+        }
+        guard files.isBesideDestination, let file, let data = makeResumeData(finished: true)?.encoded() else { return false }
+        do throws(HaulError) {
+            try journal.write(data, durable: true)
+        } catch {
+            return false
+        }
+        file.close()
+        finish(.failure(DownloadFailure(error: failure)))
+        return true
+    }
+
     /// The file is in place: the journal goes, the result is reported.
-    func published(length: Int64, digest: String?) {
+    func published(length: Int64, digest: String?, finished: FinishedFile? = nil) {
         journal.remove()
         logger.debug("seams", metadata: ["checked": "\(seams.checked)", "mismatched": "\(seams.mismatched)"])
         finish(.success(DownloadResult(path: files.destinationPath ?? files.partPath, length: length,
@@ -92,18 +117,40 @@ extension DownloadOperation {
                                        checksumSource: digest == nil ? nil : expected?.source ?? (expectedSHA512 == nil ? nil : .metalink),
                                        seamsChecked: seams.checked, seamMismatches: seams.mismatched,
                                        badSources: badSources.map(sourceName),
-                                       handedOver: files.destinationName == nil ? (files.root, files.partName) : nil)))
+                                       handedOver: files.destinationName == nil ? (files.root, files.partName) : nil,
+                                       finished: finished)))
     }
 
     /// Ends with `failure`, removing the partial file and journal (only if this download opened,
     /// and so locked, the file: never another download's).
     func discard(_ failure: DownloadFailure) {
-        if let file {
-            file.close()
-            files.root.remove(files.partName)
-            journal.remove()
-        }
+        if let file { dropPartialFile(file) }
         finish(.failure(failure))
+    }
+
+    /// Removes the partial file and the journal, or, when the partial file began as another
+    /// program's (`adoptedPrefix`), gives that file back under its own name, cut to the bytes
+    /// it held: what the user had is never lost, and nothing unchecked is left in its place.
+    func dropPartialFile(_ file: DataFile) {
+        defer { journal.remove() }
+        if let prefix = adoptedPrefix, let destination = files.destinationName {
+            do throws(HaulError) {
+                try file.setLength(prefix)
+                if settings.syncOnFinish { try file.syncData() }
+                try files.root.publish(file, named: files.partName, to: destination, in: files.destinationRoot, replacing: false)
+                file.close()
+                logger.notice("the partial file is back as it was found",
+                              metadata: ["path": "\(files.destinationPath ?? destination)", "bytes": "\(prefix)"])
+                return
+            } catch {
+                // Something took its name meanwhile: it stays as the partial file, for the user.
+                logger.warning("could not put the partial file back", metadata: ["path": "\(files.partPath)", "error": "\(error)"])
+                file.close()
+                return
+            }
+        }
+        file.close()
+        files.root.remove(files.partName)
     }
 
     /// Whether the partial file and journal stay after `error`: when something can carry the
@@ -112,7 +159,15 @@ extension DownloadOperation {
         switch error {
         case .cancelled:
             return produceResumeDataOnCancel || files.isBesideDestination
-        case .remoteFileChanged, .inconsistentContent, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch, .badPiece,
+        case .remoteFileChanged:
+            // A resumed download told not to start over (`haul -c`): found from the answer's
+            // head, before any of the new version was written, so the bytes and their journal
+            // still describe the old one, for whoever decides to start over (another program's
+            // file goes back as it was instead). With restarts on, it means a server that
+            // contradicts itself: nothing of it is worth keeping.
+            return !settings.engine.restartsOnRemoteChange && resumeFrom != nil && adoptedPrefix == nil
+                && files.isBesideDestination
+        case .inconsistentContent, .resumeDataInvalid, .invalidURL, .unsupportedRequest, .checksumMismatch, .badPiece,
              .invalidChecksum, .fileInUse, .sessionInvalidated, .notARegularFile, .destinationExists,
              .invalidFileName, .insufficientSpace:
             return false
@@ -154,11 +209,7 @@ extension DownloadOperation {
         // resuming impossible; in the temporary directory nobody could find it again.
         if case .diskFull = error, files.isBesideDestination { keepsBytes = true }
         if !keepsBytes {
-            if let file {
-                file.close()
-                files.root.remove(files.partName)
-                journal.remove()
-            }
+            if let file { dropPartialFile(file) }
         } else {
             if let file { _ = try? file.syncData() }
             file?.close()

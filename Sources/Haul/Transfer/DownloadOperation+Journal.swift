@@ -4,9 +4,10 @@ import Foundation
 
 // The journal, the progress tick, durability syncs and the whole-download deadline.
 extension DownloadOperation {
-    /// The resume blob for the bytes on disk now; `nil` when the download cannot be resumed.
-    func makeResumeData() -> ResumeData? {
-        guard machine.isResumable, let length = machine.plan.length, let file,
+    /// The resume blob for the bytes on disk now; `nil` when the download cannot be resumed
+    /// (`finished`: also once all its bytes are in, for one whose name was taken).
+    func makeResumeData(finished: Bool = false) -> ResumeData? {
+        guard finished ? machine.canBeResumed : machine.isResumable, let length = machine.plan.length, let file,
               var identity = try? file.identity(), let url = URL(string: settings.request.url) else { return nil }
         identity.path = files.partPath
         let done = machine.plan.doneRanges
@@ -30,6 +31,7 @@ extension DownloadOperation {
             resume.serverSHA256 = expected.digest.hex
             resume.serverDigestHeader = expected.source
         }
+        resume.adoptedPrefix = adoptedPrefix
         return resume
     }
 

@@ -26,6 +26,8 @@ struct DownloadResult: Sendable {
     /// When the partial file itself is handed over (no destination): where it is, so what the
     /// caller did not move can be removed through the same owner.
     var handedOver: (root: PlacementRoot, name: String)?
+    /// When there was a destination: the file as published, in the directory held open.
+    var finished: FinishedFile?
 }
 
 /// Why a download ended without a file, and the resume data that continues it (when it can).
@@ -175,6 +177,9 @@ final class DownloadOperation: @unchecked Sendable {
     var lastSync = ContinuousClock.now
     var syncInFlight = false
     var journalFailed = false
+    /// How many bytes at the start are another program's partial file, given back on failure
+    /// (`ResumeData.adoptedPrefix`); `nil` once a restart overwrites them.
+    var adoptedPrefix: Int64?
     /// The fingerprint of the first done bytes of this epoch, computed once.
     var sample: ResumeData.Sample?
     var hasher: StreamingHasher? { didSet { noteChecksum() } }
@@ -256,6 +261,7 @@ final class DownloadOperation: @unchecked Sendable {
             machine = DownloadStateMachine(options: settings.engine, resume: .init(
                 length: resume.length, etag: resume.etag, lastModified: resume.lastModified, done: trusted))
             syncedRanges = resume.syncedRanges
+            adoptedPrefix = resume.adoptedPrefix
         } else {
             machine = DownloadStateMachine(options: settings.engine)
         }

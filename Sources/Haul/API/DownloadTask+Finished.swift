@@ -1,0 +1,46 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A finished download's file: the directory it was published in (held open since the download
+/// began), its name there, and the inode that was written and hashed.
+package struct FinishedFile: Sendable {
+    let root: PlacementRoot
+    var name: String
+    let device: UInt64
+    let inode: UInt64
+
+    /// Throws unless `name` in `root` is still the inode written (never through a link).
+    func check() throws(HaulError) {
+        guard let info = try root.status(of: name), UInt64(info.st_dev) == device, UInt64(info.st_ino) == inode else {
+            throw .fileSystem(operation: "find the downloaded file", path: root.location(of: name), errno: ENOENT)
+        }
+    }
+}
+
+extension DownloadTask {
+    /// Renames the finished file within the directory it was written in: the one held open
+    /// since the download began, so a directory swapped for a link meanwhile is never followed,
+    /// and only while the name still holds the inode written. Without `replacing` nothing at
+    /// `name` is touched; with it only a regular file is replaced. Returns the new location.
+    package func renameFinishedFile(to name: String, replacing: Bool) throws(HaulError) -> URL {
+        guard PlacementRoot.isValidName(name) else { throw .invalidFileName(name) }
+        guard let finished = lock.withLock({ _finished }) else {
+            throw .fileSystem(operation: "find the downloaded file", path: name, errno: ENOENT)
+        }
+        try finished.check()
+        try finished.root.publish(finished.name, to: name, replacing: replacing)
+        lock.withLock { _finished?.name = name }
+        return URL(fileURLWithPath: finished.root.location(of: name))
+    }
+
+    /// Sets the finished file's modification time, through the directory it was written in and
+    /// only while the name still holds the inode written. Returns whether it was set.
+    @discardableResult
+    package func setFinishedFileModificationTime(_ seconds: Int) -> Bool {
+        guard let finished = lock.withLock({ _finished }), (try? finished.check()) != nil else { return false }
+        var times = [timespec(tv_sec: seconds, tv_nsec: 0), timespec(tv_sec: seconds, tv_nsec: 0)]
+        return utimensat(finished.root.fd, finished.name, &times, AT_SYMLINK_NOFOLLOW) == 0
+    }
+}

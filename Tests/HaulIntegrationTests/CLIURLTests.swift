@@ -1,0 +1,39 @@
+import Foundation
+import Haul
+import HaulTestServer
+import Testing
+
+extension Integration {
+    @Suite("The haul command: URLs as typed, and what is read from them")
+    struct CLIURLTests {
+        @Test("Characters a URL cannot hold are encoded once; escapes already there are sent as typed, as curl sends them")
+        func encodedOnce() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 20_000, seed: 135)
+            server.serve(ServedFile(content: content, etag: "\"u\""), at: "/u.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let output = scratch.file("u.bin").path
+            let typed = server.url("/u.bin").absoluteString + "?x=a%2Fb&y=a|b&z=\"q\"&w=50%"
+            let result = try runHaul(["get", typed, "-o", output, "-q"])
+            #expect(result.status == 0, "stderr: \(result.stderr)")
+            #expect(try SHA256.hex(ofFileAt: output) == content.sha256)
+            #expect(server.requests.allSatisfy { $0.target == "/u.bin?x=a%2Fb&y=a%7Cb&z=%22q%22&w=50%25" },
+                    "\(server.requests.map(\.target))")
+        }
+
+        @Test("A metalink URL whose answer is longer than any metalink is stopped, not read to the end")
+        func hugeMetalink() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            server.serve(ServedFile(content: GeneratedContent(size: 80 << 20, seed: 138), etag: "\"h\""), at: "/huge.meta4")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let result = try runHaul(["get", "--metalink", server.url("/huge.meta4").absoluteString, "-d", scratch.url.path])
+            #expect(result.status != 0 && result.stderr.contains("larger than 64 MiB"), "stderr: \(result.stderr)")
+            #expect(server.bytesSent < 64 << 20, "sent \(server.bytesSent) bytes")
+            #expect(scratch.contents.isEmpty)
+        }
+    }
+}
