@@ -97,7 +97,9 @@ struct QueueEntry: Codable, Sendable, Equatable {
 
 /// Everything the daemon must not lose: the queue in order and the finished results.
 struct DaemonState: Codable, Sendable {
-    var version = 1
+    /// The format this daemon writes and reads.
+    static let currentVersion = 1
+    var version = currentVersion
     /// Active, waiting and paused downloads, in queue order.
     var queue: [QueueEntry] = []
     /// Completed, failed and removed downloads, oldest first, bounded.

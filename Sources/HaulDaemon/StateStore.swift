@@ -16,11 +16,18 @@ struct StateStore: Sendable {
             throw DaemonError.corruptState("\(root.location(of: Self.fileName)) cannot be read (not a regular file of "
                 + "this user, or over 256 MiB); move it away to start empty")
         }
+        let state: DaemonState
         do {
-            return try JSONDecoder().decode(DaemonState.self, from: data)
+            state = try JSONDecoder().decode(DaemonState.self, from: data)
         } catch {
             throw DaemonError.corruptState("\(root.location(of: Self.fileName)) cannot be read (\(error)); move it away to start empty")
         }
+        // A newer daemon's file may mean what this one cannot read; saving over it would lose that.
+        guard state.version == DaemonState.currentVersion else {
+            throw DaemonError.corruptState("\(root.location(of: Self.fileName)) is of format \(state.version); this haul reads "
+                + "format \(DaemonState.currentVersion) — run the haul that wrote it, or move the file away to start empty")
+        }
+        return state
     }
 
     func save(_ state: DaemonState) throws {

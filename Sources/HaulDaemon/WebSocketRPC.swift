@@ -49,6 +49,10 @@ final class WebSocketRPCHandler: ChannelDuplexHandler {
     private let maximumBytes: Int
     private let unauthorizedDelay: TimeAmount
     private var message = Data()
+    /// A message's first frame came without `fin`: continuation frames follow.
+    private var inMessage = false
+    /// A close frame went out: what still arrives is dropped.
+    private var closing = false
 
     init(service: RPCService, hub: NotificationHub, maximumBytes: Int, unauthorizedDelay: TimeAmount) {
         self.service = service
@@ -68,8 +72,22 @@ final class WebSocketRPCHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        guard !closing else { return }
+        // RFC 6455 §5.1–5.4: a client masks every frame, sets no reserved bit (no extension was
+        // agreed), uses only the defined opcodes, and continues only a message it began.
+        let fragmentOK: Bool
+        switch frame.opcode {
+        case .continuation: fragmentOK = inMessage
+        case .text, .binary: fragmentOK = !inMessage
+        default: fragmentOK = true
+        }
+        guard frame.maskKey != nil, !frame.rsv1, !frame.rsv2, !frame.rsv3, fragmentOK else {
+            close(context, code: .protocolError)
+            return
+        }
         switch frame.opcode {
         case .text, .continuation, .binary:
+            inMessage = !frame.fin
             var bytes = frame.unmaskedData
             message.append(contentsOf: bytes.readBytes(length: bytes.readableBytes) ?? [])
             guard message.count <= maximumBytes else {
@@ -85,8 +103,10 @@ final class WebSocketRPCHandler: ChannelDuplexHandler {
                                   promise: nil)
         case .connectionClose:
             close(context, code: .normalClosure)
-        default:
+        case .pong:
             break
+        default:
+            close(context, code: .protocolError)
         }
     }
 
@@ -133,6 +153,8 @@ final class WebSocketRPCHandler: ChannelDuplexHandler {
     }
 
     private func close(_ context: ChannelHandlerContext, code: WebSocketErrorCode) {
+        guard !closing else { return }
+        closing = true
         var buffer = context.channel.allocator.buffer(capacity: 2)
         buffer.write(webSocketErrorCode: code)
         let channel = context.channel

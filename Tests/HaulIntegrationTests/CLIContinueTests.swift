@@ -145,6 +145,28 @@ extension Integration {
             #expect(refused.status == 4 && refused.stderr.contains("exists"), "stderr: \(refused.stderr)")
         }
 
+        @Test("Another program's file taken over by -c has its journal from the first moment: a run killed right then still continues it")
+        func takenOverThenKilled() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 600_000, seed: 141)
+            server.serve(ServedFile(content: content, etag: "\"k\""), at: "/k.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let output = scratch.file("k.bin")
+            try Data(content.bytes(0..<250_000)).write(to: output)
+            // What -c does first, then nothing more (the process is gone).
+            _ = try DownloadSession.adoptPartialFile(at: output, url: server.url("/k.bin"), length: 600_000, prefix: 250_000,
+                                                     etag: "\"k\"", lastModified: nil, expectedSHA256: nil)
+            #expect(!FileManager.default.fileExists(atPath: output.path))
+            #expect(DownloadSession.journal(for: output) != nil)
+            let result = try runHaul(["get", server.url("/k.bin").absoluteString, "-o", output.path, "-c", "-x", "2"])
+            #expect(result.status == 0 && result.stderr.contains("resuming: "), "stderr: \(result.stderr)")
+            #expect(try SHA256.hex(ofFileAt: output.path) == content.sha256)
+            #expect(!server.requests.contains { $0.range == "bytes=0-" }, "\(server.requests)")
+            #expect(scratch.contents == ["k.bin"])
+        }
+
         @Test("A whole file of at most 128 KiB is complete when every byte matches the server's; one byte off, it is refused")
         func smallWholeFile() async throws {
             let server = try await TestServer.start()

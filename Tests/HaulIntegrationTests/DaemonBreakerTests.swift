@@ -133,16 +133,22 @@ private final class RawSocket {
         return Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
     }
 
-    /// Sends one masked WebSocket frame (as a client must).
-    func sendFrame(_ payload: [UInt8], opcode: UInt8 = 1, fin: Bool = true) {
-        var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
+    /// Sends one WebSocket frame, masked as a client must (`masked: false` and `reserved` bits
+    /// make frames a client must not send).
+    func sendFrame(_ payload: [UInt8], opcode: UInt8 = 1, fin: Bool = true, masked: Bool = true, reserved: UInt8 = 0) {
+        var frame: [UInt8] = [(fin ? 0x80 : 0) | (reserved << 4) | opcode]
+        let maskBit: UInt8 = masked ? 0x80 : 0
         if payload.count < 126 {
-            frame.append(0x80 | UInt8(payload.count))
+            frame.append(maskBit | UInt8(payload.count))
         } else if payload.count < 65536 {
-            frame += [0x80 | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xff)]
+            frame += [maskBit | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xff)]
         } else {
-            frame.append(0x80 | 127)
+            frame.append(maskBit | 127)
             frame += (0..<8).reversed().map { UInt8((UInt64(payload.count) >> (UInt64($0) * 8)) & 0xff) }
+        }
+        guard masked else {
+            send(frame + payload)
+            return
         }
         let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
         frame += mask
@@ -279,6 +285,31 @@ extension Integration {
         }
 
         // MARK: Tokens
+
+        @Test("WebSocket frames a client must not send end the connection with a protocol error (1002), unanswered", arguments: [
+            "unmasked", "reserved bit", "unknown opcode", "continuation first", "new message inside another",
+        ])
+        func webSocketFraming(kind: String) async throws {
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let (daemon, rpc) = try await startDaemon(scratch)
+            defer { Task { await daemon.stop() } }
+            let socket = try RawSocket(port: rpc.port)
+            #expect(socket.upgrade(port: rpc.port) == 101)
+            let call = Array(try request("aria2.getVersion", ["token:test-secret-1234"]))
+            switch kind {
+            case "unmasked": socket.sendFrame(call, masked: false)
+            case "reserved bit": socket.sendFrame(call, reserved: 4)
+            case "unknown opcode": socket.sendFrame(call, opcode: 3)
+            case "continuation first": socket.sendFrame(call, opcode: 0)
+            default:
+                socket.sendFrame(Array(call.prefix(5)), fin: false)
+                socket.sendFrame(call)
+            }
+            let frame = try #require(socket.receiveFrame(), "\(kind): no answer")
+            #expect(frame.opcode == 8 && frame.payload.prefix(2) == [0x03, 0xEA], "\(kind): \(frame)")
+            #expect(socket.closedByPeer(), "\(kind)")
+        }
 
         @Test("A wrong token over WebSocket is answered slowly too")
         func webSocketWrongTokenSlow() async throws {

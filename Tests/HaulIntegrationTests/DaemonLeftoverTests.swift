@@ -175,3 +175,22 @@ private func waitUntil(seconds: Double = 10, _ condition: () async -> Bool) asyn
     }
     throw RPCFailure(code: 0, message: "timed out waiting")
 }
+
+extension Integration.DaemonLeftoverTests {
+    @Test("A queue.json of another format stops the daemon with a reason and is left as it was")
+    func otherFormat() async throws {
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        try FileManager.default.createDirectory(at: scratch.file("state"), withIntermediateDirectories: true)
+        let json = Data(#"{"version":99,"queue":[],"stopped":[],"future":"fields"}"#.utf8)
+        try json.write(to: scratch.file("state/queue.json"))
+        do {
+            let (daemon, _) = try await startDaemon(scratch)
+            await daemon.stop()
+            Issue.record("the daemon started over a queue.json of format 99")
+        } catch {
+            #expect("\(error)".contains("is of format 99") && "\(error)".contains("move the file away"), "\(error)")
+        }
+        #expect(try Data(contentsOf: scratch.file("state/queue.json")) == json)
+    }
+}

@@ -20,26 +20,34 @@ extension DownloadSession {
         let root = try PlacementRoot(directory: destination.deletingLastPathComponent().path)
         let partName = SideNames.partial(for: name)
         try root.publish(name, to: partName, replacing: false)
-        let identity: ResumeData.FileIdentity
-        let sample: ResumeData.Sample?
-        do {
+        var opened: DataFile?
+        do throws(HaulError) {
             let file = try root.openExisting(partName, displayPath: destination.path)
-            defer { file.close() }
+            opened = file
             try file.setLength(length)
-            identity = try file.identity()
+            let identity = try file.identity()
             let sampled = min(prefix, 1 << 20)
-            sample = file.sha256(offset: 0, count: Int(sampled)).map { .init(offset: 0, length: sampled, sha256: $0) }
+            let sample = file.sha256(offset: 0, count: Int(sampled)).map { ResumeData.Sample(offset: 0, length: sampled, sha256: $0) }
+            var resume = ResumeData(url: url, finalURL: nil, headers: [], etag: etag, lastModified: lastModified,
+                                    length: length, tempFile: identity, sample: sample, doneRanges: [0..<prefix],
+                                    syncedRanges: [], bootID: currentBootID(), destination: destination.path,
+                                    expectedSHA256: expectedSHA256)
+            // Should the download end without a result, the file goes back as it was found.
+            resume.adoptedPrefix = prefix
+            let data = resume.encoded()
+            // At once, not when the download first saves: a process killed now leaves the file
+            // with a journal that continues it, never a partial file that a fresh start empties.
+            try Journal(root: root, name: SideNames.journal(for: name)).write(data, durable: true)
+            file.close()
+            return data
         } catch {
             // Give the file back under its own name, as it was.
+            if let opened {
+                try? opened.setLength(prefix)
+                opened.close()
+            }
             try? root.publish(partName, to: name, replacing: false)
             throw error
         }
-        var resume = ResumeData(url: url, finalURL: nil, headers: [], etag: etag, lastModified: lastModified,
-                                length: length, tempFile: identity, sample: sample, doneRanges: [0..<prefix],
-                                syncedRanges: [], bootID: currentBootID(), destination: destination.path,
-                                expectedSHA256: expectedSHA256)
-        // Should the download end without a result, the file goes back as it was found.
-        resume.adoptedPrefix = prefix
-        return resume.encoded()
     }
 }
