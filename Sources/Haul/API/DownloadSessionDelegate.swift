@@ -59,6 +59,18 @@ public protocol DownloadTaskDelegate: AnyObject, Sendable {
                          didReceive challenge: URLAuthenticationChallenge,
                          completionHandler: @escaping @Sendable (URLSession.AuthChallengeDisposition, URLCredential?) -> Void)
 
+    /// The redirect question in URLSession's async form: return `request` to follow, another
+    /// request to go there instead, or `nil` to refuse. Implement either form; the
+    /// completion-handler form, unless implemented itself, asks this one.
+    func downloadSession(_ session: DownloadSession, task: DownloadTask,
+                         willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest) async -> URLRequest?
+
+    /// The credentials question in URLSession's async form (see the completion-handler form).
+    /// Implement either form; the completion-handler form, unless implemented itself, asks
+    /// this one.
+    func downloadSession(_ session: DownloadSession, task: DownloadTask,
+                         didReceive challenge: URLAuthenticationChallenge) async -> (URLSession.AuthChallengeDisposition, URLCredential?)
+
     /// The task's timings, one transaction per HTTP request it made (probe, segments, retries),
     /// measured by libcurl. Called just before `didCompleteWithError`.
     func downloadSession(_ session: DownloadSession, task: DownloadTask,
@@ -112,24 +124,51 @@ extension DownloadTaskDelegate {
     /// Does nothing.
     public func downloadSession(_ session: DownloadSession, taskIsWaitingForConnectivity task: DownloadTask) {}
 
-    /// A task's own delegate leaves the question to the session's delegate, as URLSession does
-    /// when a task delegate does not implement it; the session's delegate follows the redirect.
+    /// Asks the async form (which a ported delegate may implement instead).
     public func downloadSession(_ session: DownloadSession, task: DownloadTask,
                                 willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest,
                                 completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
-        guard let shared = session.delegate, shared !== self else { return completionHandler(request) }
-        shared.downloadSession(session, task: task, willPerformHTTPRedirection: response, newRequest: request,
-                               completionHandler: completionHandler)
+        let question = Sendably((response, request))
+        Task {
+            let (response, request) = question.value
+            completionHandler(await self.downloadSession(session, task: task, willPerformHTTPRedirection: response,
+                                                         newRequest: request))
+        }
+    }
+
+    /// A task's own delegate leaves the question to the session's delegate, as URLSession does
+    /// when a task delegate does not implement it; the session's delegate follows the redirect.
+    public func downloadSession(_ session: DownloadSession, task: DownloadTask,
+                                willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest) async -> URLRequest? {
+        guard let shared = session.delegate, shared !== self else { return request }
+        let question = Sendably((response, request))
+        return await withCheckedContinuation { (answer: CheckedContinuation<URLRequest?, Never>) in
+            shared.downloadSession(session, task: task, willPerformHTTPRedirection: question.value.0,
+                                   newRequest: question.value.1) { answer.resume(returning: $0) }
+        }
+    }
+
+    /// Asks the async form (which a ported delegate may implement instead).
+    public func downloadSession(_ session: DownloadSession, task: DownloadTask,
+                                didReceive challenge: URLAuthenticationChallenge,
+                                completionHandler: @escaping @Sendable (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
+        let question = Sendably(challenge)
+        Task {
+            let (disposition, credential) = await self.downloadSession(session, task: task, didReceive: question.value)
+            completionHandler(disposition, credential)
+        }
     }
 
     /// A task's own delegate leaves the challenge to the session's delegate, as URLSession does
     /// when a task delegate does not implement it; the session's delegate asks for default
     /// handling: the task fails with `URLError.userAuthenticationRequired`.
     public func downloadSession(_ session: DownloadSession, task: DownloadTask,
-                                didReceive challenge: URLAuthenticationChallenge,
-                                completionHandler: @escaping @Sendable (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
-        guard let shared = session.delegate, shared !== self else { return completionHandler(.performDefaultHandling, nil) }
-        shared.downloadSession(session, task: task, didReceive: challenge, completionHandler: completionHandler)
+                                didReceive challenge: URLAuthenticationChallenge) async -> (URLSession.AuthChallengeDisposition, URLCredential?) {
+        guard let shared = session.delegate, shared !== self else { return (.performDefaultHandling, nil) }
+        let question = Sendably(challenge)
+        return await withCheckedContinuation { (answer: CheckedContinuation<(URLSession.AuthChallengeDisposition, URLCredential?), Never>) in
+            shared.downloadSession(session, task: task, didReceive: question.value) { answer.resume(returning: ($0, $1)) }
+        }
     }
 
     /// Does nothing.
@@ -147,3 +186,4 @@ extension DownloadSession {
     /// URLSession's answers to an authentication challenge, under the name ported code uses.
     public typealias AuthChallengeDisposition = URLSession.AuthChallengeDisposition
 }
+

@@ -23,8 +23,9 @@ public struct DownloadTaskTransactionMetrics: Sendable {
     public let request: URLRequest
     /// The response's status and headers, when one arrived.
     public let response: HTTPURLResponse?
-    /// When the request was handed to libcurl.
-    public let fetchStartDate: Date
+    /// When the request was handed to libcurl (always set; optional as URLSession's is, so
+    /// ported `if let` code compiles).
+    public let fetchStartDate: Date?
     public let domainLookupStartDate: Date?
     public let domainLookupEndDate: Date?
     public let connectStartDate: Date?
