@@ -139,6 +139,10 @@ extension Integration {
             #expect(await EventLog.wait(log.ended))
             #expect(Date().timeIntervalSince(started) >= 0.6)
             #expect(log.finishedDigests == [content.sha256])
+            // URLSession's order at the end: the file, then the metrics, then completion.
+            let ending = Array(log.events.suffix(3))
+            #expect(ending.count == 3 && ending[0] == "finished" && ending[1].hasPrefix("metrics ") && ending[2] == "completed",
+                    "\(log.events)")
         }
 
         @Test("download(from:delegate:): the task's delegate hears progress and metrics; the file is the caller's")

@@ -101,7 +101,9 @@ extension Integration {
             let task = session(recorder).downloadTask(withResumeData: blob)
             task.resume()
             #expect(await recorder.waitForCompletion())
-            #expect(recorder.recorded.contains(.resumed(0, NSURLSessionTransferSizeUnknown)), "no didResumeAtOffset 0")
+            // Told once, as URLSession tells a 200 to a resumed request: offset 0, never the old one first.
+            let resumes = recorder.recorded.filter { if case .resumed = $0 { true } else { false } }
+            #expect(resumes == [.resumed(0, NSURLSessionTransferSizeUnknown)], "\(resumes)")
             #expect(try SHA256.hex(ofFileAt: scratch.file("out").path) == fresh.sha256)
             #expect(task.countOfBytesExpectedToReceive == fresh.size)
         }
@@ -151,7 +153,10 @@ extension Integration {
                 #expect(reason.contains(expected[damage]!), "\(reason)")
             }
             #expect(server.requests.count == requestsBefore, "a request was made anyway")
+            // A temp file's journal does not outlive it.
+            if damage == "missing" { #expect(!FileManager.default.fileExists(atPath: path + ".journal")) }
             try? FileManager.default.removeItem(atPath: path)
+            try? FileManager.default.removeItem(atPath: path + ".journal")
         }
 
         @Test("Credentials are left out of resume data unless the configuration opts in")

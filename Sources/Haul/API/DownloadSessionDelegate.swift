@@ -24,7 +24,10 @@ public protocol DownloadTaskDelegate: AnyObject, Sendable {
                          totalBytesExpectedToWrite: Int64)
 
     /// A task made from resume data continues; `fileOffset` counts the bytes already on disk
-    /// that will not be fetched again (they need not be one prefix).
+    /// that will not be fetched again (they need not be one prefix). Called once the server's
+    /// answer lets them stand (before the first `didWriteData`); when the file changed on the
+    /// server it is called once, with 0, as URLSession does. Also called with 0 when a download
+    /// starts over for any other reason.
     func downloadSession(_ session: DownloadSession, downloadTask: DownloadTask,
                          didResumeAtOffset fileOffset: Int64, expectedTotalBytes: Int64)
 
@@ -72,7 +75,8 @@ public protocol DownloadTaskDelegate: AnyObject, Sendable {
                          didReceive challenge: URLAuthenticationChallenge) async -> (URLSession.AuthChallengeDisposition, URLCredential?)
 
     /// The task's timings, one transaction per HTTP request it made (probe, segments, retries),
-    /// measured by libcurl. Called just before `didCompleteWithError`.
+    /// measured by libcurl. Called just before `didCompleteWithError` (after
+    /// `didFinishDownloadingTo`, as URLSession orders them).
     func downloadSession(_ session: DownloadSession, task: DownloadTask,
                          didFinishCollecting metrics: DownloadTaskMetrics)
 

@@ -35,11 +35,21 @@ extension DownloadTask {
         notify { $0.downloadSession(session, downloadTask: self, didResumeAtOffset: offset, expectedTotalBytes: expected) }
     }
 
+    /// Tells a resumed task's offset, once.
+    func tellPendingResume() {
+        let pending: (offset: Int64, expected: Int64)? = lock.withLock {
+            defer { _pendingResume = nil }
+            return _pendingResume
+        }
+        if let pending { announceResume(offset: pending.offset, expected: pending.expected) }
+    }
+
     /// The file changed on the server and the download started over (on the session queue).
     func restarted() {
         lock.withLock {
             _received = 0
             _expected = NSURLSessionTransferSizeUnknown
+            _pendingResume = nil
         }
         progress.totalUnitCount = -1
         progress.completedUnitCount = 0
@@ -114,6 +124,8 @@ extension DownloadTask {
             return delta
         }
         guard delta > 0 else { return }
+        // New bytes: the server let the resumed ones stand.
+        tellPendingResume()
         progress.totalUnitCount = expected
         progress.completedUnitCount = done
         yield(.progress(totalBytesWritten: done, totalBytesExpectedToWrite: expected))
@@ -132,13 +144,22 @@ extension DownloadTask {
         }
         tick()
         stopTicker()
+        if case .success = result {
+            tellPendingResume()
+        } else {
+            lock.withLock { _pendingResume = nil }
+        }
         let (remote, runner, began) = lock.withLock { (operation as? RemoteDownload, operation, startedAt) }
         let session = self.session
         let collected = runner?.collectedMetrics ?? .init()
         let metrics = DownloadTaskMetrics(transactionMetrics: collected.transactions,
                                           taskInterval: DateInterval(start: began ?? Date(), end: Date()),
                                           redirectCount: collected.redirects)
-        notify(metrics: true) { $0.downloadSession(session, task: self, didFinishCollecting: metrics) }
+        // As URLSession: after the file on success (didFinishDownloadingTo, metrics, complete),
+        // first on failure.
+        if case .failure = result {
+            notify(metrics: true) { $0.downloadSession(session, task: self, didFinishCollecting: metrics) }
+        }
         defer {
             // After the last callback has been delivered, the session may let go of its delegate;
             // a background task's end is then acknowledged to the daemon (exactly once).
@@ -169,7 +190,7 @@ extension DownloadTask {
                 return (_response, finishHook, eventsAttached || destination != nil || finishHook != nil)
             }
             deliverSuccess(location: location, response: response, hook: hook,
-                           unmoved: keep ? nil : download.handedOver)
+                           unmoved: keep ? nil : download.handedOver, metrics: metrics)
         case .failure(let failure):
             let error = failure.error.publicError(url: url, resumeData: failure.resumeData)
             let (response, hook, resumeHandler, heard) = lock.withLock {
@@ -202,7 +223,7 @@ extension DownloadTask {
 
     func deliverSuccess(location: URL, response: URLResponse?,
                         hook: (@Sendable (Result<(URL, URLResponse), any Error>) -> Void)?,
-                        unmoved: (root: PlacementRoot, name: String)?) {
+                        unmoved: (root: PlacementRoot, name: String)?, metrics: DownloadTaskMetrics) {
         if let hook {
             let plain = response
                 ?? HTTPURLResponse(url: originalRequest?.url ?? location, statusCode: 200, httpVersion: "HTTP/1.1",
@@ -217,6 +238,7 @@ extension DownloadTask {
         let receiver: (any DownloadSessionDelegate)? = hook == nil && handler == nil
             ? (delegate as? any DownloadSessionDelegate) ?? (session.delegate as? any DownloadSessionDelegate) : nil
         let listeners = self.listeners()
+        let collectors = self.listeners(metrics: true)
         session.delivery.enqueue {
             if let handler {
                 handler(location, response, nil)
@@ -225,6 +247,9 @@ extension DownloadTask {
             }
             // Valid only during the call, as in Foundation: remove what was not moved.
             if let unmoved { unmoved.root.remove(unmoved.name) }
+            for collector in collectors {
+                collector.downloadSession(session, task: self, didFinishCollecting: metrics)
+            }
             for listener in listeners {
                 listener.downloadSession(session, task: self, didCompleteWithError: nil)
             }

@@ -34,14 +34,15 @@ extension DownloadTask {
         if let resume {
             let trusted = resume.trustedRanges(currentBootID: currentBootID())
             let done = trusted.reduce(0) { $0 + $1.count64 }
+            // As URLSession's `fileOffset`: the bytes on disk that will not be fetched again,
+            // told when the server's answer has let them stand (the first progress, or the end).
             lock.withLock {
                 _received = done
                 _expected = resume.length
+                _pendingResume = (done, resume.length)
             }
             progress.totalUnitCount = resume.length
             progress.completedUnitCount = done
-            // As URLSession's `fileOffset`: the bytes on disk that will not be fetched again.
-            announceResume(offset: done, expected: resume.length)
         }
         operation.start()
         session.multi.queue.async { self.startTicker() }
@@ -175,6 +176,10 @@ extension DownloadTask {
         } catch {
             switch error {
             case .fileSystem(_, _, let code) where code == ENOENT:
+                // A temp file's journal is nothing without it: gone too, not left in the
+                // temporary directory (one beside a destination stays: it may tell that the
+                // file was already put in place).
+                if !files.isBesideDestination { Journal(root: files.root, name: files.journalName).remove() }
                 throw .resumeDataInvalid(reason: "the partial file \(files.partPath) is missing")
             case .resumeDataInvalid, .fileInUse:
                 throw error

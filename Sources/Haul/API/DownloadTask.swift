@@ -53,6 +53,9 @@ public final class DownloadTask: @unchecked Sendable, Hashable {
     var _probeResponse: HTTPURLResponse?
     var _error: (any Error)?
     var _received: Int64 = 0
+    /// A resumed task's offset, told once its bytes start to arrive (or at its end): a file
+    /// that changed on the server is then told as offset 0 only, as URLSession tells it.
+    var _pendingResume: (offset: Int64, expected: Int64)?
     var _expected: Int64 = NSURLSessionTransferSizeUnknown
     var operation: (any DownloadRunner)?
     var ticker: DispatchSourceTimer?
