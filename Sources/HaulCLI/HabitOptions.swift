@@ -45,12 +45,18 @@ extension HaulCommand.Get {
     /// sends it: Foundation, given such a string, encodes it all again, so a `%2F` already in
     /// the query would reach the server as `%252F`, another resource.
     static func encodingInvalidCharacters(_ text: String) -> String {
-        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=".utf8)
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#@!$&'()*+,;=".utf8)
         let bytes = Array(text.utf8)
         func isHex(_ byte: UInt8) -> Bool { (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte) }
+        // `[` and `]` belong only around an IPv6 host: in the authority, between `://` and the
+        // first `/`, `?` or `#`.
+        let schemeEnd = text.range(of: "://").map { text.utf8.distance(from: text.startIndex, to: $0.upperBound) } ?? 0
+        let authorityEnd = bytes[schemeEnd...].firstIndex { $0 == 0x2F || $0 == 0x3F || $0 == 0x23 } ?? bytes.count
         var out = ""
         for (index, byte) in bytes.enumerated() {
-            if allowed.contains(byte) || (byte == 0x25 && index + 2 < bytes.count && isHex(bytes[index + 1]) && isHex(bytes[index + 2])) {
+            let bracketInHost = (byte == 0x5B || byte == 0x5D) && index >= schemeEnd && index < authorityEnd
+            if allowed.contains(byte) || bracketInHost
+                || (byte == 0x25 && index + 2 < bytes.count && isHex(bytes[index + 1]) && isHex(bytes[index + 2])) {
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             } else {
                 out += String(format: "%%%02X", byte)

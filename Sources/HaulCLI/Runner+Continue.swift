@@ -42,6 +42,11 @@ extension Runner {
                             + "(\(theirs)); -c never starts over — run without -c and with --force", status: .diskError)
             return .done(.diskError)
         }
+        if size == 0, length > 0 {
+            reporter.failed(job, message: "cannot continue: \(name) is empty, so there is nothing to continue; "
+                            + "run without -c and with --force to download it", status: .diskError)
+            return .done(.diskError)
+        }
         if size < length {
             return await adopt(job, size: size, length: length, probe: probe, digest: digest)
         }
@@ -62,10 +67,10 @@ extension Runner {
                 return .done(.checksumMismatch)
             }
         } else {
-            if let differing = await differingSample(job, size: size) {
-                reporter.failed(job, message: "\(name) is complete in size but \(differing) differ from "
-                                + "the server's; -c never starts over — run without -c and with --force", status: .diskError)
-                return .done(.diskError)
+            if let refused = await refusedUnlessEndsMatch(job, size: size, message: {
+                "\(name) is complete in size but \($0) differ from the server's; -c never starts over — run without -c and with --force"
+            }) {
+                return refused
             }
             // The ends alone prove nothing of the middle: aria2 and axel leave files of the
             // whole size with gaps when they stop. Only a digest can call it complete, unless
@@ -98,17 +103,57 @@ extension Runner {
     /// no longer) with the server's bytes at the same offsets: a new version of a file most often
     /// differs at its start (a header, a date, a version) even where its end is the old one's.
     /// Returns the part that differs (or could not be read), or `nil`.
-    private func differingSample(_ job: Job, size: Int64) async -> String? {
+    private func differingSample(_ job: Job, size: Int64) async throws(SampleFailure) -> String? {
         let count = min(Self.sampleSize, size)
         let samples: [(offset: Int64, part: String)] = size <= count ? [(0, "its \(Format.bytes(count))")]
             : [(0, "its first \(Format.bytes(count))"), (size - count, "its last \(Format.bytes(count))")]
         for sample in samples {
-            let remote = await session.fetchBytes(job.primary, from: sample.offset, count: count)
-            guard let remote, remote == readBytes(job.output.path, from: sample.offset, count: Int(count)) else {
-                return sample.part
+            // The server's bytes, asked for up to three times: a failed request says nothing
+            // about the file on disk.
+            var remote: [UInt8]?
+            for attempt in 0..<3 where remote == nil {
+                if attempt > 0 { try? await Task.sleep(for: .milliseconds(250 << attempt)) }
+                remote = await session.fetchBytes(job.primary, from: sample.offset, count: count)
             }
+            guard let remote else { throw .network("the server did not send the \(Format.bytes(count)) at byte \(sample.offset) to compare (3 tries)") }
+            guard let local = readBytes(job.output.path, from: sample.offset, count: Int(count)) else {
+                throw .local("\(job.output.path) could not be read (it changed or went away meanwhile)")
+            }
+            if remote != local { return sample.part }
         }
         return nil
+    }
+
+    /// Compares the ends of the file at the output with the server's: `nil` when they match,
+    /// else how `-c` ends (refused with `message(part)` naming the part that differs, or a
+    /// comparison that could not be made).
+    private func refusedUnlessEndsMatch(_ job: Job, size: Int64, message: (String) -> String) async -> Continuation? {
+        do {
+            guard let differing = try await differingSample(job, size: size) else { return nil }
+            reporter.failed(job, message: message(differing), status: .diskError)
+            return .done(.diskError)
+        } catch {
+            return failed(job, comparing: error)
+        }
+    }
+
+    /// Why the ends of a file could not be compared at all.
+    enum SampleFailure: Error {
+        case network(String)
+        case local(String)
+    }
+
+    /// Reports a comparison that could not be made; the file is left as it is.
+    private func failed(_ job: Job, comparing failure: SampleFailure) -> Continuation {
+        switch failure {
+        case .network(let reason):
+            reporter.failed(job, message: "cannot check \(job.output.path) against the server: \(reason); "
+                            + "the file is left as it is — try again later", status: .networkError)
+            return .done(.networkError)
+        case .local(let reason):
+            reporter.failed(job, message: "cannot check \(reason); try again", status: .diskError)
+            return .done(.diskError)
+        }
     }
 
     /// A partial file of `size` of `length` bytes without a journal: compare its first and last
@@ -120,11 +165,11 @@ extension Runner {
                             status: .diskError)
             return .done(.diskError)
         }
-        if let differing = await differingSample(job, size: size) {
-            reporter.failed(job, message: "cannot continue \(name): \(differing) are not the server's bytes "
-                            + "(another file, or another version); -c never starts over — run without -c and with --force",
-                            status: .diskError)
-            return .done(.diskError)
+        if let refused = await refusedUnlessEndsMatch(job, size: size, message: {
+            "cannot continue \(name): \($0) are not the server's bytes (another file, or another version); "
+                + "-c never starts over — run without -c and with --force"
+        }) {
+            return refused
         }
         let expected = digest.flatMap { SHA256Digest(expected: $0)?.hex }
         do {

@@ -75,6 +75,10 @@ struct Runner: Sendable {
                             status: .usage)
             return .usage
         }
+        if DownloadSession.undoInterruptedTakeover(for: job.output) {
+            reporter.note("\(job.output.lastPathComponent): an earlier -c was stopped while taking over the file; "
+                          + "it is back under its name, as it was")
+        }
         let resumeData: Data?
         var adopted: Int64?
         switch await continueWithoutJournal(job, digest: digest) {
@@ -86,6 +90,8 @@ struct Runner: Sendable {
         case nil:
             do {
                 resumeData = try journal(for: job)
+                // A journal of a -c download that took over another program's file.
+                adopted = resumeData.flatMap { try? ResumeData($0) }?.adoptedPrefix
             } catch let status as ExitStatus {
                 return status
             } catch Finished.already {
@@ -194,8 +200,7 @@ struct Runner: Sendable {
             }
         default: break
         }
-        guard command.continueDownload else { return message }
-        if case .remoteFileChanged(let reason) = error {
+        if command.continueDownload, case .remoteFileChanged(let reason) = error {
             message = "cannot continue: the file changed on the server (\(reason)); -c never starts over — "
                 + "run without -c to download the new version"
             if adopted == nil, DownloadSession.journal(for: job.output) != nil {
@@ -209,6 +214,10 @@ struct Runner: Sendable {
             // Its bytes went on in the partial file: say where, and how to go on.
             message += "; the bytes of \(job.output.lastPathComponent) are kept, with what was fetched, in "
                 + "\(DownloadSession.partialFileURL(for: job.output).path): run the same command to continue"
+        } else if let adopted, lstat(DownloadSession.partialFileURL(for: job.output).path, &info) == 0 {
+            // It could not go back: something took its name meanwhile.
+            message += "; the first \(Format.bytes(adopted)) of \(DownloadSession.partialFileURL(for: job.output).path) are "
+                + "the file's bytes as they were found (its name was taken meanwhile): move it back to keep them"
         }
         return message
     }
@@ -236,6 +245,11 @@ struct Runner: Sendable {
             return nil
         }
         if command.noResume {
+            // Another program's file that a -c run took over goes back as it was, not emptied.
+            if DownloadSession.giveBackAdoptedFile(for: job.output) {
+                reporter.note("\(job.output.lastPathComponent): the file an earlier -c took over from another program is "
+                              + "back under its name, as it was")
+            }
             // Not removed here: the fresh download removes it once it holds the partial file's
             // lock, so a download still running keeps its journal.
             return nil

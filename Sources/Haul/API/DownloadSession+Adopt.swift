@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension DownloadSession {
     /// Makes the first `prefix` bytes of the regular file at `destination` (another program's
@@ -10,6 +13,10 @@ extension DownloadSession {
     /// given are sent as `If-Range` so a file that changed on the server is not spliced. A
     /// download that then ends for good without a result (a digest that does not match, the
     /// file changed on the server) puts the file back at `destination`, cut to `prefix` bytes.
+    ///
+    /// The journal is written first, durably, so a process killed at any step leaves either
+    /// a journal that continues the download or one that `undoInterruptedTakeover(for:)`
+    /// recognises: the file is never left hidden with nothing pointing at it.
     package static func adoptPartialFile(at destination: URL, url: URL, length: Int64, prefix: Int64, etag: String?,
                                          lastModified: String?, expectedSHA256: String?) throws(HaulError) -> Data {
         let name = destination.lastPathComponent
@@ -19,13 +26,14 @@ extension DownloadSession {
         }
         let root = try PlacementRoot(directory: destination.deletingLastPathComponent().path)
         let partName = SideNames.partial(for: name)
-        try root.publish(name, to: partName, replacing: false)
-        var opened: DataFile?
+        let journal = Journal(root: root, name: SideNames.journal(for: name))
+        let file = try root.openExisting(name, displayPath: destination.path)
+        defer { file.close() }
+        var renamed = false
         do throws(HaulError) {
-            let file = try root.openExisting(partName, displayPath: destination.path)
-            opened = file
-            try file.setLength(length)
-            let identity = try file.identity()
+            var identity = try file.identity()
+            identity.path = root.location(of: partName)
+            identity.size = length
             let sampled = min(prefix, 1 << 20)
             let sample = file.sha256(offset: 0, count: Int(sampled)).map { ResumeData.Sample(offset: 0, length: sampled, sha256: $0) }
             var resume = ResumeData(url: url, finalURL: nil, headers: [], etag: etag, lastModified: lastModified,
@@ -35,19 +43,64 @@ extension DownloadSession {
             // Should the download end without a result, the file goes back as it was found.
             resume.adoptedPrefix = prefix
             let data = resume.encoded()
-            // At once, not when the download first saves: a process killed now leaves the file
-            // with a journal that continues it, never a partial file that a fresh start empties.
-            try Journal(root: root, name: SideNames.journal(for: name)).write(data, durable: true)
-            file.close()
+            try journal.write(data, durable: true)
+            try root.publish(name, to: partName, replacing: false)
+            renamed = true
+            try file.setLength(length)
             return data
         } catch {
             // Give the file back under its own name, as it was.
-            if let opened {
-                try? opened.setLength(prefix)
-                opened.close()
-            }
-            try? root.publish(partName, to: name, replacing: false)
+            try? file.setLength(prefix)
+            if renamed { try? root.publish(partName, to: name, replacing: false) }
+            journal.remove()
             throw error
         }
+    }
+
+    /// Undoes a takeover by `adoptPartialFile` that a killed process left half done (its
+    /// journal written, the file not yet renamed, or renamed but not yet extended): the journal
+    /// goes and the file is (back) under its own name, as it was found. `true` when that was
+    /// the case; anything else is left alone.
+    package static func undoInterruptedTakeover(for destination: URL) -> Bool {
+        let name = destination.lastPathComponent
+        guard PlacementRoot.isValidName(name), let root = try? PlacementRoot(directory: destination.deletingLastPathComponent().path),
+              let data = Journal(root: root, name: SideNames.journal(for: name)).read(),
+              let resume = try? ResumeData(data), let prefix = resume.adoptedPrefix else { return false }
+        func isRecorded(_ info: stat?) -> Bool {
+            guard let info, info.st_mode & S_IFMT == S_IFREG else { return false }
+            return UInt64(info.st_dev) == resume.tempFile.device && UInt64(info.st_ino) == resume.tempFile.inode
+                && Int64(info.st_size) == prefix
+        }
+        let partName = SideNames.partial(for: name)
+        let partial = try? root.status(of: partName)
+        let named = try? root.status(of: name)
+        if partial == nil, isRecorded(named) {
+            // Stopped before the rename.
+        } else if named == nil, isRecorded(partial) {
+            // Stopped before the file was extended.
+            guard (try? root.publish(partName, to: name, replacing: false)) != nil else { return false }
+        } else {
+            return false
+        }
+        Journal(root: root, name: SideNames.journal(for: name)).remove()
+        return true
+    }
+
+    /// Puts another program's file that a `-c` download took over back under its own name, cut
+    /// to the bytes it held, and removes the journal (for a caller that decided to start
+    /// over). `false` when the journal is not such a download's, or the name is taken.
+    package static func giveBackAdoptedFile(for destination: URL) -> Bool {
+        let name = destination.lastPathComponent
+        guard PlacementRoot.isValidName(name), let root = try? PlacementRoot(directory: destination.deletingLastPathComponent().path),
+              let data = Journal(root: root, name: SideNames.journal(for: name)).read(),
+              let resume = try? ResumeData(data), let prefix = resume.adoptedPrefix else { return false }
+        let partName = SideNames.partial(for: name)
+        guard let file = try? root.openExisting(partName, displayPath: destination.path) else { return false }
+        defer { file.close() }
+        guard let identity = try? file.identity(), identity.device == resume.tempFile.device,
+              identity.inode == resume.tempFile.inode, (try? file.setLength(prefix)) != nil,
+              (try? root.publish(file, named: partName, to: name, replacing: false)) != nil else { return false }
+        Journal(root: root, name: SideNames.journal(for: name)).remove()
+        return true
     }
 }

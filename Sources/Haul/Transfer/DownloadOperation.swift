@@ -258,7 +258,11 @@ final class DownloadOperation: @unchecked Sendable {
                 expected = (digest, header)
             }
             let trusted = resume.trustedRanges(currentBootID: currentBootID())
-            machine = DownloadStateMachine(options: settings.engine, resume: .init(
+            var options = settings.engine
+            // Another program's bytes are never overwritten by a restart: a changed file fails
+            // the download, which then gives them back.
+            if resume.adoptedPrefix != nil { options.restartsOnRemoteChange = false }
+            machine = DownloadStateMachine(options: options, resume: .init(
                 length: resume.length, etag: resume.etag, lastModified: resume.lastModified, done: trusted))
             syncedRanges = resume.syncedRanges
             adoptedPrefix = resume.adoptedPrefix
