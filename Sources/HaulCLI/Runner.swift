@@ -148,6 +148,7 @@ struct Runner: Sendable {
             // Through the directory the file was written in, never a path looked up again.
             job.task?.setFinishedFileModificationTime(seconds)
         }
+        job.task?.releaseFinishedFile()
         reporter.finished(job)
         if let hook = command.habits.onComplete { await OnComplete.run(hook, for: job, reporter: reporter) }
         return .success
@@ -155,6 +156,8 @@ struct Runner: Sendable {
 
     private func download(_ job: Job, task: DownloadTask, digest: String?, interruption: Interruption) async throws {
         task.expectedSHA256 = digest
+        // For the rename to a server's name and -N's time stamp, released after them.
+        task.keepsFinishedFile = true
         if job.metalink == nil { task.mirrors = job.mirrors }
         job.task = task
         if interruption.happened { task.cancel() }

@@ -42,3 +42,36 @@ extension Integration {
         }
     }
 }
+
+extension Integration.CLIURLTests {
+    @Test("A batch of more files than the descriptor limit finishes: nothing of a finished download stays open")
+    func batchPastDescriptorLimit() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let contents = (0..<300).map { GeneratedContent(size: 2_000 + Int64($0), seed: 3000 + UInt64($0)) }
+        var list = ""
+        for (index, content) in contents.enumerated() {
+            server.serve(ServedFile(content: content), at: "/many/f\(index).bin")
+            list += server.url("/many/f\(index).bin").absoluteString + "\n"
+        }
+        try list.write(to: scratch.file("urls.txt"), atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(at: scratch.file("out"), withIntermediateDirectories: false)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "ulimit -n 200 && exec \"$0\" \"$@\"", try haulExecutable().path,
+                             "get", "-i", scratch.file("urls.txt").path, "-d", scratch.file("out").path, "-j", "8", "-q",
+                             "--no-sync"]
+        let errors = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors
+        try process.run()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "stderr: \(stderr.prefix(2000))")
+        for (index, content) in contents.enumerated() where index % 50 == 0 || index == 299 {
+            #expect(try SHA256.hex(ofFileAt: scratch.file("out/f\(index).bin").path) == content.sha256)
+        }
+    }
+}

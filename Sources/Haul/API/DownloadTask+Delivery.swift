@@ -182,7 +182,7 @@ extension DownloadTask {
                 _checksumSource = download.checksumSource
                 _seams = (download.seamsChecked, download.seamMismatches)
                 _badSources = download.badSources
-                _finished = download.finished
+                if _keepsFinishedFile { _finished = download.finished }
                 _expected = download.length
                 progress.totalUnitCount = download.length
                 progress.completedUnitCount = download.length

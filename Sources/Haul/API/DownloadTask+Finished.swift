@@ -20,6 +20,19 @@ package struct FinishedFile: Sendable {
 }
 
 extension DownloadTask {
+    /// Whether the finished file is kept for `renameFinishedFile` and
+    /// `setFinishedFileModificationTime` (set before `resume()`). Its directory then stays open
+    /// until `releaseFinishedFile()`, so a caller with many tasks releases each when done.
+    package var keepsFinishedFile: Bool {
+        get { lock.withLock { _keepsFinishedFile } }
+        set { lock.withLock { _keepsFinishedFile = newValue } }
+    }
+
+    /// Lets go of the finished file's directory.
+    package func releaseFinishedFile() {
+        lock.withLock { _finished = nil }
+    }
+
     /// Renames the finished file within the directory it was written in: the one held open
     /// since the download began, so a directory swapped for a link meanwhile is never followed,
     /// and only while the name still holds the inode written. Without `replacing` nothing at

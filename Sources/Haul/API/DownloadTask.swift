@@ -69,8 +69,10 @@ public final class DownloadTask: @unchecked Sendable, Hashable {
     var _checksumSource: ChecksumSource?
     var _seams: (checked: Int, mismatched: Int) = (0, 0)
     var _badSources: [String] = []
-    /// The finished file, for a download that had a destination.
+    /// The finished file, for a download that had a destination, when `keepsFinishedFile`
+    /// (it holds its directory open until `releaseFinishedFile()`).
     var _finished: FinishedFile?
+    var _keepsFinishedFile = false
     var _metalink: MetalinkRequest?
     var _connections = 0
     var _mirrors: [URL] = []
