@@ -48,6 +48,13 @@ extension Runner {
             return .done(.diskError)
         }
         if size < length {
+            // Written to from now on, so only a file of this user's with no other name.
+            guard info.st_nlink == 1, info.st_uid == getuid() else {
+                let why = info.st_nlink != 1 ? "it has \(info.st_nlink) hard links, and haul never writes to a file another name shares"
+                    : "it belongs to another user"
+                reporter.failed(job, message: "cannot continue \(name): \(why); continue a copy of it instead", status: .diskError)
+                return .done(.diskError)
+            }
             return await adopt(job, size: size, length: length, probe: probe, digest: digest)
         }
         if let expected = digest ?? probe.sha256.map({ "sha-256=" + $0 }) {

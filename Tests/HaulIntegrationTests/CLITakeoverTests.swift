@@ -38,6 +38,24 @@ extension Integration {
             }
         }
 
+        @Test("A file with another hard link is not taken over, and the message says why")
+        func hardLinkedFile() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 600_000, seed: 146)
+            server.serve(ServedFile(content: content, etag: "\"h\""), at: "/h.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let output = scratch.file("h.bin")
+            let mine = Data(content.bytes(0..<250_000))
+            try mine.write(to: output)
+            #expect(link(output.path, scratch.file("backup").path) == 0)
+            let result = try runHaul(["get", server.url("/h.bin").absoluteString, "-o", output.path, "-c"])
+            #expect(result.status == 4 && result.stderr.contains("it has 2 hard links"), "stderr: \(result.stderr)")
+            #expect(try Data(contentsOf: output) == mine && (try Data(contentsOf: scratch.file("backup"))) == mine)
+            #expect(scratch.contents.sorted() == ["backup", "h.bin"])
+        }
+
         @Test("The server failing while the ends are compared is a network error; the file is left as it is")
         func comparisonFails() async throws {
             let json = """
