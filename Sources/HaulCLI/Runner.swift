@@ -80,18 +80,14 @@ struct Runner: Sendable {
                           + "it is back under its name, as it was")
         }
         let resumeData: Data?
-        var adopted: Int64?
         switch await continueWithoutJournal(job, digest: digest) {
         case .done(let status)?:
             return status
         case .resume(let data)?:
             resumeData = data
-            adopted = (try? ResumeData(data))?.bytesDone
         case nil:
             do {
                 resumeData = try journal(for: job)
-                // A journal of a -c download that took over another program's file.
-                adopted = resumeData.flatMap { try? ResumeData($0) }?.adoptedPrefix
             } catch let status as ExitStatus {
                 return status
             } catch Finished.already {
@@ -100,6 +96,9 @@ struct Runner: Sendable {
                 return .networkError
             }
         }
+        // How many bytes at the start were another program's file, when -c took one over (now
+        // or in an earlier run): what a failure's message says became of them.
+        let adopted = resumeData.flatMap { try? ResumeData($0) }?.adoptedPrefix
         if resumeData == nil, command.habits.timestamping, let local = Timestamping.modificationTime(of: job.output.path) {
             let probe = await session.probe(job.primary)
             if let remote = probe.lastModified.flatMap(Timestamping.seconds(ofHTTPDate:)), remote <= local {

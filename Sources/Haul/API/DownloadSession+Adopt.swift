@@ -62,10 +62,7 @@ extension DownloadSession {
     /// goes and the file is (back) under its own name, as it was found. `true` when that was
     /// the case; anything else is left alone.
     package static func undoInterruptedTakeover(for destination: URL) -> Bool {
-        let name = destination.lastPathComponent
-        guard PlacementRoot.isValidName(name), let root = try? PlacementRoot(directory: destination.deletingLastPathComponent().path),
-              let data = Journal(root: root, name: SideNames.journal(for: name)).read(),
-              let resume = try? ResumeData(data), let prefix = resume.adoptedPrefix else { return false }
+        guard let (root, name, resume, prefix) = adoptedJournal(for: destination) else { return false }
         func isRecorded(_ info: stat?) -> Bool {
             guard let info, info.st_mode & S_IFMT == S_IFREG else { return false }
             return UInt64(info.st_dev) == resume.tempFile.device && UInt64(info.st_ino) == resume.tempFile.inode
@@ -90,10 +87,7 @@ extension DownloadSession {
     /// to the bytes it held, and removes the journal (for a caller that decided to start
     /// over). `false` when the journal is not such a download's, or the name is taken.
     package static func giveBackAdoptedFile(for destination: URL) -> Bool {
-        let name = destination.lastPathComponent
-        guard PlacementRoot.isValidName(name), let root = try? PlacementRoot(directory: destination.deletingLastPathComponent().path),
-              let data = Journal(root: root, name: SideNames.journal(for: name)).read(),
-              let resume = try? ResumeData(data), let prefix = resume.adoptedPrefix else { return false }
+        guard let (root, name, resume, prefix) = adoptedJournal(for: destination) else { return false }
         let partName = SideNames.partial(for: name)
         guard let file = try? root.openExisting(partName, displayPath: destination.path) else { return false }
         defer { file.close() }
@@ -102,5 +96,16 @@ extension DownloadSession {
               (try? root.publish(file, named: partName, to: name, replacing: false)) != nil else { return false }
         Journal(root: root, name: SideNames.journal(for: name)).remove()
         return true
+    }
+
+    /// The journal beside `destination` when it is a takeover's (`adoptedPrefix`), with the
+    /// directory it is in (held open) and the destination's name.
+    private static func adoptedJournal(for destination: URL)
+        -> (root: PlacementRoot, name: String, resume: ResumeData, prefix: Int64)? {
+        let name = destination.lastPathComponent
+        guard PlacementRoot.isValidName(name), let root = try? PlacementRoot(directory: destination.deletingLastPathComponent().path),
+              let data = Journal(root: root, name: SideNames.journal(for: name)).read(),
+              let resume = try? ResumeData(data), let prefix = resume.adoptedPrefix else { return nil }
+        return (root, name, resume, prefix)
     }
 }
