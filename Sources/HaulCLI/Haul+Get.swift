@@ -87,7 +87,8 @@ extension HaulCommand {
         @Option(name: [.customShort("i"), .long], help: "A file of URLs, one per line (# starts a comment).")
         var inputFile: String?
 
-        @Option(name: [.customShort("j", allowingJoined: true), .long], help: "Downloads at once.")
+        @Option(name: [.customShort("j", allowingJoined: true), .long],
+                help: "Downloads receiving at once (one that has all its bytes makes room while it syncs and renames).")
         var maxConcurrentDownloads: Int = 4
 
         @Option(help: "A Metalink 4 file or its http(s) URL: download its files from its mirrors, checking every piece. (A FILE.meta4 argument does the same.)")

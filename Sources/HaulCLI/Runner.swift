@@ -36,21 +36,30 @@ struct Runner: Sendable {
         }
         defer { ticker.cancel() }
         var statuses: [ExitStatus] = []
+        // N downloads receive at once. One whose bytes have all arrived gives its place to the
+        // next while it syncs and renames (that waits for the disk, not the network); at most
+        // N more wait so.
+        let receiving = Slots(concurrency)
+        let started = Slots(2 * concurrency)
         await withTaskGroup(of: ExitStatus.self) { group in
-            var next = 0
-            while next < jobs.count, next < concurrency {
-                let job = jobs[next]
-                group.addTask { await run(job, interruption: interruption) }
-                next += 1
-            }
-            for await status in group {
-                statuses.append(status)
-                if next < jobs.count, !interruption.happened {
-                    let job = jobs[next]
-                    group.addTask { await run(job, interruption: interruption) }
-                    next += 1
+            for job in jobs {
+                await started.acquire()
+                await receiving.acquire()
+                guard !interruption.happened else {
+                    receiving.release()
+                    started.release()
+                    break
+                }
+                let place = receiving.holding()
+                group.addTask {
+                    defer {
+                        place.release()
+                        started.release()
+                    }
+                    return await run(job, interruption: interruption, receivedAll: place.release)
                 }
             }
+            for await status in group { statuses.append(status) }
         }
         // Ctrl-C after every download had ended (one in its last step, say) changes nothing.
         if interruption.happened, statuses.count < jobs.count || statuses.contains(.interrupted) {
@@ -68,7 +77,7 @@ struct Runner: Sendable {
         return statuses.first { $0 != .success } ?? .success
     }
 
-    private func run(_ job: Job, interruption: Interruption) async -> ExitStatus {
+    private func run(_ job: Job, interruption: Interruption, receivedAll: @escaping @Sendable () -> Void) async -> ExitStatus {
         let (digest, missing) = command.expectedDigest(for: job, sums: sums)
         if missing {
             reporter.failed(job, message: "the checksum file lists no digest for \(job.output.lastPathComponent)",
@@ -121,15 +130,15 @@ struct Runner: Sendable {
             if let resumeData {
                 do {
                     try await download(job, task: resumedTask(job, resumeData),
-                                       digest: digest, interruption: interruption)
+                                       digest: digest, interruption: interruption, receivedAll: receivedAll)
                 } catch HaulError.resumeDataInvalid(let reason) where !command.continueDownload {
                     reporter.note("\(job.output.lastPathComponent): cannot resume (\(reason)); starting over")
                     try await download(job, task: newTask(job),
-                                       digest: digest, interruption: interruption)
+                                       digest: digest, interruption: interruption, receivedAll: receivedAll)
                 }
             } else {
                 try await download(job, task: newTask(job),
-                                   digest: digest, interruption: interruption)
+                                   digest: digest, interruption: interruption, receivedAll: receivedAll)
             }
         } catch {
             if interruption.happened {
@@ -153,8 +162,10 @@ struct Runner: Sendable {
         return .success
     }
 
-    private func download(_ job: Job, task: DownloadTask, digest: String?, interruption: Interruption) async throws {
+    private func download(_ job: Job, task: DownloadTask, digest: String?, interruption: Interruption,
+                          receivedAll: @escaping @Sendable () -> Void) async throws {
         task.expectedSHA256 = digest
+        task.onReceivedAll = receivedAll
         // For the rename to a server's name and -N's time stamp, released after them.
         task.keepsFinishedFile = true
         if job.metalink == nil { task.mirrors = job.mirrors }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 @testable import Haul
 import HaulTestServer
 import Synchronization
@@ -137,6 +140,39 @@ extension Integration {
             let observed = peak.withLock { $0 }
             // 128 connections; a thread per connection would add over a hundred.
             #expect(observed - before < 16, "threads grew from \(before) to \(observed)")
+        }
+
+        @Test("onReceivedAll is told once, when every byte is in but before the file is in place; not for a download that fails before")
+        func receivedAllIsToldOnce() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            let content = GeneratedContent(size: 3 << 20, seed: 4242)
+            server.serve(ServedFile(content: content), at: "/f")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            var configuration = DownloadSession.Configuration()
+            configuration.connectionsPerDownload = 4
+            configuration.adaptsConnectionCount = false
+            configuration.syncsBeforeMove = true
+            let session = DownloadSession(configuration: configuration)
+            let destination = scratch.file("f")
+            // What the hook saw each time: whether the file was in place yet.
+            let told = Mutex<[Bool]>([])
+            let task = session.downloadTask(with: URLRequest(url: server.url("/f")), to: destination)
+            task.onReceivedAll = { told.withLock { $0.append(FileManager.default.fileExists(atPath: destination.path)) } }
+            let events = task.events
+            task.resume()
+            for try await _ in events {}
+            #expect(told.withLock { $0 } == [false])
+            #expect(try SHA256.hex(ofFileAt: destination.path) == content.sha256)
+
+            let failedTold = Mutex(0)
+            let failing = session.downloadTask(with: URLRequest(url: server.url("/missing")), to: scratch.file("m"))
+            failing.onReceivedAll = { failedTold.withLock { $0 += 1 } }
+            let failingEvents = failing.events
+            failing.resume()
+            await #expect(throws: (any Error).self) { for try await _ in failingEvents {} }
+            #expect(failedTold.withLock { $0 } == 0)
         }
     }
 }

@@ -79,8 +79,12 @@ extension DownloadSession {
         public var syncsBeforeMove: Bool = true
         /// Whether a finished download replaces a regular file already at its destination
         /// (default true, like a move that overwrites). Off, such a download fails at once with
-        /// `HaulError.destinationExists` and the final rename never replaces (a file that appears
-        /// meanwhile is kept). Directories, links and devices are never replaced.
+        /// `HaulError.destinationExists` and the final rename never replaces. A file that
+        /// appears at the destination while the download runs is kept: the download then fails
+        /// with `destinationExists` too, and its whole, checked bytes stay beside the destination
+        /// in a hidden partial file with a journal: the resume data of
+        /// `DownloadSession.journal(for:)` finishes the download without fetching again once the
+        /// name is free. Directories, links and devices are never replaced.
         public var replacesExistingFiles: Bool = true
         /// When the file changes on the server mid-download (or between cancel and resume), start
         /// over from byte 0 (true, the default) or fail with `HaulError.remoteFileChanged`.

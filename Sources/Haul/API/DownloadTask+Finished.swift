@@ -28,6 +28,15 @@ extension DownloadTask {
         set { lock.withLock { _keepsFinishedFile = newValue } }
     }
 
+    /// Called once (on the session's queue) when every byte has arrived and only the last steps
+    /// are left: the hash's tail, the sync to disk and the rename, which wait for the disk
+    /// rather than the network. Not called for a download that ends before that. A caller
+    /// that runs N downloads at once may start the next one then. Set before `resume()`.
+    package var onReceivedAll: (@Sendable () -> Void)? {
+        get { lock.withLock { _onReceivedAll } }
+        set { lock.withLock { _onReceivedAll = newValue } }
+    }
+
     /// Lets go of the finished file's directory.
     package func releaseFinishedFile() {
         lock.withLock { _finished = nil }

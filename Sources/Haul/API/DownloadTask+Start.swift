@@ -29,6 +29,7 @@ extension DownloadTask {
             received(head, url: effective.flatMap(URL.init(string:)) ?? fallbackURL ?? URL(fileURLWithPath: "/"))
         }
         operation.onRestart = { [self] _ in restarted() }
+        operation.onReceivedAll = { [self] in lock.withLock { _onReceivedAll }?() }
         if let local = operation as? DownloadOperation { wireQuestions(local) }
         lock.withLock { self.operation = operation }
         if let resume {

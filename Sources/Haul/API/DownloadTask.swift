@@ -73,6 +73,7 @@ public final class DownloadTask: @unchecked Sendable, Hashable {
     /// (it holds its directory open until `releaseFinishedFile()`).
     var _finished: FinishedFile?
     var _keepsFinishedFile = false
+    var _onReceivedAll: (@Sendable () -> Void)?
     var _metalink: MetalinkRequest?
     var _connections = 0
     var _mirrors: [URL] = []

@@ -22,6 +22,8 @@ final class RemoteDownload: DownloadRunner, @unchecked Sendable {
     /// Called on `io` as soon as the daemon gave the download its GID (before any other call).
     var onGID: @Sendable (String) -> Void = { _ in }
     var onRestart: (String) -> Void = { _ in }
+    /// The daemon's last steps are its own: the download ends as a whole.
+    var onReceivedAll: () -> Void = {}
     private var timer: DispatchSourceTimer?
     private var latest: (done: Int64, expected: Int64?, connections: Int) = (0, nil, 0)
     private var reportedResponse = false

@@ -4,6 +4,9 @@ import Foundation
 // Ending: completion, the digest check, publishing, failure and what is kept.
 extension DownloadOperation {
     func complete(length: Int64) {
+        let receivedAll = onReceivedAll
+        onReceivedAll = {}
+        receivedAll()
         // The disk starts on what is still dirty now, while the hash takes its tail.
         if settings.syncOnFinish { writeback?.finish(length: length) }
         writeback = nil
@@ -55,10 +58,11 @@ extension DownloadOperation {
             return
         }
         // The sync and the rename wait for the disk: off the session queue, so the session's
-        // other downloads go on meanwhile (and several downloads' syncs overlap).
+        // other downloads go on meanwhile, and on threads that wait for nothing else, so several
+        // downloads' syncs overlap.
         let files = self.files
         let syncs = settings.syncOnFinish
-        Self.finishQueue.async { [self] in
+        DiskWorkers.shared.async { [self] in
             var failure: HaulError?
             var finished: FinishedFile?
             do throws(HaulError) {

@@ -223,15 +223,15 @@ final class DownloadOperation: @unchecked Sendable {
     }
     let bootID = currentBootID()
     static let syncQueue = DispatchQueue(label: "haul.sync")
-    /// Where finished downloads are synced and renamed into place (concurrent: each works on
-    /// its own file).
-    static let finishQueue = DispatchQueue(label: "haul.finish", attributes: .concurrent)
 
     /// Called on the queue with the first response head of the download (of each restart) and
     /// the URL after redirects.
     var onResponse: (ResponseHead, String?) -> Void = { _, _ in }
     /// Called on the queue when the file changed on the server and the download started over.
     var onRestart: (String) -> Void = { _ in }
+    /// Called on the queue, once, when every byte has arrived (before the hash's tail, the sync
+    /// and the rename).
+    var onReceivedAll: () -> Void = {}
 
     init(multi: CurlMulti, settings: Settings, files: Files, resume: ResumeData? = nil, logger: Logger,
          syscalls: Syscalls = .system) {

@@ -7,6 +7,9 @@ protocol DownloadRunner: AnyObject, Sendable {
     var onResponse: (ResponseHead, String?) -> Void { get set }
     /// Called on the session queue when the download started over.
     var onRestart: (String) -> Void { get set }
+    /// Called on the session queue, at most once, when every byte has arrived and only the last
+    /// steps are left (the hash's tail, the sync, the rename).
+    var onReceivedAll: () -> Void { get set }
     func start()
     func cancel(producingResumeData: Bool)
     func suspend()
