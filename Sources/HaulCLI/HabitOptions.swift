@@ -40,12 +40,14 @@ extension HaulCommand.Get {
         return encodingInvalidCharacters("http://" + text)
     }
 
+    private static let urlCharacters = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#@!$&'()*+,;=".utf8)
+
     /// The URL with each character a URL cannot hold (a space, `"`, `|`, `{`, non-ASCII, a `%`
     /// not followed by two hex digits) percent-encoded and everything else as typed, as curl
     /// sends it: Foundation, given such a string, encodes it all again, so a `%2F` already in
     /// the query would reach the server as `%252F`, another resource.
     static func encodingInvalidCharacters(_ text: String) -> String {
-        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#@!$&'()*+,;=".utf8)
+        let allowed = urlCharacters
         let bytes = Array(text.utf8)
         func isHex(_ byte: UInt8) -> Bool { (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte) }
         // `[` and `]` belong only around an IPv6 host: in the authority, between `://` and the

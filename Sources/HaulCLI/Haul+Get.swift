@@ -189,7 +189,12 @@ extension HaulCommand {
                     throw ValidationError("cannot read the input file \(inputFile)")
                 }
                 all += text.split(whereSeparator: \.isNewline)
-                    .map { $0.trimmingCharacters(in: .whitespaces) }
+                    .map { line in
+                        // Character's own test: Foundation's character sets are slow on Linux.
+                        let start = line.firstIndex { !$0.isWhitespace } ?? line.endIndex
+                        let end = line.lastIndex { !$0.isWhitespace }.map(line.index(after:)) ?? start
+                        return String(line[start..<end])
+                    }
                     .filter { !$0.isEmpty && !$0.hasPrefix("#") }
             }
             return all.map(Self.withScheme)

@@ -59,17 +59,27 @@ extension DownloadTask {
     /// The first request's response arrived (on the session queue): kept as it came
     /// (`probeResponse`) and as a plain GET would have had it (`response`).
     func received(_ head: ResponseHead, url: URL) {
-        let probe = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: head.headerFields)
-        let response = HTTPURLResponse(url: url, statusCode: Self.plainStatus(head), httpVersion: "HTTP/1.1",
-                                       headerFields: Self.plainFields(head))
         lock.withLock {
-            _probeResponse = probe
-            _response = response
+            _firstResponse = (head, url)
             if var request = _currentRequest, request.url != url {
                 request.url = url
                 _currentRequest = request
             }
         }
+    }
+
+    /// The task's response (as URLSession's: a plain `200` for a range answer that stands for
+    /// the whole resource) and the server's literal answer, made once from the first response
+    /// head. Called with `lock` held.
+    var _responses: (plain: URLResponse?, probe: HTTPURLResponse?) {
+        if let made = _madeResponses { return made }
+        guard let (head, url) = _firstResponse else { return (nil, nil) }
+        let made: (plain: URLResponse?, probe: HTTPURLResponse?) = (
+            HTTPURLResponse(url: url, statusCode: Self.plainStatus(head), httpVersion: "HTTP/1.1",
+                            headerFields: Self.plainFields(head)),
+            HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: head.headerFields))
+        _madeResponses = made
+        return made
     }
 
     /// A range answer to the first request stands for the resource's `200`: a `206` that names
@@ -175,7 +185,7 @@ extension DownloadTask {
         switch result {
         case .success(let download):
             let location = URL(fileURLWithPath: download.path)
-            let (response, hook, keep) = lock.withLock {
+            let (hook, keep) = lock.withLock {
                 _state = .completed
                 _connections = 0
                 _sha256 = download.sha256
@@ -187,9 +197,9 @@ extension DownloadTask {
                 progress.totalUnitCount = download.length
                 progress.completedUnitCount = download.length
                 operation = nil
-                return (_response, finishHook, eventsAttached || destination != nil || finishHook != nil)
+                return (finishHook, eventsAttached || destination != nil || finishHook != nil)
             }
-            deliverSuccess(location: location, response: response, hook: hook,
+            deliverSuccess(location: location, hook: hook,
                            unmoved: keep ? nil : download.handedOver, metrics: metrics)
         case .failure(let failure):
             let error = failure.error.publicError(url: url, resumeData: failure.resumeData)
@@ -199,7 +209,7 @@ extension DownloadTask {
                 _error = error
                 operation = nil
                 defer { resumeDataHandler = nil }
-                return (_response, finishHook, resumeDataHandler,
+                return (_responses.plain, finishHook, resumeDataHandler,
                         finishHook != nil || eventsAttached || resumeDataHandler != nil || completionHandler != nil)
             }
             if let kept = failure.keptTempFile, failure.resumeData != nil, !heard, listeners().isEmpty {
@@ -221,9 +231,11 @@ extension DownloadTask {
         }
     }
 
-    func deliverSuccess(location: URL, response: URLResponse?,
-                        hook: (@Sendable (Result<(URL, URLResponse), any Error>) -> Void)?,
+    func deliverSuccess(location: URL, hook: (@Sendable (Result<(URL, URLResponse), any Error>) -> Void)?,
                         unmoved: (root: PlacementRoot, name: String)?, metrics: DownloadTaskMetrics) {
+        let handler = completionHandler
+        // Made only for those who receive it.
+        let response = hook != nil || handler != nil ? self.response : nil
         if let hook {
             let plain = response
                 ?? HTTPURLResponse(url: originalRequest?.url ?? location, statusCode: 200, httpVersion: "HTTP/1.1",
@@ -232,7 +244,6 @@ extension DownloadTask {
         }
         finishEvents(.success(location))
         let session = self.session
-        let handler = completionHandler
         // The file goes to the task's own delegate when it is a download delegate, else to the
         // session's; never to a delegate when a handler, the async API or `events` takes it.
         let receiver: (any DownloadSessionDelegate)? = hook == nil && handler == nil

@@ -66,7 +66,7 @@ extension DownloadTask {
               [CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY]
                 .map({ Int($0.rawValue) }).contains(code) else { return false }
         return lock.withLock {
-            guard _state == .running, _response == nil else { return false }
+            guard _state == .running, _firstResponse == nil else { return false }
             let elapsed = -(startedAt ?? Date()).timeIntervalSinceNow
             return elapsed < configuration.timeoutIntervalForResource
         }

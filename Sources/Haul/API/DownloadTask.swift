@@ -49,8 +49,13 @@ public final class DownloadTask: @unchecked Sendable, Hashable {
     let lock = NSLock()
     var _state: State = .suspended
     var _currentRequest: URLRequest?
-    var _response: URLResponse?
-    var _probeResponse: HTTPURLResponse?
+    /// The first response's head and URL (of the latest start over). `response` and
+    /// `probeResponse` are made from it when first asked for: a batch of small files asks for
+    /// neither.
+    var _firstResponse: (head: ResponseHead, url: URL)? {
+        didSet { _madeResponses = nil }
+    }
+    var _madeResponses: (plain: URLResponse?, probe: HTTPURLResponse?)?
     var _error: (any Error)?
     var _received: Int64 = 0
     /// A resumed task's offset, told once its bytes start to arrive (or at its end): a file
@@ -214,11 +219,11 @@ public final class DownloadTask: @unchecked Sendable, Hashable {
     /// Haul's first request asks for `Range: bytes=0-` to learn whether the file can be split;
     /// the server's literal answer (usually `206`, or `416` for an empty file) is
     /// `probeResponse`.
-    public var response: URLResponse? { lock.withLock { _response } }
+    public var response: URLResponse? { lock.withLock { _responses.plain } }
 
     /// The server's answer to the task's first request exactly as it came (`206 Partial Content`
     /// with a `Content-Range` when the server supports ranges).
-    public var probeResponse: HTTPURLResponse? { lock.withLock { _probeResponse } }
+    public var probeResponse: HTTPURLResponse? { lock.withLock { _responses.probe } }
 
     /// Why the task failed; `nil` while running or after success.
     public var error: (any Error)? { lock.withLock { _error } }

@@ -103,7 +103,12 @@ extension Range where Bound == Int64 {
 
 /// Reads the kernel's boot ID (changes on every boot), or `nil` where there is none.
 func currentBootID() -> String? {
+    bootID
+}
+
+/// Read once: it changes only with a reboot, and every download asks.
+private let bootID: String? = {
     guard let data = FileManager.default.contents(atPath: "/proc/sys/kernel/random/boot_id") else { return nil }
     let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     return text.isEmpty ? nil : text
-}
+}()

@@ -35,10 +35,14 @@ extension DownloadOperation {
     func intercepts(_ head: ResponseHead, easy: CurlEasy, request: DownloadStateMachine.Request,
                     transaction: () -> DownloadTaskTransactionMetrics) -> Bool {
         guard !reportedResponse, request.mirror == 0 else { return false }
+        let asksRedirect = onRedirect != nil && [301, 302, 303, 307, 308].contains(head.status)
+        let asksChallenge = onChallenge != nil && head.status == 401
+        // Most answers are neither: no URL or response is made for them.
+        guard !declinesQuestions, asksRedirect || asksChallenge else { return false }
         let url = URL(string: easy.effectiveURL ?? primaryURL) ?? URL(fileURLWithPath: "/")
         guard let response = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1",
                                              headerFields: head.headerFields) else { return false }
-        if let ask = onRedirect, !declinesQuestions, [301, 302, 303, 307, 308].contains(head.status),
+        if let ask = onRedirect, asksRedirect,
            let location = head.fields.last(where: { $0.name.lowercased() == "location" })?.value,
            let target = URL(string: location, relativeTo: url)?.absoluteURL {
             stopForQuestion(request.segment, transaction: transaction())
@@ -54,7 +58,7 @@ extension DownloadOperation {
             }
             return true
         }
-        if let ask = onChallenge, !declinesQuestions, head.status == 401,
+        if let ask = onChallenge, asksChallenge,
            let method = Self.challengeMethod(head), authenticationRounds < Self.maxAuthenticationRounds {
             stopForQuestion(request.segment, transaction: transaction())
             let question = AuthenticationQuestion(url: url, realm: Self.realm(head), method: method,
