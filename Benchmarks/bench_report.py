@@ -31,8 +31,8 @@ READING = [
     "- This machine has two cores and nginx, the kernel's loopback path and the downloader share them, "
     "so unthrottled loopback runs are CPU-bound, over TLS even more so (nginx encrypts, the client "
     "decrypts, on the same two cores). Haul's default computes the file's SHA-256 while it "
-    "downloads (about 0.6 s of CPU per GiB here, OpenSSL with SHA-NI at ~1.8 GB/s): that is the gap "
-    "between `haul` and `haul --no-hash`. When a digest must be checked, that work pays off: "
+    "downloads (OpenSSL, with SHA-NI where the CPU has it): that is the gap between the CPU columns "
+    "of `haul` and `haul --no-hash`. When a digest must be checked, that work pays off: "
     "Haul's checked download avoids reading the whole file again afterwards, as "
     "`curl && sha256sum` and `aria2c --checksum` do.",
     "- Connections cost kernel (and with TLS, handshake) time that one connection does not: on an "
@@ -60,6 +60,10 @@ READING = [
     "within 10 s keeps the count that helped rather than trying fewer.",
     "- In the batch, Haul syncs every finished file to disk before renaming it into place "
     "(`fdatasync`; `--no-sync` skips it) and keeps a resumable journal; curl and aria2c do neither.",
+    "- Haul's default waits until the file is on the disk (`fdatasync`) before it renames it; the "
+    "peers end once their bytes are in the page cache. Where the disk writes more slowly than "
+    "loopback delivers, Haul's unthrottled and batch rows measure the disk: compare `haul` with "
+    "`haul --no-sync` in the batch, and `haul --no-hash` (which still syncs) with `haul`.",
     "- Timings to a real disk vary by ±20% from run to run with writeback (runs where the kernel "
     "throttles dirty pages show up to 50% more system CPU for the same download); compare ratios "
     "within one run, not seconds across runs.",
