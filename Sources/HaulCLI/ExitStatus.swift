@@ -25,7 +25,7 @@ enum ExitStatus: Int32, Error {
     Exit codes: 0 success, 1 network or server error, 2 HTTP error status, 3 checksum mismatch, \
     4 disk or file error, 64 usage error, 130 interrupted (resumable: run the same command again). \
     With several downloads, a table of results ends the run and the exit code is that of the \
-    first download that failed (0 only when all succeeded).
+    first download in the list that failed (0 only when all succeeded).
     """
 
     /// The exit status for a download error.

@@ -88,7 +88,7 @@ extension HaulCommand {
         var inputFile: String?
 
         @Option(name: [.customShort("j", allowingJoined: true), .long],
-                help: "Downloads receiving at once (one that has all its bytes makes room while it syncs and renames).")
+                help: "Downloads receiving at once (one that has all its bytes makes room while it syncs and renames; with 1 they run one after another).")
         var maxConcurrentDownloads: Int = 4
 
         @Option(help: "A Metalink 4 file or its http(s) URL: download its files from its mirrors, checking every piece. (A FILE.meta4 argument does the same.)")

@@ -35,14 +35,17 @@ struct Runner: Sendable {
             }
         }
         defer { ticker.cancel() }
-        var statuses: [ExitStatus] = []
+        // By the jobs' order in the list, so the exit status is the first failure's there
+        // whichever ended first.
+        var ended: [Int: ExitStatus] = [:]
         // N downloads receive at once. One whose bytes have all arrived gives its place to the
-        // next while it syncs and renames (that waits for the disk, not the network); at most
-        // N more wait so.
+        // next while it syncs and renames (that waits for the disk, not the network); up to N
+        // more wait so, as the descriptor limit allows. With -j 1 they run one after another.
         let receiving = Slots(concurrency)
-        let started = Slots(2 * concurrency)
-        await withTaskGroup(of: ExitStatus.self) { group in
-            for job in jobs {
+        let extra = Self.placesWhileFinishing(concurrency: concurrency)
+        let started = Slots(concurrency > Int.max - extra ? Int.max : concurrency + extra)
+        await withTaskGroup(of: (Int, ExitStatus).self) { group in
+            for (index, job) in jobs.enumerated() {
                 await started.acquire()
                 await receiving.acquire()
                 guard !interruption.happened else {
@@ -56,11 +59,12 @@ struct Runner: Sendable {
                         place.release()
                         started.release()
                     }
-                    return await run(job, interruption: interruption, receivedAll: place.release)
+                    return (index, await run(job, interruption: interruption, receivedAll: place.release))
                 }
             }
-            for await status in group { statuses.append(status) }
+            for await (index, status) in group { ended[index] = status }
         }
+        let statuses = ended.sorted { $0.key < $1.key }.map(\.value)
         // Ctrl-C after every download had ended (one in its last step, say) changes nothing.
         if interruption.happened, statuses.count < jobs.count || statuses.contains(.interrupted) {
             let unsaved = jobs.filter { $0.task != nil && $0.task?.state != .completed && DownloadSession.journal(for: $0.output) == nil }
@@ -75,6 +79,17 @@ struct Runner: Sendable {
         }
         reporter.summarize(jobs)
         return statuses.first { $0 != .success } ?? .success
+    }
+
+    /// How many downloads may sync and rename beside the N receiving: as many again, less
+    /// where the descriptor limit is low (one receiving uses about six descriptors, one
+    /// finishing about four), none with -j 1.
+    static func placesWhileFinishing(concurrency: Int) -> Int {
+        guard concurrency > 1 else { return 0 }
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        let available = Int(clamping: limit.rlim_cur) - 64 - 6 * min(concurrency, 1 << 20)
+        return max(0, min(concurrency, available / 4))
     }
 
     private func run(_ job: Job, interruption: Interruption, receivedAll: @escaping @Sendable () -> Void) async -> ExitStatus {

@@ -113,6 +113,42 @@ extension Integration {
             }
         }
 
+        @Test("The exit status is the first listed failure's, whichever ends first; -j 1 runs one after another")
+        func exitStatusInListOrder() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            // The first takes about a second and fails its digest (3); the second is a 404 (2)
+            // that ends long before.
+            let slow = GeneratedContent(size: 2 << 20, seed: 311)
+            server.serve(ServedFile(content: slow, bytesPerSecond: 2 << 20), at: "/slow.bin")
+            let small = GeneratedContent(size: 1000, seed: 312)
+            server.serve(ServedFile(content: small), at: "/small.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let sums = scratch.file("SHA256SUMS")
+            try "\(String(repeating: "1", count: 64))  slow.bin\n\(small.sha256)  small.bin\n"
+                .write(to: sums, atomically: true, encoding: .utf8)
+            let input = scratch.file("urls.txt")
+            try [server.url("/slow.bin"), server.url("/missing.bin"), server.url("/small.bin")]
+                .map(\.absoluteString).joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+            for jobs in ["2", "1"] {
+                let out = scratch.url.appendingPathComponent("out\(jobs)")
+                try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+                let result = try runHaul(["get", "-i", input.path, "-j", jobs, "-d", out.path, "--checksum-file", sums.path,
+                                          "--json", "-x", "1"])
+                #expect(result.status == 3, "-j \(jobs): \(result.stderr)")
+                #expect(try SHA256.hex(ofFileAt: out.appendingPathComponent("small.bin").path) == small.sha256)
+                if jobs == "1" {
+                    // Each download ends before the next starts.
+                    let events = result.stdout.split(separator: "\n").compactMap { line -> String? in
+                        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+                        return object["event"] as? String
+                    }.filter { $0 != "progress" }
+                    #expect(zip(events, events.dropFirst()).allSatisfy { !($0 == "start" && $1 == "start") }, "\(events)")
+                }
+            }
+        }
+
         @Test("Usage errors name the problem and exit 64", arguments: [
             (["get", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b", "-o", "x"], "-o names one file"),
             (["get", "http://127.0.0.1:1/a", "-o", "x", "-d", "y"], "give -o or -d, not both"),
