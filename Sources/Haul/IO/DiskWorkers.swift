@@ -1,7 +1,8 @@
 import Foundation
 
-/// Runs work that waits for the disk (a finished file's `fdatasync` and rename) on threads of
-/// its own, up to `width` at once, made when needed and ended after a while without work.
+/// Runs work that waits for the disk (the periodic `fdatasync` of a running download, and a
+/// finished file's `fdatasync` and rename) on threads of its own, up to `width` at once, made
+/// when needed and ended after a while without work.
 ///
 /// Dispatch's concurrent queues on Linux keep about one thread per core busy, and a thread
 /// waiting in `fdatasync` still counts: on two cores the syncs of sixteen finished files ran two

@@ -120,8 +120,9 @@ extension DownloadOperation {
         }
     }
 
-    /// `fdatasync` on a background queue, then record what it covered and sync the journal.
-    /// Only ranges written before the sync started count as synced.
+    /// `fdatasync` on a disk thread (one at a time per download: `syncInFlight`), then record
+    /// what it covered and sync the journal. Only ranges written before the sync started count
+    /// as synced.
     func syncForPowerLoss() {
         guard let file else { return }
         let fd = file.duplicateDescriptor()
@@ -130,7 +131,7 @@ extension DownloadOperation {
         let epoch = machine.plan.epoch
         syncInFlight = true
         lastSync = .now
-        Self.syncQueue.async { [self] in
+        DiskWorkers.shared.async { [self] in
             let ok = fdatasync(fd) == 0
             close(fd)
             multi.queue.async { [self] in

@@ -222,7 +222,6 @@ final class DownloadOperation: @unchecked Sendable {
                                  algorithm: expected == nil && expectedSHA512 != nil ? .sha512 : .sha256)
     }
     let bootID = currentBootID()
-    static let syncQueue = DispatchQueue(label: "haul.sync")
 
     /// Called on the queue with the first response head of the download (of each restart) and
     /// the URL after redirects.
