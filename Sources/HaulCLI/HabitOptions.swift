@@ -52,19 +52,28 @@ extension HaulCommand.Get {
         func isHex(_ byte: UInt8) -> Bool { (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte) }
         // `[` and `]` belong only around an IPv6 host: in the authority, between `://` and the
         // first `/`, `?` or `#`.
-        let schemeEnd = text.range(of: "://").map { text.utf8.distance(from: text.startIndex, to: $0.upperBound) } ?? 0
+        let separator: [UInt8] = [0x3A, 0x2F, 0x2F]  // "://"
+        let schemeEnd = bytes.indices.first { bytes[$0...].starts(with: separator) }.map { $0 + separator.count } ?? 0
         let authorityEnd = bytes[schemeEnd...].firstIndex { $0 == 0x2F || $0 == 0x3F || $0 == 0x23 } ?? bytes.count
-        var out = ""
-        for (index, byte) in bytes.enumerated() {
-            let bracketInHost = (byte == 0x5B || byte == 0x5D) && index >= schemeEnd && index < authorityEnd
-            if allowed.contains(byte) || bracketInHost
-                || (byte == 0x25 && index + 2 < bytes.count && isHex(bytes[index + 1]) && isHex(bytes[index + 2])) {
-                out.unicodeScalars.append(Unicode.Scalar(byte))
+        func keeps(_ index: Int) -> Bool {
+            let byte = bytes[index]
+            return allowed.contains(byte)
+                || ((byte == 0x5B || byte == 0x5D) && index >= schemeEnd && index < authorityEnd)
+                || (byte == 0x25 && index + 2 < bytes.count && isHex(bytes[index + 1]) && isHex(bytes[index + 2]))
+        }
+        // Most URLs need nothing: a list of thousands is read without building any of them again.
+        guard let first = bytes.indices.first(where: { !keeps($0) }) else { return text }
+        let digits = Array("0123456789ABCDEF".utf8)
+        var out = Array(bytes[..<first])
+        out.reserveCapacity(bytes.count + 16)
+        for index in first..<bytes.count {
+            if keeps(index) {
+                out.append(bytes[index])
             } else {
-                out += String(format: "%%%02X", byte)
+                out += [0x25, digits[Int(bytes[index] >> 4)], digits[Int(bytes[index] & 0x0F)]]
             }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

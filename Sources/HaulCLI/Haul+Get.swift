@@ -116,8 +116,9 @@ extension HaulCommand {
         var noHash = false
 
         func validate() throws {
-            let all = try allURLs().filter { !Self.isMetalinkFile($0) }
-            if try metalink != nil || all.count != allURLs().count {
+            let listed = try allURLs()
+            let all = listed.filter { !Self.isMetalinkFile($0) }
+            if metalink != nil || all.count != listed.count {
                 return try validateMetalink(urls: all)
             }
             guard !all.isEmpty else { throw ValidationError("give at least one URL (or -i FILE)") }
@@ -203,33 +204,36 @@ extension HaulCommand {
         func run() async throws {
             let reporter = Reporter(quiet: quiet, json: json, plainInterval: logging.progressInterval,
                                     fileOnStandardOutput: output == "-")
-            if habits.dryRun { return try await dryRun(try allURLs(), reporter: reporter) }
+            // Read once: a list of thousands of URLs is parsed and encoded once.
+            let listed = try allURLs()
+            if habits.dryRun { return try await dryRun(listed, reporter: reporter) }
             try makeOutputDirectories(reporter)
-            if try metalink != nil || allURLs().contains(where: Self.isMetalinkFile) {
+            if metalink != nil || listed.contains(where: Self.isMetalinkFile) {
                 return try await runMetalinks(reporter: reporter)
             }
             let configuration = makeConfiguration(reporter: reporter)
-            if output == "-", let url = URL(string: try allURLs()[0]) {
+            if output == "-", let first = listed.first, let url = URL(string: first) {
                 return try await stream(url, configuration: configuration, reporter: reporter)
             }
             let session = DownloadSession(configuration: configuration)
             let sums = try checksumList(reporter)
 
             var jobs: [Job] = []
-            var sources = try allURLs()
+            var sources = listed
             var mirrors = mirror.map(Self.withScheme).compactMap(URL.init(string:))
             if sameFile {
                 mirrors = sources.dropFirst().compactMap(URL.init(string:)) + mirrors
                 sources = Array(sources.prefix(1))
             }
             var reserved: Set<String> = []
+            let directory = URL(fileURLWithPath: dir ?? ".")
             for text in sources {
                 let url = URL(string: text)!
                 var destination: URL
                 if let output {
                     destination = URL(fileURLWithPath: output).standardizedFileURL
                 } else {
-                    destination = URL(fileURLWithPath: dir ?? ".").appendingPathComponent(OutputName.from(url: url))
+                    destination = directory.appendingPathComponent(OutputName.from(url: url))
                         .standardizedFileURL
                     // Names are reserved at the start: two downloads never share one.
                     let wanted = destination
