@@ -331,7 +331,7 @@ struct Runner: Sendable {
     /// never starts with a dot).
     private func renameFromContentDisposition(_ job: Job) {
         guard command.output == nil,
-              let header = (job.task?.response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Content-Disposition"),
+              let header = job.task?.firstResponseField("Content-Disposition"),
               let name = OutputName.from(contentDisposition: header), name != job.output.lastPathComponent else { return }
         let wanted = job.output.deletingLastPathComponent().appendingPathComponent(name).standardizedFileURL.path
         if reserved.contains(wanted) {

@@ -41,6 +41,18 @@ struct ResponseHeadTests {
         #expect(heads.first?.retryAfterSeconds == 3)
     }
 
+    @Test("One field is read as the header dictionary has it: any case, repeats joined, absent is nil")
+    func oneField() {
+        let head = ResponseHead(status: 200, fields: [("Content-Disposition", "attachment; filename=a.bin"),
+                                                      ("X-Seen", "1"), ("x-seen", "2"), ("Content-Length", "5")])
+        #expect(head.value(of: "content-disposition") == "attachment; filename=a.bin")
+        #expect(head.value(of: "X-SEEN") == "1, 2")
+        #expect(head.value(of: "ETag") == nil)
+        for name in ["Content-Disposition", "X-Seen", "Content-Length"] {
+            #expect(head.value(of: name) == head.headerFields[name])
+        }
+    }
+
     @Test("A weak ETag is not a validator for If-Range")
     func weakETag() {
         let head = ResponseHead(status: 200, fields: [("ETag", "W/\"x\""), ("Last-Modified", "Tue, 1 Jan 2030")])

@@ -193,6 +193,8 @@ extension Integration {
             #expect(received >= content.size)
             for transaction in metrics.transactionMetrics {
                 #expect(transaction.response?.statusCode == 206)
+                #expect(transaction.response?.value(forHTTPHeaderField: "content-range")?.hasPrefix("bytes ") == true)
+                #expect(transaction.response === transaction.response, "made once, then the same object")
                 #expect(transaction.request.value(forHTTPHeaderField: "Range")?.hasPrefix("bytes=") == true)
                 #expect(transaction.remoteAddress == "127.0.0.1")
                 let start = try #require(transaction.responseStartDate)

@@ -225,6 +225,12 @@ public final class DownloadTask: @unchecked Sendable, Hashable {
     /// with a `Content-Range` when the server supports ranges).
     public var probeResponse: HTTPURLResponse? { lock.withLock { _responses.probe } }
 
+    /// A header field of the first response (any case), read without making `response`: for a
+    /// caller that wants one field of each of thousands of downloads.
+    package func firstResponseField(_ name: String) -> String? {
+        lock.withLock { _firstResponse?.head.value(of: name) }
+    }
+
     /// Why the task failed; `nil` while running or after success.
     public var error: (any Error)? { lock.withLock { _error } }
     /// Bytes written to the file so far.

@@ -22,7 +22,10 @@ public struct DownloadTaskTransactionMetrics: Sendable {
     /// The request as sent (its URL after redirects, its `Range` header).
     public let request: URLRequest
     /// The response's status and headers, when one arrived.
-    public let response: HTTPURLResponse?
+    public var response: HTTPURLResponse? { answer?.response }
+    /// The response head, made into `response` the first time it is read: most requests'
+    /// metrics are never looked at, and a batch of small files makes hundreds of them.
+    let answer: TransactionResponse?
     /// When the request was handed to libcurl (always set; optional as URLSession's is, so
     /// ported `if let` code compiles).
     public let fetchStartDate: Date?
@@ -51,4 +54,29 @@ public struct DownloadTaskTransactionMetrics: Sendable {
     public let remotePort: Int?
     public let localAddress: String?
     public let localPort: Int?
+}
+
+/// A response head that becomes an `HTTPURLResponse` when it is first asked for, then stays
+/// that one object.
+final class TransactionResponse: @unchecked Sendable {
+    // Unchecked: `made` is used under `lock` only; `url` and `head` never change.
+    private let url: URL
+    private let head: ResponseHead
+    private let lock = NSLock()
+    private var made: HTTPURLResponse??
+
+    init(url: URL, head: ResponseHead) {
+        self.url = url
+        self.head = head
+    }
+
+    var response: HTTPURLResponse? {
+        lock.withLock {
+            if let made { return made }
+            let response = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1",
+                                           headerFields: head.headerFields)
+            made = .some(response)
+            return response
+        }
+    }
 }

@@ -70,6 +70,14 @@ struct ResponseHead: Equatable, Sendable {
         return joined
     }
 
+    /// The field `name` (any case) as `headerFields` has it: the values of a field sent more
+    /// than once joined with ", "; `nil` when the server did not send it.
+    func value(of name: String) -> String? {
+        let wanted = name.lowercased()
+        let values = fields.lazy.filter { $0.name.lowercased() == wanted }.map(\.value)
+        return values.isEmpty ? nil : values.joined(separator: ", ")
+    }
+
     /// A strong ETag (not `W/`), usable with `If-Range`.
     var strongETag: String? {
         guard let etag, !etag.hasPrefix("W/") else { return nil }

@@ -51,16 +51,12 @@ extension CurlEasy {
         default: nil
         }
         let url = effectiveURL.flatMap(URL.init(string:)) ?? request.url ?? URL(fileURLWithPath: "/")
-        var response: HTTPURLResponse?
-        if let head {
-            response = HTTPURLResponse(url: url, statusCode: head.status, httpVersion: "HTTP/1.1", headerFields: head.headerFields)
-        }
         var sent = request
         sent.url = url
         let port = long(CURLINFO_PRIMARY_PORT)
         let localPort = long(CURLINFO_LOCAL_PORT)
         return DownloadTaskTransactionMetrics(
-            request: sent, response: response, fetchStartDate: started,
+            request: sent, answer: head.map { TransactionResponse(url: url, head: $0) }, fetchStartDate: started,
             domainLookupStartDate: lookup == nil ? nil : started, domainLookupEndDate: date(lookup),
             connectStartDate: date(lookup ?? (reused ? nil : 0)), secureConnectionStartDate: tls == nil ? nil : date(connect),
             secureConnectionEndDate: date(tls), connectEndDate: date(tls ?? connect),
