@@ -24,6 +24,10 @@ SCENARIOS = {
 SWEEP = (1, 2, 4, 8, 16)
 SCALED_MARK = " (sizes ÷ "  # how the title of a scaled scenario ends, up to the divisor
 REFERENCE = "haul"  # the first row: Haul's defaults (adaptive connection count, -x at most 16)
+# Rows that show what the disk costs: curl made as durable as Haul's default (its output synced,
+# then its directory), and the same bytes copied from the page cache with no network at all.
+CURL_SYNCED = "curl + sync"
+DISK_FLOOR = "disk: dd + fdatasync"
 
 
 def sweep_name(n):
@@ -65,12 +69,14 @@ def supports_fixed(haul):
 
 
 def runs_on(name, spec):
-    """curl (one connection), URLSession and the sweep's one and two connections run only where
-    connections are not limited; URLSession
+    """curl (one connection, also synced), the disk alone, `haul --no-sync`, URLSession and the
+    sweep's one and two connections run only where connections are not limited; URLSession
     cannot be told to trust the test CA on Linux (swift-corelibs-foundation reads no CA file outside
     Android), so it does not run over HTTPS."""
-    if name in ("curl", "URLSession") and spec["location"] != "fast":
+    if name in ("curl", "URLSession", CURL_SYNCED, DISK_FLOOR) and spec["location"] != "fast":
         return False
+    if name == "haul --no-sync" and spec["location"] != "fast":
+        return False  # a limited connection, not the disk, sets the pace there
     if name in (sweep_name(1), sweep_name(2)) and spec["location"] != "fast":
         # One or two connections limited to 8 MiB/s (1 MiB/s on a slow one) take 16-256 s and
         # cannot be the best count: not run.
@@ -78,11 +84,12 @@ def runs_on(name, spec):
     return not (name == "URLSession" and spec.get("scheme") == "https")
 
 
-def tools(haul, urlsession, seam_rows=False, sweep=()):
+def tools(haul, urlsession, www, seam_rows=False, sweep=()):
     """Each tool with the options its documentation recommends for speed, in row order. Each entry
     takes the URL, the output path, the expected SHA-256 (verified by the tool itself in the checksum
     scenario, None elsewhere) and the CA file for HTTPS (None over HTTP), and returns argv, or None
-    when the tool has no part in the scenario."""
+    when the tool has no part in the scenario. `www` is the directory nginx serves (the disk floor
+    copies from it)."""
     def haul_row(*options, checksum=True):
         def argv(url, out, digest, cacert):
             if digest and not checksum:
@@ -105,6 +112,18 @@ def tools(haul, urlsession, seam_rows=False, sweep=()):
         ca_text = f"--cacert '{cacert}' " if cacert else ""
         return ["sh", "-c", f"curl -s -f {ca_text}-o '{out}' '{url}' && echo '{digest}  {out}' | sha256sum -c --quiet"]
 
+    def curl_synced(url, out, digest, cacert):
+        # What Haul's default waits for: the file's data on the disk, then its directory entry.
+        if digest:
+            return None
+        ca_text = f"--cacert '{cacert}' " if cacert else ""
+        return ["sh", "-c", f"curl -s -f {ca_text}-o '{out}' '{url}' && sync -d '{out}' '{os.path.dirname(out)}'"]
+
+    def disk_floor(url, out, digest, cacert):
+        # The served file is in the page cache: this is the disk alone, no network.
+        source = os.path.join(www, url.rsplit("/", 1)[1])
+        return None if digest else ["dd", f"if={source}", f"of={out}", "bs=1M", "conv=fdatasync", "status=none"]
+
     def axel(url, out, digest, cacert):
         # axel has no CA option: over HTTPS it runs with -k (no certificate check).
         return None if digest else ["axel", "-q", "-n", "16", *(["-k"] if cacert else []), "-o", out, url]
@@ -112,6 +131,7 @@ def tools(haul, urlsession, seam_rows=False, sweep=()):
     rows = {
         REFERENCE: haul_row(),
         "haul --no-hash": haul_row("--no-hash", checksum=False),
+        "haul --no-sync": haul_row("--no-sync", checksum=False),
     }
     if seam_rows:
         rows["haul --seam-overlap 0"] = haul_row("--seam-overlap", "0", checksum=False)
@@ -119,6 +139,8 @@ def tools(haul, urlsession, seam_rows=False, sweep=()):
         rows[sweep_name(n)] = haul_row("--fixed", "-x", str(n))
     rows.update({
         "curl": curl,
+        CURL_SYNCED: curl_synced,
+        DISK_FLOOR: disk_floor,
         "aria2c -x16 -s16": aria2,
         "axel -n16": axel,
         "URLSession": lambda url, out, digest, cacert: None if digest or cacert else [urlsession, url, out],
@@ -126,8 +148,10 @@ def tools(haul, urlsession, seam_rows=False, sweep=()):
     return rows
 
 
-def batch_tools(haul):
-    """The batch scenario: each tool reads a list of URLs and fills a directory, 16 at a time."""
+def batch_tools(haul, www):
+    """The batch scenario: each tool reads a list of URLs and fills a directory, 16 at a time.
+    The synced rows sync 16 files at a time too (Haul syncs finished files side by side)."""
+    batch = os.path.join(www, "batch")
     def haul_row(*options):
         return lambda listing, out: [haul, "get", "-i", listing, "-d", out, "-j", "16", "-q", *options]
 
@@ -137,6 +161,11 @@ def batch_tools(haul):
         "haul --no-sync": haul_row("--no-sync"),
         "curl": lambda listing, out: ["sh", "-c", f"cd '{out}' && xargs curl -s -f --parallel --parallel-max 16 "
                                                   f"--remote-name-all < '{listing}'"],
+        CURL_SYNCED: lambda listing, out: ["sh", "-c", f"cd '{out}' && xargs curl -s -f --parallel --parallel-max 16 "
+                                                       f"--remote-name-all < '{listing}' && ls | xargs -P 16 -n 13 "
+                                                       f"sync -d && sync -d ."],
+        DISK_FLOOR: lambda listing, out: ["sh", "-c", f"cd '{batch}' && ls | xargs -P 16 -I@ dd if=@ of='{out}/@' "
+                                                      f"bs=1M conv=fdatasync status=none && sync -d '{out}'"],
         "aria2c -x16 -s16": lambda listing, out: ["aria2c", "-q", "-i", listing, "-d", out, "-j", "16", "-x16",
                                                   "-s16", "-k1M", "--file-allocation=falloc",
                                                   "--allow-overwrite=true"],

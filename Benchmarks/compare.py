@@ -205,12 +205,12 @@ def main():
         sweep = ()
     digests = prepare(args.work, scenarios)
 
-    catalogue = tools(haul, urlsession, args.seam_rows, sweep)
+    catalogue = tools(haul, urlsession, f"{args.work}/www", args.seam_rows, sweep)
     if not os.access(urlsession, os.X_OK):
         print(f"{urlsession} is missing (Benchmarks/compare.sh builds it): no URLSession rows", file=sys.stderr)
         notes.append("The URLSession program was not built, so it did not run.")
         del catalogue["URLSession"]
-    batches = batch_tools(haul)
+    batches = batch_tools(haul, f"{args.work}/www")
     names = list(catalogue)
     last_haul = max(i for i, n in enumerate(names) if n.startswith("haul"))
     names[last_haul + 1:last_haul + 1] = [n for n in batches if n not in catalogue]  # haul --no-sync
