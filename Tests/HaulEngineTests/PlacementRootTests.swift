@@ -40,4 +40,41 @@ struct PlacementRootTests {
             }
         }
     }
+
+    @Test("A call's own error comes back through the name lock: making a file in a removed directory names ENOENT")
+    func errorsPassThrough() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("haul-root-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        let root = try PlacementRoot(directory: path)
+        try FileManager.default.removeItem(atPath: path)
+        #expect {
+            _ = try root.createFile(".x.part")
+        } throws: { error in
+            guard case .fileSystem(let operation, _, let code) = error as? HaulError else { return false }
+            return operation == "create" && code == ENOENT
+        }
+    }
+
+    @Test("Publishing over an existing file: refused without replacing; with it the new bytes land and no side name is left")
+    func publishOverExisting() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("haul-root-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let root = try PlacementRoot(directory: path)
+        let destination = URL(fileURLWithPath: path).appendingPathComponent("f")
+        try Data("old".utf8).write(to: destination)
+        let file = try root.createFile(".f.part")
+        try Array("new".utf8).withUnsafeBytes { try file.write($0, at: 0) }
+        #expect {
+            try root.publish(file, named: ".f.part", to: "f", replacing: false)
+        } throws: { error in
+            guard case .destinationExists = error as? HaulError else { return false }
+            return true
+        }
+        #expect(try Data(contentsOf: destination) == Data("old".utf8))
+        try root.publish(file, named: ".f.part", to: "f", replacing: true)
+        file.close()
+        #expect(try Data(contentsOf: destination) == Data("new".utf8))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: path) == ["f"])
+    }
 }

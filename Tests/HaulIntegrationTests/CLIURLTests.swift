@@ -18,7 +18,8 @@ extension Integration {
             // Brackets outside the host are encoded too (Foundation would otherwise encode it all again).
             let cases = [("?x=a%2Fb&y=a|b&z=\"q\"&w=50%", "?x=a%2Fb&y=a%7Cb&z=%22q%22&w=50%25"),
                          ("?x=[1]|2&s=a%20b", "?x=%5B1%5D%7C2&s=a%20b"),
-                         ("?n=\u{E9}t\u{E9} x%zz", "?n=%C3%A9t%C3%A9%20x%25zz")]
+                         ("?n=\u{E9}t\u{E9} x%zz", "?n=%C3%A9t%C3%A9%20x%25zz"),
+                         ("?a=b&c=%2F&d=~'()*", "?a=b&c=%2F&d=~'()*")]
             for (query, sent) in cases {
                 let before = server.requests.count
                 let result = try runHaul(["get", server.url("/u.bin").absoluteString + query, "-o", output, "-q", "--force"])

@@ -1,6 +1,5 @@
 import CHaulSystem
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +18,8 @@ package final class PlacementRoot: @unchecked Sendable {
     /// The directory as the caller named it (for messages only).
     package let path: String
     let fd: Int32
+    /// This directory's lock for `changingNames`.
+    private let names: NSLock
 
     /// Opens `directory` (the caller's own choice of place, so a symbolic link in it is followed).
     package init(directory: String) throws(HaulError) {
@@ -31,12 +32,14 @@ package final class PlacementRoot: @unchecked Sendable {
             throw DataFile.error("open the directory", named, code)
         }
         fd = opened
+        names = Self.nameLock(for: opened)
     }
 
     /// Takes ownership of `descriptor`, an open directory known to the caller as `path`.
     init(descriptor: Int32, path: String) {
         self.path = path
         fd = descriptor
+        names = Self.nameLock(for: descriptor)
     }
 
     deinit { _ = Glibc.close(fd) }
@@ -138,30 +141,36 @@ package final class PlacementRoot: @unchecked Sendable {
         return try DataFile(descriptor: opened, path: displayPath ?? location(of: name), calls: calls)
     }
 
-    /// Runs `change`, one call that adds or removes a name, while no other thread of this
-    /// process adds or removes names on the same file system, and returns its result with its
-    /// `errno`. The kernel holds a directory's lock while it makes a file, and ext4 may take
-    /// long to find an inode (it passes over recently freed ones one by one, so making files
-    /// soon after many were deleted is slow); other threads' links and renames in that directory
-    /// meanwhile spin on the lock. In a batch of 200 files made 16 at a time that spinning was
-    /// 7% of the process's CPU time; waiting here sleeps instead.
+    /// Runs `change`, one call that adds or removes a name in this directory, while no other
+    /// thread of this process changes a name in it, and returns its result with its `errno`.
+    /// The kernel holds a directory's lock while it makes a file, and ext4 may take long to
+    /// find an inode (it passes over recently freed ones one by one, so making files soon after
+    /// many were deleted is slow); other threads' links and renames in that directory meanwhile
+    /// spin on the lock. In a batch of 200 files made 16 at a time that spinning was 7% of the
+    /// process's CPU time; waiting here sleeps instead. The lock is the directory's (by device
+    /// and inode), as the kernel's is, so nothing waits here that the kernel would not have
+    /// made wait.
     private func changingNames(_ change: () -> Int32) -> (result: Int32, errno: Int32) {
-        var info = stat()
-        let device = fstat(fd, &info) == 0 ? UInt64(info.st_dev) : 0
-        let lock = Self.nameLocks.withLock { locks in
-            if let lock = locks[device] { return lock }
-            let lock = NSLock()
-            locks[device] = lock
-            return lock
-        }
-        return lock.withLock {
+        names.withLock {
             let result = change()
             return (result, errno)
         }
     }
 
-    /// One lock per file system (`st_dev`) for `changingNames`.
-    private static let nameLocks = Mutex<[UInt64: NSLock]>([:])
+    /// The lock for the directory open at `descriptor`: one of a fixed set, chosen by the
+    /// directory's device and inode, so two roots of one directory share it and memory stays
+    /// bounded however many directories a long-running process uses (two directories that
+    /// share a lock only wait for each other now and then).
+    private static func nameLock(for descriptor: Int32) -> NSLock {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { return nameLocks[0] }
+        var hasher = Hasher()
+        hasher.combine(UInt64(info.st_dev))
+        hasher.combine(UInt64(info.st_ino))
+        return nameLocks[Int(UInt(bitPattern: hasher.finalize()) % UInt(nameLocks.count))]
+    }
+
+    private static let nameLocks = (0..<64).map { _ in NSLock() }
 
     /// The partial file at `name` as an earlier run left it: a regular file of ours with one
     /// link, opened without following a symbolic link, and locked.
