@@ -7,8 +7,7 @@ import Testing
 struct PlacementRootTests {
     @Test("Files made, published and removed by 16 threads at once in one directory all land whole")
     func concurrentNames() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("haul-root-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        let path = try Self.scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: path) }
         let root = try PlacementRoot(directory: path)
         let failures = Mutex<[String]>([])
@@ -43,8 +42,7 @@ struct PlacementRootTests {
 
     @Test("A call's own error comes back through the name lock: making a file in a removed directory names ENOENT")
     func errorsPassThrough() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("haul-root-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        let path = try Self.scratchDirectory()
         let root = try PlacementRoot(directory: path)
         try FileManager.default.removeItem(atPath: path)
         #expect {
@@ -57,8 +55,7 @@ struct PlacementRootTests {
 
     @Test("Publishing over an existing file: refused without replacing; with it the new bytes land and no side name is left")
     func publishOverExisting() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("haul-root-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        let path = try Self.scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: path) }
         let root = try PlacementRoot(directory: path)
         let destination = URL(fileURLWithPath: path).appendingPathComponent("f")
@@ -76,5 +73,12 @@ struct PlacementRootTests {
         file.close()
         #expect(try Data(contentsOf: destination) == Data("new".utf8))
         #expect(try FileManager.default.contentsOfDirectory(atPath: path) == ["f"])
+    }
+
+    /// A new empty directory under the temporary directory; the caller removes it.
+    private static func scratchDirectory() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("haul-root-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        return path
     }
 }

@@ -123,6 +123,13 @@ package final class PlacementRoot: @unchecked Sendable {
     /// followed or written through. Mode 0600.
     /// `displayPath` is what messages about the file call it (the destination a person chose).
     func createFile(_ name: String, displayPath: String? = nil, calls: Syscalls = .system) throws(HaulError) -> DataFile {
+        try createFile(name, displayPath: displayPath, calls: calls, again: true)
+    }
+
+    /// `again`: another process may make the file between the look and the create; then the
+    /// look is taken once more, so the answer is that process's (its lock: `fileInUse`), not
+    /// the create's `EEXIST`.
+    private func createFile(_ name: String, displayPath: String?, calls: Syscalls, again: Bool) throws(HaulError) -> DataFile {
         if let existing = try status(of: name) {
             if Self.isOwnRegularFile(existing) {
                 let file = try openExisting(name, displayPath: displayPath, calls: calls)
@@ -136,6 +143,9 @@ package final class PlacementRoot: @unchecked Sendable {
         }
         let (opened, code) = changingNames {
             retryingInterrupts { openat(fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        }
+        if opened < 0, code == EEXIST, again {
+            return try createFile(name, displayPath: displayPath, calls: calls, again: false)
         }
         guard opened >= 0 else { throw DataFile.error("create", displayPath ?? location(of: name), code) }
         return try DataFile(descriptor: opened, path: displayPath ?? location(of: name), calls: calls)
