@@ -36,6 +36,7 @@ extension Integration {
             ("attachment; filename=\"a\tb\tc.txt\"", "abc.txt"),
             ("attachment; filename=\"..\"", "download.bin"),
             ("attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf; filename=\"fallback.pdf\"", "résumé.pdf"),
+            ("attachment; filename=\"sem;i \\\"q\\\".txt\"; size=5", "sem;i \"q\".txt"),
         ])
         func contentDisposition(header: String, expected: String) async throws {
             let server = try await TestServer.start()

@@ -8,12 +8,36 @@ package enum OutputName {
         sanitize(url.lastPathComponent) ?? "index.html"
     }
 
+    /// The `;`-separated parts of a header value; a `;` inside a quoted string (RFC 9110
+    /// §5.6.4, with `\` escapes) belongs to the string: `filename="a;b.txt"` is one part.
+    static func parameters(_ value: String) -> [Substring] {
+        var parts: [Substring] = []
+        var start = value.startIndex
+        var quoted = false
+        var escaped = false
+        for index in value.indices {
+            let character = value[index]
+            if escaped {
+                escaped = false
+            } else if quoted, character == "\\" {
+                escaped = true
+            } else if character == "\"" {
+                quoted.toggle()
+            } else if character == ";", !quoted {
+                parts.append(value[start..<index])
+                start = value.index(after: index)
+            }
+        }
+        parts.append(value[start...])
+        return parts
+    }
+
     /// The file name a `Content-Disposition` header proposes (`filename*=UTF-8''…` preferred over
     /// `filename=…`), made safe, or `nil`.
     package static func from(contentDisposition value: String) -> String? {
         var plain: String?
         var extended: String?
-        for part in value.split(separator: ";") {
+        for part in parameters(value) {
             let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard pair.count == 2 else { continue }
             switch pair[0].lowercased() {
