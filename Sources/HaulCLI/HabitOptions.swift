@@ -79,5 +79,6 @@ extension HaulCommand.Get {
 
 /// Standard input, read once (for `-i -`; `validate()` and `run()` both ask).
 enum StandardInput {
-    static let text: String? = String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8)
+    static let data = FileHandle.standardInput.readDataToEndOfFile()
+    static let text: String? = String(data: data, encoding: .utf8)
 }

@@ -185,20 +185,38 @@ extension HaulCommand {
         func allURLs() throws -> [String] {
             var all = urls
             if let inputFile {
+                let name = inputFile == "-" ? "the URL list on standard input" : "the input file \(inputFile)"
                 guard let text = inputFile == "-" ? StandardInput.text
                     : try? String(contentsOfFile: inputFile, encoding: .utf8) else {
-                    throw ValidationError("cannot read the input file \(inputFile)")
-                }
-                all += text.split(whereSeparator: \.isNewline)
-                    .map { line in
-                        // Character's own test: Foundation's character sets are slow on Linux.
-                        let start = line.firstIndex { !$0.isWhitespace } ?? line.endIndex
-                        let end = line.lastIndex { !$0.isWhitespace }.map(line.index(after:)) ?? start
-                        return String(line[start..<end])
+                    if let line = Self.firstLineNotUTF8(inputFile == "-" ? StandardInput.data : FileManager.default.contents(atPath: inputFile)) {
+                        throw ValidationError("\(name) is not UTF-8 text (line \(line)); haul reads one URL per line, in UTF-8")
                     }
-                    .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+                    throw ValidationError("cannot read \(name)")
+                }
+                for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+                    // Character's own test: Foundation's character sets are slow on Linux.
+                    let start = line.firstIndex { !$0.isWhitespace } ?? line.endIndex
+                    let end = line.lastIndex { !$0.isWhitespace }.map(line.index(after:)) ?? start
+                    let url = line[start..<end]
+                    guard !url.isEmpty, !url.hasPrefix("#") else { continue }
+                    guard !url.contains("\t") else {
+                        throw ValidationError("line \(number + 1) of \(name) holds a tab: haul reads one URL per line "
+                                              + "(to give mirrors of one file, use --mirror or --same-file)")
+                    }
+                    all.append(String(url))
+                }
             }
             return all.map(Self.withScheme)
+        }
+
+        /// The number of the first line of `data` that is not UTF-8, if one is not.
+        static func firstLineNotUTF8(_ data: Data?) -> Int? {
+            guard let data else { return nil }
+            for (number, line) in data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated()
+            where String(data: Data(line), encoding: .utf8) == nil {
+                return number + 1
+            }
+            return nil
         }
 
         func run() async throws {

@@ -30,6 +30,25 @@ extension Integration {
             }
         }
 
+        @Test("A URL list with a tab inside a line, or a line that is not UTF-8, is refused, naming the line; nothing is fetched")
+        func listLinesRefused() throws {
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let cases: [(Data, String)] = [
+                (Data("# list\nhttp://127.0.0.1:9/a.bin\r\nhttp://127.0.0.1:9/b.bin\thttp://127.0.0.1:9/c.bin\n".utf8),
+                 "line 3 of the input file"),
+                (Data("http://127.0.0.1:9/a.bin\n".utf8) + Data([0x68, 0xFF, 0xFE, 0x0A]), "is not UTF-8 text (line 2)"),
+            ]
+            for (index, (list, message)) in cases.enumerated() {
+                let path = scratch.file("list\(index).txt").path
+                try list.write(to: URL(fileURLWithPath: path))
+                let result = try runHaul(["get", "-i", path, "-d", scratch.file("out").path, "-q"])
+                #expect(result.status == 64)
+                #expect(result.stderr.contains(message), "\(result.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: scratch.file("out").path))
+            }
+        }
+
         @Test("A metalink URL whose answer is longer than any metalink is stopped, not read to the end")
         func hugeMetalink() async throws {
             let server = try await TestServer.start()
