@@ -157,9 +157,10 @@ package final class PlacementRoot: @unchecked Sendable {
     /// find an inode (it passes over recently freed ones one by one, so making files soon after
     /// many were deleted is slow); other threads' links and renames in that directory meanwhile
     /// spin on the lock. In a batch of 200 files made 16 at a time that spinning was 7% of the
-    /// process's CPU time; waiting here sleeps instead. The lock is the directory's (by device
-    /// and inode), as the kernel's is, so nothing waits here that the kernel would not have
-    /// made wait.
+    /// process's CPU time; waiting here sleeps instead. The lock is the directory's (one of 64,
+    /// chosen by device and inode), as the kernel's is: a slow directory holds up names in
+    /// itself and, now and then, in a directory that shares its lock, never the whole file
+    /// system.
     private func changingNames(_ change: () -> Int32) -> (result: Int32, errno: Int32) {
         names.withLock {
             let result = change()
