@@ -75,6 +75,65 @@ struct PlacementRootTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: path) == ["f"])
     }
 
+    @Test("Making a partial file over what is there: a leftover of ours is reused emptied, a held one answers as in use, a link or fifo is unlinked and never followed, a directory is refused")
+    func createOverLeftovers() throws {
+        let path = try Self.scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let root = try PlacementRoot(directory: path)
+        let directory = URL(fileURLWithPath: path)
+        func inode(_ name: String) throws -> UInt64 {
+            (try FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(name).path)[.systemFileNumber] as? UInt64) ?? 0
+        }
+
+        // A leftover of ours: the same inode, emptied.
+        try Data("old bytes".utf8).write(to: directory.appendingPathComponent(".a.part"))
+        let before = try inode(".a.part")
+        let reused = try root.createFile(".a.part")
+        #expect(try inode(".a.part") == before)
+        #expect(try Data(contentsOf: directory.appendingPathComponent(".a.part")).isEmpty)
+
+        // Held by another download (its lock): in use, its bytes untouched.
+        try Array("kept".utf8).withUnsafeBytes { try reused.write($0, at: 0) }
+        #expect {
+            _ = try root.createFile(".a.part")
+        } throws: { error in
+            guard case .fileInUse = error as? HaulError else { return false }
+            return true
+        }
+        #expect(try Data(contentsOf: directory.appendingPathComponent(".a.part")) == Data("kept".utf8))
+        reused.close()
+
+        // A link to a file elsewhere: the link goes, its target is not written.
+        let target = directory.appendingPathComponent("target")
+        try Data("target".utf8).write(to: target)
+        try FileManager.default.createSymbolicLink(atPath: directory.appendingPathComponent(".b.part").path, withDestinationPath: target.path)
+        let made = try root.createFile(".b.part")
+        try Array("new".utf8).withUnsafeBytes { try made.write($0, at: 0) }
+        made.close()
+        #expect(try Data(contentsOf: target) == Data("target".utf8))
+        #expect(try FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(".b.part").path)[.type] as? FileAttributeType == .typeRegular)
+        #expect(try Data(contentsOf: directory.appendingPathComponent(".b.part")) == Data("new".utf8))
+
+        // A fifo: unlinked, and the create does not block on it.
+        #expect(mkfifo(directory.appendingPathComponent(".c.part").path, 0o600) == 0)
+        try root.createFile(".c.part").close()
+        #expect(try FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(".c.part").path)[.type] as? FileAttributeType == .typeRegular)
+
+        // A directory: refused, left alone.
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent(".d.part"), withIntermediateDirectories: false)
+        #expect {
+            _ = try root.createFile(".d.part")
+        } throws: { error in
+            guard case .notARegularFile = error as? HaulError else { return false }
+            return true
+        }
+        var isDirectory: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent(".d.part").path, isDirectory: &isDirectory) && isDirectory.boolValue)
+
+        // A name that is not one component never reaches the file system.
+        #expect(throws: HaulError.self) { _ = try root.createFile("sub/x.part") }
+    }
+
     /// A new empty directory under the temporary directory; the caller removes it.
     private static func scratchDirectory() throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("haul-root-\(UUID().uuidString)").path

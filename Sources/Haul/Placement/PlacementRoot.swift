@@ -123,32 +123,33 @@ package final class PlacementRoot: @unchecked Sendable {
     /// followed or written through. Mode 0600.
     /// `displayPath` is what messages about the file call it (the destination a person chose).
     func createFile(_ name: String, displayPath: String? = nil, calls: Syscalls = .system) throws(HaulError) -> DataFile {
-        try createFile(name, displayPath: displayPath, calls: calls, again: true)
+        try checked(name)
+        let path = displayPath ?? location(of: name)
+        // Made first, `O_EXCL`: a fresh name (the usual case) needs no look beforehand, and a
+        // file another process makes meanwhile is never taken for a leftover.
+        var (opened, code) = makeFile(name)
+        if opened < 0, code == EEXIST {
+            if let existing = try status(of: name) {
+                if Self.isOwnRegularFile(existing) {
+                    // An earlier download's leftover, or another download's file: its lock answers.
+                    let file = try openExisting(name, displayPath: displayPath, calls: calls)
+                    try file.truncate()
+                    return file
+                }
+                if existing.st_mode & S_IFMT == S_IFDIR { throw .notARegularFile(path: path) }
+                remove(name)
+            }
+            (opened, code) = makeFile(name)
+            // Made again between the removal and this create: another download writes here.
+            if opened < 0, code == EEXIST { throw .fileInUse(path: path) }
+        }
+        guard opened >= 0 else { throw DataFile.error("create", path, code) }
+        return try DataFile(descriptor: opened, path: path, calls: calls)
     }
 
-    /// `again`: another process may make the file between the look and the create; then the
-    /// look is taken once more, so the answer is that process's (its lock: `fileInUse`), not
-    /// the create's `EEXIST`.
-    private func createFile(_ name: String, displayPath: String?, calls: Syscalls, again: Bool) throws(HaulError) -> DataFile {
-        if let existing = try status(of: name) {
-            if Self.isOwnRegularFile(existing) {
-                let file = try openExisting(name, displayPath: displayPath, calls: calls)
-                try file.truncate()
-                return file
-            }
-            if existing.st_mode & S_IFMT == S_IFDIR {
-                throw .notARegularFile(path: displayPath ?? location(of: name))
-            }
-            remove(name)
-        }
-        let (opened, code) = changingNames {
-            retryingInterrupts { openat(fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
-        }
-        if opened < 0, code == EEXIST, again {
-            return try createFile(name, displayPath: displayPath, calls: calls, again: false)
-        }
-        guard opened >= 0 else { throw DataFile.error("create", displayPath ?? location(of: name), code) }
-        return try DataFile(descriptor: opened, path: displayPath ?? location(of: name), calls: calls)
+    /// `openat(O_CREAT | O_EXCL | O_NOFOLLOW)`, mode 0600, under the name lock.
+    private func makeFile(_ name: String) -> (result: Int32, errno: Int32) {
+        changingNames { retryingInterrupts { openat(fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) } }
     }
 
     /// Runs `change`, one call that adds or removes a name in this directory, while no other
