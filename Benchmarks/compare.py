@@ -212,8 +212,7 @@ def main():
         del catalogue["URLSession"]
     batches = batch_tools(haul, f"{args.work}/www")
     names = list(catalogue)
-    last_haul = max(i for i, n in enumerate(names) if n.startswith("haul"))
-    names[last_haul + 1:last_haul + 1] = [n for n in batches if n not in catalogue]  # haul --no-sync
+    names += [n for n in batches if n not in catalogue]  # none today: every batch row has a catalogue row
     results, failures = measure(args, scenarios, catalogue, batches, names, digests)
 
     machine, versions = machine_description()
