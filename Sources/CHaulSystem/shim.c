@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/xattr.h>
+#endif
 #include "CHaulSystem.h"
 
 int chaul_fallocate(int fd, off_t offset, off_t length) {
@@ -99,6 +102,36 @@ int chaul_epoll_ready(int epfd, int *fds, int *flags, int capacity) {
 #else
     (void)epfd; (void)fds; (void)flags; (void)capacity;
     errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int chaul_set_attribute(int fd, const char *name, const void *value, size_t size) {
+#ifdef __linux__
+    return fsetxattr(fd, name, value, size, 0);
+#else
+    (void)fd; (void)name; (void)value; (void)size;
+    errno = ENOTSUP;
+    return -1;
+#endif
+}
+
+ssize_t chaul_get_attribute(int fd, const char *name, void *value, size_t size) {
+#ifdef __linux__
+    return fgetxattr(fd, name, value, size);
+#else
+    (void)fd; (void)name; (void)value; (void)size;
+    errno = ENOTSUP;
+    return -1;
+#endif
+}
+
+int chaul_remove_attribute(int fd, const char *name) {
+#ifdef __linux__
+    return fremovexattr(fd, name);
+#else
+    (void)fd; (void)name;
+    errno = ENOTSUP;
     return -1;
 #endif
 }

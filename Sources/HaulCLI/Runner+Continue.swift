@@ -20,7 +20,7 @@ extension Runner {
     /// partial file) is continued only if its first and last 64 KiB are the server's bytes:
     /// then it becomes the partial file and the rest is fetched. Anything else fails, as `-c`
     /// never starts over. `nil` when this does not apply.
-    func continueWithoutJournal(_ job: Job, digest: String?) async -> Continuation? {
+    func continueWithoutJournal(_ job: Job, digest: String?, interruption: Interruption) async -> Continuation? {
         guard command.continueDownload, DownloadSession.journal(for: job.output) == nil else { return nil }
         var info = stat()
         guard lstat(job.output.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
@@ -79,6 +79,24 @@ extension Runner {
             }) {
                 return refused
             }
+            // A file an earlier run finished carries its own SHA-256: with the server's version
+            // unchanged, that is the digest to check it against.
+            var earlierRun = ""
+            if let earlier = EarlierDownload.at(name, from: [job.url, job.primary] + job.mirrors) {
+                switch await checkEarlier(earlier, job, probe: probe, digest: nil, endsCompared: true, stop: { interruption.happened }) {
+                case .keep:
+                    reporter.note("\(job.output.lastPathComponent) is already complete (an earlier run downloaded it and the "
+                                  + "server still has that version: \(Self.sameVersionEvidence(earlier.record)), its ends "
+                                  + "compared, its bytes unchanged since); nothing to fetch")
+                    job.outcome = .init(succeeded: true, message: "already complete", bytes: size, seconds: 0, bytesThisRun: 0)
+                    return .done(.success)
+                case .refuse(let reason, _):
+                    earlierRun = " (an earlier run downloaded it, but \(reason))"
+                case .unusable(let message, let status):
+                    reporter.failed(job, message: message, status: status)
+                    return .done(status)
+                }
+            }
             // The ends alone prove nothing of the middle: aria2 and axel leave files of the
             // whole size with gaps when they stop. Only a digest can call it complete, unless
             // the two samples covered every byte.
@@ -87,7 +105,7 @@ extension Runner {
                 job.outcome = .init(succeeded: true, message: "already complete", bytes: size, seconds: 0, bytesThisRun: 0)
                 return .done(.success)
             }
-            reporter.failed(job, message: "cannot tell whether \(name) is complete: it has the server's size and "
+            reporter.failed(job, message: "cannot tell whether \(name) is complete\(earlierRun): it has the server's size and "
                             + "\(Self.sampleDescription(size: size)) match, but the server gives no digest to check the rest "
                             + "(a downloader that preallocates leaves files of the whole size with gaps); give --sha256 to "
                             + "check it, or run without -c and with --force to download it again", status: .diskError)
@@ -110,7 +128,9 @@ extension Runner {
     /// no longer) with the server's bytes at the same offsets: a new version of a file most often
     /// differs at its start (a header, a date, a version) even where its end is the old one's.
     /// Returns the part that differs (or could not be read), or `nil`.
-    private func differingSample(_ job: Job, size: Int64) async throws(SampleFailure) -> String? {
+    /// `local` reads the file's bytes (by default through its path, never following a link).
+    func differingSample(_ job: Job, size: Int64, local read: ((Int64, Int) -> [UInt8]?)? = nil)
+        async throws(SampleFailure) -> String? {
         let count = min(Self.sampleSize, size)
         let samples: [(offset: Int64, part: String)] = size <= count ? [(0, "its \(Format.bytes(count))")]
             : [(0, "its first \(Format.bytes(count))"), (size - count, "its last \(Format.bytes(count))")]
@@ -123,7 +143,8 @@ extension Runner {
                 remote = await session.fetchBytes(job.primary, from: sample.offset, count: count)
             }
             guard let remote else { throw .network("the server did not send the \(Format.bytes(count)) at byte \(sample.offset) to compare (3 tries)") }
-            guard let local = readBytes(job.output.path, from: sample.offset, count: Int(count)) else {
+            let local = read.map { $0(sample.offset, Int(count)) } ?? readBytes(job.output.path, from: sample.offset, count: Int(count))
+            guard let local else {
                 throw .local("\(job.output.path) could not be read (it changed or went away meanwhile)")
             }
             if remote != local { return sample.part }

@@ -104,7 +104,7 @@ struct Runner: Sendable {
                           + "it is back under its name, as it was")
         }
         let resumeData: Data?
-        switch await continueWithoutJournal(job, digest: digest) {
+        switch await continueWithoutJournal(job, digest: digest, interruption: interruption) {
         case .done(let status)?:
             return status
         case .resume(let data)?:
@@ -131,6 +131,7 @@ struct Runner: Sendable {
                 return .success
             }
         }
+        if resumeData == nil, let status = await keptFromEarlierRun(job, digest: digest, interruption: interruption) { return status }
         if resumeData == nil, let problem = existingOutputProblem(job) {
             reporter.failed(job, message: problem, status: .diskError)
             return .diskError

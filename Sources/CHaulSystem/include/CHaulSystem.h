@@ -34,4 +34,14 @@ int chaul_epoll_watch(int epfd, int fd, int read, int write);
 /// curl's `CURL_CSELECT_IN`, `_OUT` and `_ERR`. Returns the count, or -1 with errno.
 int chaul_epoll_ready(int epfd, int *fds, int *flags, int capacity);
 
+/// `fsetxattr(fd, name, value, size, 0)` on Linux; -1 with errno ENOTSUP elsewhere.
+int chaul_set_attribute(int fd, const char *name, const void *value, size_t size);
+
+/// `fgetxattr(fd, name, value, size)` on Linux: the value's size, or -1 with errno (ENODATA:
+/// no such attribute; ERANGE: larger than `size`); -1 with errno ENOTSUP elsewhere.
+ssize_t chaul_get_attribute(int fd, const char *name, void *value, size_t size);
+
+/// `fremovexattr(fd, name)` on Linux; -1 with errno ENOTSUP elsewhere.
+int chaul_remove_attribute(int fd, const char *name);
+
 #endif

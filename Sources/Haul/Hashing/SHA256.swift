@@ -50,14 +50,25 @@ package struct SHA256: ~Copyable {
         let fd = retryingInterrupts { open(path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw DataFile.error("open", path, errno) }
         defer { _ = close(fd) }
+        return try hex(ofDescriptor: fd, path: path)
+    }
+
+    /// SHA-256 of the open file `fd` from `offset` to its end (`path` names it in errors), read
+    /// with `pread` so the descriptor's offset is left alone. `stop` is asked before each 1 MiB
+    /// read; when it says to stop, the hash fails as `cancelled`.
+    package static func hex(ofDescriptor fd: Int32, path: String, from offset: Int64 = 0,
+                            stop: () -> Bool = { false }) throws(HaulError) -> String {
         var hash = SHA256()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
+        var position = offset
         while true {
-            let count = retryingInterrupts { read(fd, buffer.baseAddress, buffer.count) }
+            if stop() { throw .cancelled }
+            let count = retryingInterrupts { pread(fd, buffer.baseAddress, buffer.count, off_t(position)) }
             if count < 0 { throw DataFile.error("read", path, errno) }
             if count == 0 { break }
             hash.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            position += Int64(count)
         }
         return hash.finalizeHex()
     }

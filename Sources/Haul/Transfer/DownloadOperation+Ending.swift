@@ -62,10 +62,13 @@ extension DownloadOperation {
         // downloads' syncs overlap.
         let files = self.files
         let syncs = settings.syncOnFinish
+        let record = finishedRecord(length: length, digest: digest)
         DiskWorkers.shared.async { [self] in
             var failure: HaulError?
             var finished: FinishedFile?
             do throws(HaulError) {
+                // Before the name: a file under the name carries the record of its own bytes or none.
+                if record?.write(to: file.fd) != true { FinishedRecord.remove(from: file.fd) }
                 if syncs { try file.syncData() }
                 if let destination = files.destinationName {
                     // Published by descriptor: the result is the inode written and hashed here.
@@ -90,6 +93,14 @@ extension DownloadOperation {
                 }
             }
         }
+    }
+
+    /// What the finished file's record says (see `FinishedRecord`): only for a file that takes
+    /// a name, and only with its SHA-256 (not without a hash, nor with a metalink's SHA-512).
+    func finishedRecord(length: Int64, digest: String?) -> FinishedRecord? {
+        guard files.destinationName != nil, let digest, digest.utf8.count == 64, expected != nil || expectedSHA512 == nil,
+              let url = URL(string: settings.request.url) else { return nil }
+        return FinishedRecord(url: url, length: length, sha256: digest, etag: machine.etag, lastModified: machine.lastModified)
     }
 
     /// Something took the destination's name while the download ran (a file, a link): the
