@@ -222,6 +222,15 @@ struct Runner: Sendable {
         guard let error = error as? HaulError else { return error.localizedDescription }
         var message = error.localizedDescription
         switch error {
+        case .diskFull(let path, _) where DownloadSession.journal(for: job.output) == nil:
+            // No journal: the server's answer allows no resuming, so the bytes kept cannot be used.
+            let partial = DownloadSession.partialFileURL(for: job.output).path
+            var info = stat()
+            message = "no space left on the device writing \(path); this download cannot resume (the server's answer does not "
+                + "allow it), so free some space and run the command again to start over"
+            if lstat(partial, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+                message += "; what was written is in \(partial): delete it to free its space"
+            }
         case .destinationExists, .notARegularFile:
             if DownloadSession.journal(for: job.output) != nil {
                 message += "; the download is kept beside it: run the same command again once the name is free"

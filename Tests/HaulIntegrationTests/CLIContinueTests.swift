@@ -227,5 +227,31 @@ extension Integration {
             #expect(try SHA256.hex(ofFileAt: output.path) == new.sha256)
             #expect(scratch.contents == ["f.bin"])
         }
+
+        @Test("A full disk on a download that cannot resume says so, and where the bytes written are",
+              .enabled(if: getuid() == 0, "needs root to mount a small file system"))
+        func fullDiskWithoutResume() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            // No length and no ranges: nothing to resume from.
+            server.serve(ServedFile(content: GeneratedContent(size: 3 << 20, seed: 140), supportsRanges: false, sendsLength: false),
+                         at: "/f.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let small = scratch.file("small")
+            try FileManager.default.createDirectory(at: small, withIntermediateDirectories: false)
+            let mount = try Process.run(URL(fileURLWithPath: "/bin/mount"), arguments: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", small.path])
+            mount.waitUntilExit()
+            try #require(mount.terminationStatus == 0, "could not mount a small file system")
+            defer { try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: [small.path]).waitUntilExit() }
+            let output = small.appendingPathComponent("f.bin").path
+            let result = try runHaul(["get", server.url("/f.bin").absoluteString, "-o", output])
+            #expect(result.status == 4, "stderr: \(result.stderr)")
+            #expect(result.stderr.contains("no space left on the device writing \(output); this download cannot resume"),
+                    "stderr: \(result.stderr)")
+            #expect(!result.stderr.contains("free some space and resume"), "stderr: \(result.stderr)")
+            let partial = DownloadSession.partialFileURL(for: URL(fileURLWithPath: output)).path
+            #expect(result.stderr.contains("what was written is in \(partial): delete it to free its space"), "stderr: \(result.stderr)")
+        }
     }
 }
