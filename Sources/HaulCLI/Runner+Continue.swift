@@ -26,7 +26,10 @@ extension Runner {
         guard lstat(job.output.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
         let size = Int64(info.st_size)
         let name = job.output.path
-        let probe = await session.probe(job.primary)
+        guard let probe = await probe(job.primary, unless: interruption) else {
+            reporter.failed(job, message: "interrupted", status: .interrupted)
+            return .done(.interrupted)
+        }
         guard let length = probe.length, let status = probe.status, (200..<300).contains(status) else {
             let reason = probe.status.map {
                 (200..<300).contains($0) ? "the server does not say how long the file is" : "the server answered HTTP \($0)"

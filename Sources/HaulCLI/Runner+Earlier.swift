@@ -21,7 +21,10 @@ extension Runner {
                             status: status)
             return status
         }
-        let probe = await session.probe(job.primary)
+        guard let probe = await probe(job.primary, unless: interruption) else {
+            reporter.failed(job, message: "interrupted", status: .interrupted)
+            return .interrupted
+        }
         guard let status = probe.status else {
             return refused("the server could not be asked whether it still has that version: \(probe.error ?? "no answer"); "
                            + "run again to check", .networkError)
@@ -96,7 +99,7 @@ extension Runner {
         if stop() { return .unusable("interrupted", .interrupted) }
         guard let matches else { return .refuse("it could not be read", .diskError) }
         guard matches else { return .refuse("its bytes have changed since", .diskError) }
-        guard earlier.isStill(at: job.output.path) else { return .refuse("it was replaced while it was checked", .diskError) }
+        guard earlier.isStill(at: job.output.path) else { return .refuse("it was changed or replaced while it was checked", .diskError) }
         return .keep
     }
 
@@ -111,7 +114,8 @@ extension Runner {
             return "the server's file is now \(length) bytes, not \(record.length): it has changed"
         }
         if let etag = record.etag, probe.etag != etag {
-            return "the server's file has changed (its ETag is now \(probe.etag ?? "not given"), not \(etag))"
+            return probe.etag.map { "the server's file has changed (its ETag is now \($0), not \(etag))" }
+                ?? "the server no longer gives the file's ETag (it was \(etag))"
         }
         // The same strong ETag is the same bytes; anything less needs the same Last-Modified too.
         if record.etag.map({ $0.hasPrefix("W/") }) ?? true {
@@ -120,7 +124,8 @@ extension Runner {
                     : "the server gives only a weak ETag and no Last-Modified, which cannot show it still has the same bytes"
             }
             guard probe.lastModified == modified else {
-                return "the server's file has changed (its Last-Modified is now \(probe.lastModified ?? "not given"), not \(modified))"
+                return probe.lastModified.map { "the server's file has changed (its Last-Modified is now \($0), not \(modified))" }
+                    ?? "the server no longer gives the file's Last-Modified (it was \(modified))"
             }
         }
         if let served = probe.sha256, served != record.sha256 {

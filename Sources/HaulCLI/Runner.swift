@@ -124,7 +124,10 @@ struct Runner: Sendable {
         // or in an earlier run): what a failure's message says became of them.
         let adopted = resumeData.flatMap { try? ResumeData($0) }?.adoptedPrefix
         if resumeData == nil, command.habits.timestamping, let local = Timestamping.modificationTime(of: job.output.path) {
-            let probe = await session.probe(job.primary)
+            guard let probe = await probe(job.primary, unless: interruption) else {
+                reporter.failed(job, message: "interrupted", status: .interrupted)
+                return .interrupted
+            }
             if let remote = probe.lastModified.flatMap(Timestamping.seconds(ofHTTPDate:)), remote <= local {
                 reporter.note("\(job.output.lastPathComponent) is up to date (the server's copy is not newer); not fetched")
                 job.outcome = .init(succeeded: true, message: "up to date", bytes: probe.length, seconds: 0, bytesThisRun: 0)

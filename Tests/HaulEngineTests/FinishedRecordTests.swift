@@ -89,6 +89,14 @@ struct FinishedRecordTests {
         close(fd)
         #expect(EarlierDownload.at(path, from: [Self.url])?.matchesRecord(stop: { false }) == false)
         #expect(found.matchesRecord(stop: { false }) == false, "read through the same descriptor")
+        // Written in place, even with the byte it had: no longer the file that was checked.
+        let again = try #require(EarlierDownload.at(path, from: [Self.url]))
+        #expect(again.isStill(at: path))
+        usleep(20_000)
+        let writer = open(path, O_WRONLY | O_CLOEXEC)
+        _ = changed.withUnsafeBytes { pwrite(writer, $0.baseAddress! + 10, 1, 10) }
+        close(writer)
+        #expect(!again.isStill(at: path), "a write in place while it was checked")
         // Another file under the name: the one opened is no longer there.
         try FileManager.default.removeItem(atPath: path)
         try Self.make(path, bytes, record: record)

@@ -184,6 +184,27 @@ extension Integration {
             #expect(Set(scratch.contents).subtracting(["other-name"]) == ["f.bin"])
         }
 
+        @Test("Ctrl-C while the server keeps the rerun's question waiting ends the run at once")
+        func interruptedProbe() async throws {
+            let server = try await TestServer.start()
+            defer { Task { await server.shutdown() } }
+            server.serve(ServedFile(content: Self.content, etag: "\"a\""), at: "/f.bin")
+            let scratch = Scratch()
+            defer { scratch.cleanup() }
+            let output = scratch.file("f.bin").path
+            let arguments = ["get", server.url("/f.bin").absoluteString, "-o", output]
+            #expect(try runHaul(arguments + ["-q"]).status == 0)
+            server.serve(ServedFile(content: Self.content, etag: "\"a\"", firstByteDelay: .seconds(20)), at: "/f.bin")
+            let second = try RunningHaul(arguments)
+            try await Task.sleep(for: .milliseconds(500))
+            let interrupted = ContinuousClock.now
+            kill(second.process.processIdentifier, SIGINT)
+            let result = await second.finish()
+            #expect(result.status == 130, "stderr: \(result.stderr)")
+            #expect(ContinuousClock.now - interrupted < .seconds(5), "took \(ContinuousClock.now - interrupted)")
+            #expect(try SHA256.hex(ofFileAt: output) == Self.content.sha256)
+        }
+
         @Test("Only haul's own finished file of the same URL is kept; without a hash there is no record")
         func notAnEarlierDownload() async throws {
             let server = try await TestServer.start()

@@ -124,6 +124,9 @@ package final class EarlierDownload: @unchecked Sendable {
     private let fd: Int32
     private let device: UInt64
     private let inode: UInt64
+    /// When the file last changed (its status change time, which a write always moves and no
+    /// caller can set back), when it was opened.
+    private let changed: timespec
 
     private init(fd: Int32, record: FinishedRecord, info: stat) {
         self.fd = fd
@@ -133,6 +136,7 @@ package final class EarlierDownload: @unchecked Sendable {
         links = Int(info.st_nlink)
         device = UInt64(info.st_dev)
         inode = UInt64(info.st_ino)
+        changed = info.st_ctim
     }
 
     deinit { _ = close(fd) }
@@ -169,9 +173,14 @@ package final class EarlierDownload: @unchecked Sendable {
         return read == count ? bytes : nil
     }
 
-    /// Whether `path` still names this very file (never through a link).
+    /// Whether `path` still names this very file (never through a link), unchanged since it was
+    /// opened: the same size and status change time, so a write in place while it was checked
+    /// (behind the hash, say) counts as a change.
     package func isStill(at path: String) -> Bool {
-        var info = stat()
-        return lstat(path, &info) == 0 && UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
+        var named = stat()
+        var open = stat()
+        guard lstat(path, &named) == 0, UInt64(named.st_dev) == device, UInt64(named.st_ino) == inode,
+              fstat(fd, &open) == 0 else { return false }
+        return Int64(open.st_size) == size && open.st_ctim.tv_sec == changed.tv_sec && open.st_ctim.tv_nsec == changed.tv_nsec
     }
 }
