@@ -141,6 +141,18 @@ extension Integration {
                    status: 2, message: "(an earlier run downloaded it, but the server now answers HTTP 503)"),
         ]
 
+        /// Serves `file` at /f.bin and downloads it once to f.bin in `scratch`; returns the output
+        /// and the arguments that downloaded it, to run again.
+        static func downloadedOnce(_ file: ServedFile, from server: TestServer, into scratch: Scratch) throws
+            -> (output: String, arguments: [String]) {
+            server.serve(file, at: "/f.bin")
+            let output = scratch.file("f.bin").path
+            let arguments = ["get", server.url("/f.bin").absoluteString, "-o", output, "-x", "2"]
+            let first = try runHaul(arguments + ["-q"])
+            #expect(first.status == 0, "stderr: \(first.stderr)")
+            return (output, arguments)
+        }
+
         /// Changes one byte in the middle of the file at `path`, in place (its record stays).
         static func changeByte(of path: String) {
             let fd = open(path, O_WRONLY | O_CLOEXEC)
@@ -155,13 +167,10 @@ extension Integration {
         func rerun(change: Change) async throws {
             let server = try await TestServer.start()
             defer { Task { await server.shutdown() } }
-            server.serve(change.first, at: "/f.bin")
             let scratch = Scratch()
             defer { scratch.cleanup() }
-            let output = scratch.file("f.bin")
-            let arguments = ["get", server.url("/f.bin").absoluteString, "-o", output.path, "-x", "2"]
-            let first = try runHaul(arguments + ["-q"])
-            #expect(first.status == 0, "stderr: \(first.stderr)")
+            let (path, arguments) = try Self.downloadedOnce(change.first, from: server, into: scratch)
+            let output = URL(fileURLWithPath: path)
             var extra = change.extraArguments
             switch change.local {
             case .none: break
@@ -188,12 +197,10 @@ extension Integration {
         func interruptedProbe() async throws {
             let server = try await TestServer.start()
             defer { Task { await server.shutdown() } }
-            server.serve(ServedFile(content: Self.content, etag: "\"a\""), at: "/f.bin")
             let scratch = Scratch()
             defer { scratch.cleanup() }
-            let output = scratch.file("f.bin").path
-            let arguments = ["get", server.url("/f.bin").absoluteString, "-o", output]
-            #expect(try runHaul(arguments + ["-q"]).status == 0)
+            let (output, arguments) = try Self.downloadedOnce(ServedFile(content: Self.content, etag: "\"a\""), from: server,
+                                                              into: scratch)
             server.serve(ServedFile(content: Self.content, etag: "\"a\"", firstByteDelay: .seconds(20)), at: "/f.bin")
             let second = try RunningHaul(arguments)
             try await Task.sleep(for: .milliseconds(500))
@@ -232,18 +239,16 @@ extension Integration {
         func continueFinished() async throws {
             let server = try await TestServer.start()
             defer { Task { await server.shutdown() } }
-            server.serve(ServedFile(content: Self.content, etag: "\"a\""), at: "/f.bin")
             let scratch = Scratch()
             defer { scratch.cleanup() }
-            let output = scratch.file("f.bin").path
-            let url = server.url("/f.bin").absoluteString
-            #expect(try runHaul(["get", url, "-o", output, "-q"]).status == 0)
-            let continued = try runHaul(["get", url, "-o", output, "-c"])
+            let (output, arguments) = try Self.downloadedOnce(ServedFile(content: Self.content, etag: "\"a\""), from: server,
+                                                              into: scratch)
+            let continued = try runHaul(arguments + ["-c"])
             #expect(continued.status == 0, "stderr: \(continued.stderr)")
             #expect(continued.stderr.contains("is already complete (an earlier run downloaded it"), "stderr: \(continued.stderr)")
             // Its middle changed: the record no longer vouches for it, and -c cannot tell.
             Self.changeByte(of: output)
-            let changed = try runHaul(["get", url, "-o", output, "-c"])
+            let changed = try runHaul(arguments + ["-c"])
             #expect(changed.status == 4 && changed.stderr.contains("cannot tell whether"), "stderr: \(changed.stderr)")
         }
     }
