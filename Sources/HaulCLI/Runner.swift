@@ -226,11 +226,12 @@ struct Runner: Sendable {
         var message = error.localizedDescription
         switch error {
         case .diskFull(let path, _) where DownloadSession.journal(for: job.output) == nil:
-            // No journal: the server's answer allows no resuming, so the bytes kept cannot be used.
+            // No journal (the server's answer allows no resuming, or the full disk took the
+            // journal too): the bytes kept cannot be used by the next run.
             let partial = DownloadSession.partialFileURL(for: job.output).path
             var info = stat()
-            message = "no space left on the device writing \(path); this download cannot resume (the server's answer does not "
-                + "allow it), so free some space and run the command again to start over"
+            message = "no space left on the device writing \(path); no journal could be kept for it, so it cannot resume: "
+                + "free some space and run the command again to start over"
             if lstat(partial, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
                 message += "; what was written is in \(partial): delete it to free its space"
             }

@@ -247,7 +247,8 @@ extension Integration {
             let output = small.appendingPathComponent("f.bin").path
             let result = try runHaul(["get", server.url("/f.bin").absoluteString, "-o", output])
             #expect(result.status == 4, "stderr: \(result.stderr)")
-            #expect(result.stderr.contains("no space left on the device writing \(output); this download cannot resume"),
+            #expect(result.stderr.contains("no space left on the device writing \(output); no journal could be kept for it, so it "
+                                           + "cannot resume: free some space and run the command again to start over"),
                     "stderr: \(result.stderr)")
             #expect(!result.stderr.contains("free some space and resume"), "stderr: \(result.stderr)")
             let partial = DownloadSession.partialFileURL(for: URL(fileURLWithPath: output)).path

@@ -53,15 +53,14 @@ package struct SHA256: ~Copyable {
         return try hex(ofDescriptor: fd, path: path)
     }
 
-    /// SHA-256 of the open file `fd` from `offset` to its end (`path` names it in errors), read
-    /// with `pread` so the descriptor's offset is left alone. `stop` is asked before each 1 MiB
-    /// read; when it says to stop, the hash fails as `cancelled`.
-    package static func hex(ofDescriptor fd: Int32, path: String, from offset: Int64 = 0,
-                            stop: () -> Bool = { false }) throws(HaulError) -> String {
+    /// SHA-256 of the whole open file `fd` (`path` names it in errors), read with `pread` so the
+    /// descriptor's offset is left alone. `stop` is asked before each 1 MiB read; when it says
+    /// to stop, the hash fails as `cancelled`.
+    package static func hex(ofDescriptor fd: Int32, path: String, stop: () -> Bool = { false }) throws(HaulError) -> String {
         var hash = SHA256()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
-        var position = offset
+        var position: Int64 = 0
         while true {
             if stop() { throw .cancelled }
             let count = retryingInterrupts { pread(fd, buffer.baseAddress, buffer.count, off_t(position)) }

@@ -14,8 +14,8 @@ import Glibc
 /// the same version and the bytes still hash to the record. The URL is kept as its SHA-256
 /// only, since a signed URL carries a token. Nothing in it is trusted: a record is a claim that
 /// is checked against the file's owner, its bytes and the server's answer and bytes, never a
-/// path or a reason to write. Where a file system keeps no extended attributes there is no record, and a file
-/// already there is reported as existing, as without one.
+/// path or a reason to write. Where a file system keeps no extended attributes there is no
+/// record, and a file already there is reported as existing, as without one.
 package struct FinishedRecord: Codable, Equatable, Sendable {
     /// The attribute's name.
     package static let attributeName = "user.haul.finished"
@@ -160,7 +160,7 @@ package final class EarlierDownload: @unchecked Sendable {
     /// `nil` when they could not be read, or `stop` said to stop (it is asked between reads of
     /// 1 MiB, so a large file can be given up at once).
     package func matchesRecord(stop: () -> Bool) -> Bool? {
-        guard let digest = try? SHA256.hex(ofDescriptor: fd, path: "", from: 0, stop: stop) else { return nil }
+        guard let digest = try? SHA256.hex(ofDescriptor: fd, path: "", stop: stop) else { return nil }
         return digest == record.sha256 && size == record.length
     }
 
@@ -178,9 +178,10 @@ package final class EarlierDownload: @unchecked Sendable {
     /// (behind the hash, say) counts as a change.
     package func isStill(at path: String) -> Bool {
         var named = stat()
-        var open = stat()
+        var current = stat()
         guard lstat(path, &named) == 0, UInt64(named.st_dev) == device, UInt64(named.st_ino) == inode,
-              fstat(fd, &open) == 0 else { return false }
-        return Int64(open.st_size) == size && open.st_ctim.tv_sec == changed.tv_sec && open.st_ctim.tv_nsec == changed.tv_nsec
+              fstat(fd, &current) == 0 else { return false }
+        return Int64(current.st_size) == size && current.st_ctim.tv_sec == changed.tv_sec
+            && current.st_ctim.tv_nsec == changed.tv_nsec
     }
 }
