@@ -83,18 +83,29 @@ extension HaulCommand.Get {
             let events = task.events
             task.resume()
             var finished: URL?
-            for try await event in events {
-                switch event {
-                case .progress(let written, let expected) where written > Metalink.maximumDocumentSize
-                    || expected > Metalink.maximumDocumentSize:
-                    task.cancel()
-                    throw ValidationError("the metalink at \(url.withoutCredentials.absoluteString) is larger than "
-                                          + "\(Metalink.maximumDocumentSize >> 20) MiB, more than any metalink; it was not read")
-                case .finished(let location):
-                    finished = location
-                default:
-                    break
+            var tooLarge = false
+            do {
+                for try await event in events {
+                    switch event {
+                    case .progress(let written, let expected) where !tooLarge && (written > Metalink.maximumDocumentSize
+                        || expected > Metalink.maximumDocumentSize):
+                        // Cancelled, and its events read to their end: its temporary file and
+                        // journal are gone before haul exits.
+                        tooLarge = true
+                        task.cancel()
+                    case .finished(let location):
+                        finished = location
+                    default:
+                        break
+                    }
                 }
+            } catch where tooLarge {
+                // The cancellation, reported below.
+            }
+            if tooLarge {
+                if let finished { try? PlacementRoot(directory: finished.deletingLastPathComponent().path).remove(finished.lastPathComponent) }
+                throw ValidationError("the metalink at \(url.withoutCredentials.absoluteString) is larger than "
+                                      + "\(Metalink.maximumDocumentSize >> 20) MiB, more than any metalink; it was not read")
             }
             guard let location = finished else { throw ValidationError("cannot read the metalink \(input)") }
             // The temporary file is ours: removed through its directory's placement root.

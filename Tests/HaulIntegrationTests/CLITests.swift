@@ -57,11 +57,14 @@ struct RunningHaul {
     }
 }
 
-/// Runs `haul` with `arguments` to the end.
-func runHaul(_ arguments: [String]) throws -> CommandResult {
+/// Runs `haul` with `arguments` to the end (with `environment` added to this process's).
+func runHaul(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
     let process = Process()
     process.executableURL = try haulExecutable()
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let out = Pipe()
     let err = Pipe()
     process.standardOutput = out

@@ -56,10 +56,16 @@ extension Integration {
             server.serve(ServedFile(content: GeneratedContent(size: 80 << 20, seed: 138), etag: "\"h\""), at: "/huge.meta4")
             let scratch = Scratch()
             defer { scratch.cleanup() }
-            let result = try runHaul(["get", "--metalink", server.url("/huge.meta4").absoluteString, "-d", scratch.url.path])
+            // Its own temporary directory, to see that nothing is left there either.
+            let temporary = scratch.file("tmp")
+            try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: false)
+            let out = scratch.file("out")
+            let result = try runHaul(["get", "--metalink", server.url("/huge.meta4").absoluteString, "-d", out.path],
+                                     environment: ["TMPDIR": temporary.path])
             #expect(result.status != 0 && result.stderr.contains("larger than 64 MiB"), "stderr: \(result.stderr)")
             #expect(server.bytesSent < 64 << 20, "sent \(server.bytesSent) bytes")
-            #expect(scratch.contents.isEmpty)
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []).isEmpty)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: temporary.path).isEmpty, "the temporary file or its journal is left")
         }
     }
 }

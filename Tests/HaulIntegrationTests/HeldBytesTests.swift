@@ -29,7 +29,7 @@ extension Integration {
             defer { try? written.close() }
             let head = try #require(try written.read(upToCount: 50_000))
             #expect(head == Data(content.bytes(0..<50_000)), "the counted bytes are not the served ones")
-            try? FileManager.default.removeItem(atPath: resume.tempFile.path)
+            removeTempFiles(of: resume)
         }
     }
 }

@@ -255,7 +255,7 @@ extension Integration {
                 #expect(error.userInfo[NSURLSessionDownloadTaskResumeData] as? Data == data)
                 let resume = try ResumeData(data)
                 #expect(FileManager.default.fileExists(atPath: resume.tempFile.path), "the partial file is kept for the resume data")
-                try? FileManager.default.removeItem(atPath: resume.tempFile.path)
+                removeTempFiles(of: resume)
             }
         }
 

@@ -176,7 +176,7 @@ extension Integration {
             let opted = try await partialDownload(server, path: "/f", after: .milliseconds(200), request: request,
                                                   session: session(credentials: true))
             #expect(String(decoding: opted, as: UTF8.self).contains("secret-token"))
-            for blob in [plain, opted] { try? FileManager.default.removeItem(atPath: try ResumeData(blob).tempFile.path) }
+            for blob in [plain, opted] { removeTempFiles(of: try ResumeData(blob)) }
         }
 
         @Test("The journal beside a destination is kept current while downloading and removed at the end")

@@ -81,3 +81,10 @@ func downloadConcurrently(_ contents: [GeneratedContent], from server: TestServe
 func reprDigest(_ content: GeneratedContent) -> (String, String) {
     ("Repr-Digest", "sha-256=:\(Data(bytes(fromHex: content.sha256)!).base64EncodedString()):")
 }
+
+/// Removes the temp file a resume blob names and the journal beside it: what a caller that
+/// never resumes leaves in the temporary directory.
+func removeTempFiles(of resume: ResumeData) {
+    try? FileManager.default.removeItem(atPath: resume.tempFile.path)
+    try? FileManager.default.removeItem(atPath: resume.tempFile.path + ".journal")
+}
