@@ -190,6 +190,10 @@ extension Integration {
             #expect(second.status == change.status, "stderr: \(second.stderr)")
             #expect(second.stderr.contains(change.message), "stderr: \(second.stderr)")
             #expect(try Data(contentsOf: output) == onDisk, "the file is left as it was")
+            if change.status == 0 {
+                // Kept only as a whole version of the server's file.
+                #expect(try SHA256.hex(ofFileAt: output.path) == change.second.content.sha256)
+            }
             #expect(Set(scratch.contents).subtracting(["other-name"]) == ["f.bin"])
         }
 

@@ -156,12 +156,12 @@ package final class EarlierDownload: @unchecked Sendable {
         return EarlierDownload(fd: fd, record: record, info: info)
     }
 
-    /// Whether the file's bytes hash to the record's SHA-256 (and are as many as it says);
-    /// `nil` when they could not be read, or `stop` said to stop (it is asked between reads of
-    /// 1 MiB, so a large file can be given up at once).
+    /// Whether the file's bytes hash to the record's SHA-256; `nil` when they could not be
+    /// read, or `stop` said to stop (it is asked between reads of 1 MiB, so a large file can be
+    /// given up at once).
     package func matchesRecord(stop: () -> Bool) -> Bool? {
         guard let digest = try? SHA256.hex(ofDescriptor: fd, path: "", stop: stop) else { return nil }
-        return digest == record.sha256 && size == record.length
+        return digest == record.sha256
     }
 
     /// `count` bytes from `offset`, or `nil` unless all of them could be read.
